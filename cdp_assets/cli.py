@@ -1,0 +1,168 @@
+"""`cdp` command line: generate demo data, run a tenant's whole graph, or both.
+
+    cdp generate [--people N] [--seed S] [--out DIR]
+    cdp run [--config PATH] [--warehouse PATH]
+    cdp demo [--people N]
+    cdp check-config PATH
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from .config import DEFAULT_CONFIG, ConfigError, load_config
+
+DEMO_DATA_DIR = DEFAULT_CONFIG.parent / "data"
+DEFAULT_PEOPLE = 2000
+
+
+def cmd_generate(args) -> int:
+    from .generate import generate_demo_data
+
+    t0 = time.perf_counter()
+    counts = generate_demo_data(args.out, people=args.people, seed=args.seed)
+    for name, n in counts.items():
+        print(f"  {name:<28} {n:>9,} rows")
+    print(f"generated demo data for {args.people:,} people in {args.out} "
+          f"({time.perf_counter() - t0:.1f}s)")
+    return 0
+
+
+class _Progress(logging.Handler):
+    """Prints one line per finished step / asset / check instead of Dagster's debug stream."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.started: dict[str, float] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        meta = getattr(record, "dagster_meta", None) or {}
+        event = meta.get("dagster_event")
+        if event is None:
+            if record.levelno >= logging.WARNING:
+                print(f"  ! {record.getMessage()[:300]}", flush=True)
+            return
+        step = event.step_key or ""
+        kind = event.event_type_value
+        if kind == "STEP_START":
+            self.started[step] = time.perf_counter()
+            print(f"  > {step} ...", flush=True)
+        elif kind == "STEP_SUCCESS":
+            took = time.perf_counter() - self.started.get(step, time.perf_counter())
+            print(f"  ✓ {step} ({took:.1f}s)", flush=True)
+        elif kind == "STEP_FAILURE":
+            print(f"  ✗ {step} failed: {event.event_specific_data.error.message.strip()[:2000]}",
+                  flush=True)
+        elif kind == "ASSET_MATERIALIZATION":
+            mat = event.event_specific_data.materialization
+            rows = mat.metadata.get("dagster/row_count")
+            rows_txt = f" ({rows.value:,} rows)" if rows is not None else ""
+            print(f"      materialized {mat.asset_key.to_user_string()}{rows_txt}", flush=True)
+        elif kind == "ASSET_CHECK_EVALUATION":
+            ev = event.event_specific_data
+            mark = "passed" if ev.passed else "FAILED"
+            print(f"      check {ev.asset_key.to_user_string()}:{ev.check_name} {mark}", flush=True)
+
+
+def run_tenant(config: str | None, warehouse: str | None = None, quiet: bool = False):
+    """Materialize a tenant's whole graph (sources -> exports) in this process."""
+    import dagster as dg
+
+    from .definitions import build_definitions
+
+    if config:
+        os.environ["CDP_CONFIG"] = str(Path(config).resolve())
+    if warehouse:
+        os.environ["CDP_WAREHOUSE"] = str(Path(warehouse).resolve())
+    cfg = load_config(config)
+    defs = build_definitions(cfg)
+    job = dg.define_asset_job("cdp_run", selection=dg.AssetSelection.all())
+    defs = dg.Definitions.merge(defs, dg.Definitions(jobs=[job]))
+    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    handler = None
+    if not quiet:
+        handler = _Progress()
+        logging.getLogger("dagster").addHandler(handler)
+        print(f"cdp: tenant {cfg.tenant!r} -> warehouse {cfg.warehouse_path}", flush=True)
+    t0 = time.perf_counter()
+    try:
+        result = defs.resolve_job_def("cdp_run").execute_in_process(
+            instance=instance, raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}})
+    finally:
+        if handler:
+            logging.getLogger("dagster").removeHandler(handler)
+    if not quiet:
+        status = "succeeded" if result.success else "FAILED"
+        print(f"cdp: run {status} in {time.perf_counter() - t0:.1f}s", flush=True)
+    return result
+
+
+def cmd_run(args) -> int:
+    result = run_tenant(args.config, args.warehouse)
+    return 0 if result.success else 1
+
+
+def cmd_demo(args) -> int:
+    args.out, args.seed = DEMO_DATA_DIR, 42
+    cmd_generate(args)
+    result = run_tenant(str(DEFAULT_CONFIG), None)
+    if result.success:
+        cfg = load_config(DEFAULT_CONFIG)
+        import duckdb
+
+        con = duckdb.connect(str(cfg.warehouse_path), read_only=True)
+        rec, ppl = con.execute("select count(*), count(distinct cdp_id) from stitch.unified_coalesced").fetchone()
+        c360 = con.execute("select count(*) from c360.customer_360").fetchone()[0]
+        con.close()
+        print(f"\n{rec:,} source records -> {ppl:,} people; c360.customer_360 has {c360:,} rows.")
+        print(f"warehouse: {cfg.warehouse_path}\nexports:   {cfg.resolve('exports')}")
+        print("open the UI with:  .venv/bin/dagster dev   (then http://localhost:3000)")
+    return 0 if result.success else 1
+
+
+def cmd_check_config(args) -> int:
+    cfg = load_config(args.config)
+    print(f"{cfg.config_path}: ok - tenant {cfg.tenant!r}, {len(cfg.sources)} sources, "
+          f"{len(cfg.destinations)} destinations")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cdp", description="Open customer data platform on Dagster")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="write realistic demo sources with ground truth")
+    g.add_argument("--people", type=int, default=DEFAULT_PEOPLE)
+    g.add_argument("--seed", type=int, default=42)
+    g.add_argument("--out", default=str(DEMO_DATA_DIR))
+    g.set_defaults(func=cmd_generate)
+
+    r = sub.add_parser("run", help="materialize a tenant's whole asset graph")
+    r.add_argument("--config", default=None, help=f"tenant YAML (default: $CDP_CONFIG or {DEFAULT_CONFIG})")
+    r.add_argument("--warehouse", default=None, help="DuckDB file (default: the config's warehouse)")
+    r.set_defaults(func=cmd_run)
+
+    d = sub.add_parser("demo", help="generate demo data and run the demo tenant end to end")
+    d.add_argument("--people", type=int, default=DEFAULT_PEOPLE)
+    d.set_defaults(func=cmd_demo)
+
+    c = sub.add_parser("check-config", help="validate a tenant config")
+    c.add_argument("config")
+    c.set_defaults(func=cmd_check_config)
+
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"cdp: invalid config\n{exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,341 @@
+"""Tenant configuration: sources, semantic tags, stitch settings, merge rules and destinations.
+
+A tenant is described by one YAML file validated with pydantic. Paths inside it are relative
+to the file's own folder. Any error names the file, the field and what is wrong, e.g.::
+
+    tenants/demo/tenant.yaml: sources.pos_customers.columns.FirstName: 'givenname' is not a
+    semantic tag for a 'customers' source; expected one of: address, birthdate, ...
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from enum import Enum
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "tenants" / "demo" / "tenant.yaml"
+
+IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+class SourceKind(str, Enum):
+    customers = "customers"
+    transactions = "transactions"
+    transaction_items = "transaction_items"
+    products = "products"
+
+
+# Semantic tags per kind: tag -> column name in the domain table.
+PROFILE_TAGS = {
+    "pk": "pk",
+    "given-name": "given_name",
+    "surname": "surname",
+    "full-name": "full_name",
+    "email": "email",
+    "phone": "phone",
+    "address": "address",
+    "city": "city",
+    "state": "state",
+    "postal": "postal",
+    "country": "country",
+    "birthdate": "birthdate",
+    "gender": "gender",
+    "loyalty-id": "loyalty_id",
+    "create-datetime": "created_at",
+    "update-datetime": "updated_at",
+}
+TRANSACTION_TAGS = {
+    "order-id": "order_id",
+    "customer-pk": "customer_pk",
+    "order-datetime": "order_datetime",
+    "order-revenue": "order_revenue",
+    "order-discount": "order_discount",
+    "order-status": "order_status",
+    "channel": "channel",
+    "store-id": "store_id",
+}
+ITEM_TAGS = {
+    "order-id": "order_id",
+    "line-number": "line_number",
+    "product-id": "product_id",
+    "item-quantity": "item_quantity",
+    "item-unit-price": "item_unit_price",
+    "item-revenue": "item_revenue",
+    "product-category": "product_category",
+}
+PRODUCT_TAGS = {
+    "product-id": "product_id",
+    "product-name": "product_name",
+    "product-category": "product_category",
+    "product-brand": "product_brand",
+    "product-price": "product_price",
+}
+TAGS_BY_KIND: dict[SourceKind, dict[str, str]] = {
+    SourceKind.customers: PROFILE_TAGS,
+    SourceKind.transactions: TRANSACTION_TAGS,
+    SourceKind.transaction_items: ITEM_TAGS,
+    SourceKind.products: PRODUCT_TAGS,
+}
+REQUIRED_TAGS: dict[SourceKind, tuple[str, ...]] = {
+    SourceKind.customers: ("pk",),
+    SourceKind.transactions: ("order-id", "customer-pk", "order-datetime", "order-revenue"),
+    SourceKind.transaction_items: ("order-id", "product-id", "item-quantity", "item-revenue"),
+    SourceKind.products: ("product-id",),
+}
+
+# Fields of the unified customer profile that merge rules apply to.
+PROFILE_FIELDS = (
+    "given_name", "surname", "full_name", "email", "phone", "address", "city", "state",
+    "postal", "country", "birthdate", "gender", "loyalty_id",
+)
+ADDRESS_GROUP = ("address", "city", "state", "postal", "country")
+
+
+class ConfigError(ValueError):
+    """A tenant config is invalid; the message names the file, the field and the problem."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Source(_Strict):
+    path: str = Field(description="CSV or Parquet file, relative to the config file's folder")
+    kind: SourceKind
+    format: Literal["csv", "parquet"] | None = Field(
+        default=None, description="defaults to the path's suffix")
+    columns: dict[str, str] = Field(description="source column -> semantic tag")
+    customer_source: str | None = Field(
+        default=None, description="for transactions: the customers source their customer-pk refers to")
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _check_tags(self) -> "Source":
+        allowed = TAGS_BY_KIND[self.kind]
+        seen: dict[str, str] = {}
+        for column, tag in self.columns.items():
+            if tag not in allowed:
+                raise ValueError(
+                    f"columns.{column}: {tag!r} is not a semantic tag for a {self.kind.value!r} "
+                    f"source; expected one of: {', '.join(sorted(allowed))}")
+            if tag in seen:
+                raise ValueError(
+                    f"columns.{column}: tag {tag!r} is already given to column {seen[tag]!r}")
+            seen[tag] = column
+        missing = [t for t in REQUIRED_TAGS[self.kind] if t not in seen]
+        if missing:
+            raise ValueError(
+                f"columns: a {self.kind.value!r} source must tag a column as "
+                f"{', '.join(repr(t) for t in missing)}")
+        if self.format is None:
+            suffix = Path(self.path).suffix.lower().lstrip(".")
+            if suffix not in ("csv", "parquet"):
+                raise ValueError(f"path: cannot tell the format of {self.path!r}; set format: csv|parquet")
+            self.format = suffix  # type: ignore[assignment]
+        if self.kind == SourceKind.transactions and not self.customer_source:
+            raise ValueError("customer_source: a transactions source must name the customers source "
+                             "its customer-pk column refers to")
+        return self
+
+    def column_for(self, tag: str) -> str | None:
+        return next((c for c, t in self.columns.items() if t == tag), None)
+
+    def domain_columns(self) -> dict[str, str]:
+        """source column -> standardised domain column."""
+        tags = TAGS_BY_KIND[self.kind]
+        return {c: tags[t] for c, t in self.columns.items()}
+
+
+class Blocklist(_Strict):
+    emails: list[str] = Field(default_factory=list)
+    phones: list[str] = Field(default_factory=list)
+    names: list[str] = Field(default_factory=list)
+    max_people_per_value: int = Field(
+        default=5, ge=2,
+        description="an email or phone shared by more records with different names than this is junk")
+
+
+class StitchSettings(_Strict):
+    match_threshold: float = Field(default=0.9, gt=0, lt=1,
+                                   description="pairs at or above this match probability are linked")
+    score_threshold: float = Field(default=0.01, ge=0, lt=1,
+                                   description="pairs below this probability are not kept in unified_scores")
+    u_sampling_max_pairs: int = Field(default=2_000_000, ge=10_000)
+    seed: int = 42
+    blocklist: Blocklist = Field(default_factory=Blocklist)
+
+
+class MergeRule(_Strict):
+    rule: Literal["source_priority", "most_recent"] = "most_recent"
+    sources: list[str] = Field(default_factory=list,
+                               description="for source_priority: sources in order of trust")
+    fallback: Literal["most_recent"] = "most_recent"
+
+
+class MergeSettings(_Strict):
+    default: MergeRule = Field(default_factory=MergeRule)
+    fields: dict[str, MergeRule] = Field(default_factory=dict)
+
+    @field_validator("fields")
+    @classmethod
+    def _known_fields(cls, v: dict[str, MergeRule]) -> dict[str, MergeRule]:
+        for name in v:
+            if name not in PROFILE_FIELDS and name != "address_group":
+                raise ValueError(f"{name!r} is not a profile field; expected one of: "
+                                 f"address_group, {', '.join(PROFILE_FIELDS)}")
+            if name in ADDRESS_GROUP[1:]:
+                raise ValueError(f"{name!r} is merged with its address: set a rule on 'address_group'")
+        return v
+
+    def rule_for(self, field: str) -> MergeRule:
+        if field in ADDRESS_GROUP:
+            return self.fields.get("address_group") or self.fields.get("address") or self.default
+        return self.fields.get(field, self.default)
+
+
+class Destination(_Strict):
+    kind: Literal["file"] = "file"
+    table: str = Field(default="c360.customer_360", description="schema.table to export")
+    format: Literal["csv", "parquet"] = "csv"
+    path: str = Field(description="folder the files are dropped into, relative to the config file")
+    columns: list[str] | None = Field(default=None, description="columns to send; all when omitted")
+
+    @field_validator("table")
+    @classmethod
+    def _schema_table(cls, v: str) -> str:
+        parts = v.split(".")
+        if len(parts) != 2 or not all(IDENTIFIER.match(p) for p in parts):
+            raise ValueError(f"{v!r} is not schema.table (lowercase identifiers)")
+        return v
+
+
+class TenantConfig(_Strict):
+    tenant: str
+    warehouse: str = Field(default="warehouse.duckdb",
+                           description="DuckDB file, relative to the config file")
+    sources: dict[str, Source]
+    stitch: StitchSettings = Field(default_factory=StitchSettings)
+    merge: MergeSettings = Field(default_factory=MergeSettings)
+    destinations: dict[str, Destination] = Field(default_factory=dict)
+    rebuild_cron: str = Field(default="0 3 * * *", description="daily rebuild schedule")
+
+    # set by load_config, not by the YAML
+    base_dir: Path = Field(default=Path("."), exclude=True)
+    config_path: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("tenant")
+    @classmethod
+    def _tenant_name(cls, v: str) -> str:
+        if not IDENTIFIER.match(v):
+            raise ValueError(f"{v!r} must be a lowercase identifier ([a-z][a-z0-9_]*)")
+        return v
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "TenantConfig":
+        for name, src in self.sources.items():
+            if not IDENTIFIER.match(name):
+                raise ValueError(f"sources.{name}: source names must be lowercase identifiers "
+                                 "([a-z][a-z0-9_]*), they become table names")
+            if src.customer_source is not None:
+                target = self.sources.get(src.customer_source)
+                if target is None or target.kind != SourceKind.customers:
+                    raise ValueError(f"sources.{name}.customer_source: {src.customer_source!r} is not "
+                                     "a customers source of this tenant")
+        if not self.customer_sources:
+            raise ValueError("sources: at least one source must have kind 'customers'")
+        for fname, rule in self.merge.fields.items():
+            for s in rule.sources:
+                if s not in self.customer_sources:
+                    raise ValueError(f"merge.fields.{fname}.sources: {s!r} is not a customers source")
+            if rule.rule == "source_priority" and not rule.sources:
+                raise ValueError(f"merge.fields.{fname}.sources: source_priority needs a list of sources")
+        for s in self.merge.default.sources:
+            if s not in self.customer_sources:
+                raise ValueError(f"merge.default.sources: {s!r} is not a customers source")
+        for dname, dest in self.destinations.items():
+            if not IDENTIFIER.match(dname):
+                raise ValueError(f"destinations.{dname}: names must be lowercase identifiers")
+        return self
+
+    # ---- convenience -------------------------------------------------------------------------
+    def sources_of(self, kind: SourceKind) -> dict[str, Source]:
+        return {n: s for n, s in self.sources.items() if s.kind == kind}
+
+    @property
+    def customer_sources(self) -> list[str]:
+        return list(self.sources_of(SourceKind.customers))
+
+    def resolve(self, path: str) -> Path:
+        p = Path(os.path.expanduser(path))
+        return p if p.is_absolute() else (self.base_dir / p)
+
+    @property
+    def warehouse_path(self) -> Path:
+        override = os.environ.get("CDP_WAREHOUSE")
+        return Path(override).resolve() if override else self.resolve(self.warehouse).resolve()
+
+    def dbt_vars(self) -> dict:
+        """The part of the config dbt needs, passed with --vars."""
+        merge = {}
+        for field in PROFILE_FIELDS:
+            rule = self.merge.rule_for(field)
+            merge[field] = {"rule": rule.rule, "sources": rule.sources, "fallback": rule.fallback}
+        return {
+            "tenant": self.tenant,
+            "customer_sources": self.customer_sources,
+            "transaction_sources": [
+                {"name": n, "customer_source": s.customer_source,
+                 "has": sorted(s.domain_columns().values())}
+                for n, s in self.sources_of(SourceKind.transactions).items()],
+            "item_sources": [{"name": n, "has": sorted(s.domain_columns().values())}
+                             for n, s in self.sources_of(SourceKind.transaction_items).items()],
+            "product_sources": [{"name": n, "has": sorted(s.domain_columns().values())}
+                                for n, s in self.sources_of(SourceKind.products).items()],
+            "merge_rules": merge,
+            "address_group": list(ADDRESS_GROUP),
+        }
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.dbt_vars(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _format_error(path: Path, err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
+        # model-level validators report their own dotted field inside the message
+        if re.match(r"^[a-z_]+[\w.]*: ", msg) and loc:
+            lines.append(f"{path}: {loc}.{msg}")
+        elif re.match(r"^[a-z_]+[\w.]*: ", msg):
+            lines.append(f"{path}: {msg}")
+        else:
+            lines.append(f"{path}: {loc or '(top level)'}: {msg}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | os.PathLike | None = None) -> TenantConfig:
+    """Load and validate a tenant config; raise ConfigError naming file and field."""
+    path = Path(path or os.environ.get("CDP_CONFIG") or DEFAULT_CONFIG).resolve()
+    if not path.exists():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: (top level): expected a mapping with tenant and sources")
+    try:
+        cfg = TenantConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(path, exc)) from None
+    cfg.base_dir = path.parent
+    cfg.config_path = path
+    return cfg

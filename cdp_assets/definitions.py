@@ -1,0 +1,47 @@
+"""The Dagster code location: the tenant's whole asset graph, read like the pipeline.
+
+    sources (domain.*) -> stitch (Splink) -> c360 + interactions (dbt) -> activation
+
+The tenant config comes from $CDP_CONFIG (default: tenants/demo/tenant.yaml); the warehouse
+from $CDP_WAREHOUSE or the config's `warehouse`.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from .activation import build_activation_definitions
+from .config import TenantConfig, load_config
+from .dbt_models import dbt_resource, prepare_manifest
+from .interactions import build_interaction_definitions
+from .merge import build_merge_definitions
+from .sources import build_source_definitions
+from .stitch import build_stitch_definitions
+
+
+def build_definitions(cfg: TenantConfig) -> dg.Definitions:
+    cfg.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
+    manifest = prepare_manifest(cfg)
+    source_assets, source_checks = build_source_definitions(cfg)
+    stitch_assets, stitch_checks = build_stitch_definitions(cfg)
+    activation = build_activation_definitions(cfg)
+    return dg.Definitions(
+        assets=[*source_assets, *stitch_assets, *build_merge_definitions(cfg, manifest),
+                *build_interaction_definitions(cfg, manifest), *activation["assets"]],
+        asset_checks=[*source_checks, *stitch_checks],
+        jobs=activation["jobs"],
+        sensors=activation["sensors"],
+        schedules=activation["schedules"],
+        resources={
+            "warehouse": DuckDBResource(database=str(cfg.warehouse_path)),
+            "dbt": dbt_resource(cfg),
+        },
+        # One DuckDB file has one writer: steps run one after another in the run's process.
+        executor=dg.in_process_executor,
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions(load_config())

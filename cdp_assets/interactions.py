@@ -1,0 +1,15 @@
+"""Stage 4 - interactions: unified_transactions -> transaction_attributes (dbt models in
+dbt_project/models/interactions), built from every configured transactions source."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .config import TenantConfig
+from .dbt_models import build_dbt_assets
+
+GROUP = "interactions"
+
+
+def build_interaction_definitions(cfg: TenantConfig, manifest: Path) -> list:
+    return [build_dbt_assets(cfg, manifest, folder="interactions", name="interaction_models")]

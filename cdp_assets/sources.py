@@ -1,0 +1,402 @@
+"""Stage 1 - sources -> domain tables.
+
+One asset per configured source reads its file (CSV or Parquet), maps columns to semantic
+tags, standardises the values and writes `domain.<source>` with a fixed schema per kind.
+Rows that cannot be read or fail validation go to `domain.quarantine` with the raw row and
+the reason, so every input row is accounted for: read = loaded + quarantined.
+"""
+
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pyarrow.parquet as pq
+from dagster_duckdb import DuckDBResource
+
+from . import standardize as std
+from .config import Source, SourceKind, TenantConfig
+from .warehouse import preview_md, replace_table
+
+GROUP = "sources"
+
+DOMAIN_COLUMNS: dict[SourceKind, list[str]] = {
+    SourceKind.customers: [
+        "source", "pk", "given_name", "surname", "full_name", "email", "phone", "address", "city",
+        "state", "postal", "country", "birthdate", "gender", "loyalty_id", "created_at",
+        "updated_at", "source_row"],
+    SourceKind.transactions: [
+        "source", "order_id", "customer_source", "customer_pk", "order_datetime", "order_revenue",
+        "order_discount", "order_status", "channel", "store_id", "source_row"],
+    SourceKind.transaction_items: [
+        "source", "order_id", "line_number", "product_id", "item_quantity", "item_unit_price",
+        "item_revenue", "product_category", "source_row"],
+    SourceKind.products: [
+        "source", "product_id", "product_name", "product_category", "product_brand",
+        "product_price", "source_row"],
+}
+
+QUARANTINE_DDL = """
+create table if not exists domain.quarantine (
+    source varchar, source_row bigint, raw_row varchar, reason varchar, quarantined_at timestamp
+)"""
+
+
+class SourceFileError(Exception):
+    """The source file itself cannot be read (missing, wrong format, no header)."""
+
+
+@dataclass
+class Batch:
+    """Rows of one source on their way to the domain table, with the ones set aside."""
+
+    source: str
+    rows: pd.DataFrame  # raw string columns + source_row
+    rejects: list[dict] = field(default_factory=list)
+    invalid_values: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.raw = self.rows.copy()  # the rows as read, for quarantine
+
+    def reject(self, mask: pd.Series, reason) -> None:
+        """Move rows where mask is true to the quarantine with a reason (str or per-row Series)."""
+        if not mask.any():
+            return
+        index = mask[mask].index
+        reasons = reason[mask] if isinstance(reason, pd.Series) else [reason] * len(index)
+        raw = self.raw.loc[index]
+        raw_cols = [c for c in raw.columns if c != "source_row"]
+        for (_, row), why in zip(raw.iterrows(), reasons):
+            values = {c: row[c] for c in raw_cols if isinstance(row[c], str)}
+            self.rejects.append({"source": self.source, "source_row": int(row["source_row"]),
+                                 "raw_row": json.dumps(values), "reason": why})
+        self.rows = self.rows[~mask]
+
+    def count_invalid(self, column: str, mask: pd.Series) -> None:
+        n = int(mask.sum())
+        if n:
+            self.invalid_values[column] = self.invalid_values.get(column, 0) + n
+
+
+# ---- reading ------------------------------------------------------------------------------------
+
+def read_source_file(name: str, source: Source, path: Path) -> Batch:
+    """Read every row as text. Unreadable CSV lines are quarantined, never dropped."""
+    if not path.exists():
+        raise SourceFileError(f"source {name!r}: file not found: {path}")
+    if source.format == "parquet":
+        try:
+            table = pq.read_table(path)
+        except Exception as exc:  # noqa: BLE001 - any arrow error means the file is unreadable
+            raise SourceFileError(f"source {name!r}: cannot read Parquet file {path}: {exc}") from exc
+        df = table.to_pandas()
+        for col in df.columns:
+            df[col] = df[col].map(_to_text)
+        df["source_row"] = range(1, len(df) + 1)
+        batch = Batch(name, df)
+    else:
+        batch = _read_csv(name, path)
+    missing = [c for c in source.columns if c not in batch.rows.columns]
+    if missing:
+        raise SourceFileError(
+            f"source {name!r}: columns {missing} are tagged in the config but not in {path} "
+            f"(it has {[c for c in batch.rows.columns if c != 'source_row']})")
+    return batch
+
+
+def _to_text(v) -> str | None:
+    if v is None or (isinstance(v, float) and pd.isna(v)) or v is pd.NaT:
+        return None
+    if hasattr(v, "isoformat"):
+        return v.isoformat(sep=" ") if isinstance(v, pd.Timestamp) else v.isoformat()
+    return str(v)
+
+
+def _read_csv(name: str, path: Path) -> Batch:
+    rejects: list[dict] = []
+    records: list[list[str]] = []
+    row_numbers: list[int] = []
+    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+        reader = csv.reader(fh)
+        try:
+            header = [h.strip() for h in next(reader)]
+        except StopIteration:
+            raise SourceFileError(f"source {name!r}: {path} is empty (no header row)") from None
+        except csv.Error as exc:
+            raise SourceFileError(f"source {name!r}: cannot read the header of {path}: {exc}") from exc
+        n = len(header)
+        row_no = 0
+        while True:
+            try:
+                values = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                row_no += 1
+                rejects.append({"source": name, "source_row": row_no, "raw_row": json.dumps([]),
+                                "reason": f"unreadable CSV line: {exc}"})
+                continue
+            row_no += 1
+            if not values:  # blank line: nothing to load, but account for it
+                rejects.append({"source": name, "source_row": row_no, "raw_row": "[]",
+                                "reason": "blank line"})
+                continue
+            if len(values) != n:
+                rejects.append({"source": name, "source_row": row_no, "raw_row": json.dumps(values),
+                                "reason": f"expected {n} fields, found {len(values)}"})
+                continue
+            records.append(values)
+            row_numbers.append(row_no)
+    df = pd.DataFrame(records, columns=header, dtype=object)
+    df["source_row"] = row_numbers
+    return Batch(name, df, rejects)
+
+
+def count_file_rows(source: Source, path: Path) -> int:
+    """Data rows in the file, counted independently of the loader (for the accounting check)."""
+    if source.format == "parquet":
+        return pq.ParquetFile(path).metadata.num_rows
+    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+        reader = csv.reader(fh)
+        next(reader, None)
+        n = 0
+        while True:
+            try:
+                next(reader)
+            except StopIteration:
+                return n
+            except csv.Error:
+                pass
+            n += 1
+
+
+# ---- standardising per kind ---------------------------------------------------------------------
+
+def _tagged(batch: Batch, source: Source) -> pd.DataFrame:
+    """Columns renamed to their domain names; untagged domain columns are added as None."""
+    mapping = source.domain_columns()
+    df = batch.rows[list(mapping) + ["source_row"]].rename(columns=mapping)
+    for col in DOMAIN_COLUMNS[source.kind]:
+        if col not in df.columns:
+            df[col] = None
+    return df
+
+
+def _require(batch: Batch, df: pd.DataFrame, column: str, label: str) -> pd.DataFrame:
+    values = std.identifier(df[column])
+    mask = values.isna()
+    batch.rows = df
+    batch.reject(mask, f"missing {label}")
+    out = batch.rows.copy()
+    out[column] = values[~mask]
+    return out
+
+
+def _dedupe(batch: Batch, df: pd.DataFrame, keys: list[str], label: str) -> pd.DataFrame:
+    dup = df.duplicated(subset=keys, keep="first")
+    if dup.any():
+        first_row = df.groupby(keys, dropna=False)["source_row"].transform("min")
+        reason = "duplicate " + label + " (first seen at row " + first_row.astype(str) + ")"
+        batch.rows = df
+        batch.reject(dup, reason)
+        return batch.rows
+    return df
+
+
+def _reject_unparseable(batch: Batch, df: pd.DataFrame, column: str, parsed: pd.Series,
+                        bad: pd.Series, required: bool) -> pd.DataFrame:
+    """Quarantine rows whose value could not be parsed (or is missing, when required)."""
+    mask = bad | (parsed.isna() if required else False)
+    if mask.any():
+        reason = pd.Series(f"missing {column}", index=df.index, dtype=object)
+        reason[bad] = f"invalid {column}: " + df.loc[bad, column].astype(str)
+        batch.rows = df
+        batch.reject(mask, reason)
+        df = batch.rows.copy()
+    df[column] = parsed[df.index]
+    return df
+
+
+def standardise_customers(batch: Batch, source: Source) -> pd.DataFrame:
+    df = _require(batch, _tagged(batch, source), "pk", "pk")
+    df = _dedupe(batch, df, ["pk"], "pk")
+    df = df.copy()
+    if source.column_for("full-name"):
+        given, surname = std.split_full_name(df["full_name"])
+        df["given_name"] = std.name(df["given_name"]).where(lambda s: s.notna(), given)
+        df["surname"] = std.name(df["surname"]).where(lambda s: s.notna(), surname)
+        df["full_name"] = std.name(df["full_name"])
+    else:
+        df["given_name"], df["surname"] = std.name(df["given_name"]), std.name(df["surname"])
+        joined = (df["given_name"].fillna("") + " " + df["surname"].fillna("")).str.strip()
+        df["full_name"] = joined.where(joined != "", None)
+    for col, fn in (("email", std.email), ("phone", std.phone), ("address", std.address),
+                    ("city", std.city), ("state", std.state), ("country", std.country),
+                    ("gender", std.gender), ("loyalty_id", std.identifier)):
+        present = std.blank_to_none(df[col]).notna()
+        df[col] = fn(df[col])
+        batch.count_invalid(col, present & df[col].isna())
+    present = std.blank_to_none(df["postal"]).notna()
+    df["postal"] = std.postal(df["postal"], df["country"])
+    batch.count_invalid("postal", present & df["postal"].isna())
+    birthdate, bad = std.parse_dates(df["birthdate"])
+    future = birthdate > pd.Timestamp.now()
+    batch.count_invalid("birthdate", bad | future)
+    df["birthdate"] = birthdate.where(~future).dt.date.astype(object).where(birthdate.notna() & ~future, None)
+    for col in ("created_at", "updated_at"):
+        parsed, bad = std.parse_datetimes(df[col])
+        batch.count_invalid(col, bad)
+        df[col] = parsed
+    df["source"] = batch.source
+    return df[DOMAIN_COLUMNS[SourceKind.customers]]
+
+
+def standardise_transactions(batch: Batch, source: Source) -> pd.DataFrame:
+    df = _require(batch, _tagged(batch, source), "order_id", "order id")
+    df = _require(batch, df, "customer_pk", "customer pk")
+    df = _dedupe(batch, df, ["order_id"], "order id")
+    when, bad = std.parse_datetimes(df["order_datetime"])
+    df = _reject_unparseable(batch, df, "order_datetime", when, bad, required=True)
+    revenue, bad = std.numbers(df["order_revenue"])
+    df = _reject_unparseable(batch, df, "order_revenue", revenue, bad, required=True)
+    discount, bad = std.numbers(df["order_discount"])
+    batch.count_invalid("order_discount", bad)
+    df["order_discount"] = discount[df.index].fillna(0.0)
+    df["order_status"] = std.identifier(df["order_status"]).str.lower().fillna("completed")
+    df["channel"] = std.identifier(df["channel"]).str.lower().fillna(
+        "store" if source.column_for("store-id") else batch.source)
+    df["store_id"] = std.identifier(df["store_id"])
+    df["customer_source"] = source.customer_source
+    df["source"] = batch.source
+    return df[DOMAIN_COLUMNS[SourceKind.transactions]]
+
+
+def standardise_items(batch: Batch, source: Source) -> pd.DataFrame:
+    df = _require(batch, _tagged(batch, source), "order_id", "order id")
+    df = _require(batch, df, "product_id", "product id")
+    line, bad = std.numbers(df["line_number"])
+    batch.count_invalid("line_number", bad)
+    df = df.copy()
+    df["line_number"] = line.where(line.notna(), df.groupby("order_id").cumcount() + 1).astype("int64")
+    df = _dedupe(batch, df, ["order_id", "line_number"], "order line")
+    qty, bad = std.numbers(df["item_quantity"])
+    df = _reject_unparseable(batch, df, "item_quantity", qty, bad, required=True)
+    revenue, bad = std.numbers(df["item_revenue"])
+    df = _reject_unparseable(batch, df, "item_revenue", revenue, bad, required=True)
+    price, bad = std.numbers(df["item_unit_price"])
+    batch.count_invalid("item_unit_price", bad)
+    df["item_unit_price"] = price[df.index]
+    df["product_category"] = std.identifier(df["product_category"])
+    df["source"] = batch.source
+    return df[DOMAIN_COLUMNS[SourceKind.transaction_items]]
+
+
+def standardise_products(batch: Batch, source: Source) -> pd.DataFrame:
+    df = _require(batch, _tagged(batch, source), "product_id", "product id")
+    df = _dedupe(batch, df, ["product_id"], "product id")
+    df = df.copy()
+    price, bad = std.numbers(df["product_price"])
+    batch.count_invalid("product_price", bad)
+    df["product_price"] = price
+    for col in ("product_name", "product_category", "product_brand"):
+        df[col] = std.identifier(df[col])
+    df["source"] = batch.source
+    return df[DOMAIN_COLUMNS[SourceKind.products]]
+
+
+STANDARDISERS = {
+    SourceKind.customers: standardise_customers,
+    SourceKind.transactions: standardise_transactions,
+    SourceKind.transaction_items: standardise_items,
+    SourceKind.products: standardise_products,
+}
+
+
+def build_domain_table(name: str, source: Source, path: Path) -> tuple[pd.DataFrame, Batch, int]:
+    """Read + standardise one source. Returns (domain rows, batch with rejects, rows read)."""
+    batch = read_source_file(name, source, path)
+    rows_read = len(batch.rows) + len(batch.rejects)
+    domain = STANDARDISERS[source.kind](batch, source)
+    return domain.reset_index(drop=True), batch, rows_read
+
+
+def write_quarantine(con, source: str, rejects: list[dict]) -> None:
+    con.execute("create schema if not exists domain")
+    con.execute(QUARANTINE_DDL)
+    con.execute("delete from domain.quarantine where source = ?", [source])
+    if rejects:
+        q = pd.DataFrame(rejects, columns=["source", "source_row", "raw_row", "reason"])
+        q["quarantined_at"] = pd.Timestamp.now()
+        con.register("_quarantine_batch", q)
+        con.execute("insert into domain.quarantine select source, source_row, raw_row, reason, "
+                    "quarantined_at from _quarantine_batch")
+        con.unregister("_quarantine_batch")
+
+
+# ---- Dagster assets -----------------------------------------------------------------------------
+
+def domain_asset_key(name: str) -> dg.AssetKey:
+    return dg.AssetKey(["domain", name])
+
+
+def build_source_asset(cfg: TenantConfig, name: str, source: Source) -> dg.AssetsDefinition:
+    path = cfg.resolve(source.path)
+
+    @dg.asset(
+        key=domain_asset_key(name),
+        group_name=GROUP,
+        description=(f"{source.description or name}: `{source.path}` ({source.kind.value}) standardised "
+                     f"into `domain.{name}`; rejected rows go to `domain.quarantine`."),
+        kinds={"duckdb", source.format or "csv"},
+        metadata={"source_file": str(path), "semantic_tags": dg.MetadataValue.json(source.columns)},
+        tags={"cdp/kind": source.kind.value},
+    )
+    def _domain_table(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
+        domain, batch, rows_read = build_domain_table(name, source, path)
+        with warehouse.get_connection() as con:
+            replace_table(con, "domain", name, domain)
+            write_quarantine(con, name, batch.rejects)
+        context.log.info(f"{name}: read {rows_read}, loaded {len(domain)}, quarantined {len(batch.rejects)}")
+        reasons: dict[str, int] = {}
+        for r in batch.rejects:
+            key = r["reason"].split(" (")[0].split(":")[0]
+            reasons[key] = reasons.get(key, 0) + 1
+        return dg.MaterializeResult(metadata={
+            "dagster/row_count": len(domain),
+            "rows_read": rows_read,
+            "rows_quarantined": len(batch.rejects),
+            "quarantine_reasons": dg.MetadataValue.json(reasons),
+            "invalid_values_nulled": dg.MetadataValue.json(batch.invalid_values),
+            "preview": dg.MetadataValue.md(preview_md(domain)),
+        })
+
+    return _domain_table
+
+
+def build_accounting_check(cfg: TenantConfig, name: str, source: Source) -> dg.AssetChecksDefinition:
+    path = cfg.resolve(source.path)
+
+    @dg.asset_check(asset=domain_asset_key(name), name="every_row_accounted_for",
+                    description="rows in the file = rows in the domain table + rows in quarantine")
+    def _check(warehouse: DuckDBResource) -> dg.AssetCheckResult:
+        in_file = count_file_rows(source, path)
+        with warehouse.get_connection() as con:
+            loaded = con.execute(f'select count(*) from domain."{name}"').fetchone()[0]
+            quarantined = con.execute("select count(*) from domain.quarantine where source = ?",
+                                      [name]).fetchone()[0]
+        return dg.AssetCheckResult(
+            passed=in_file == loaded + quarantined,
+            metadata={"rows_in_file": in_file, "rows_loaded": loaded, "rows_quarantined": quarantined})
+
+    return _check
+
+
+def build_source_definitions(cfg: TenantConfig) -> tuple[list, list]:
+    assets, checks = [], []
+    for name, source in cfg.sources.items():
+        assets.append(build_source_asset(cfg, name, source))
+        checks.append(build_accounting_check(cfg, name, source))
+    return assets, checks

@@ -1,0 +1,38 @@
+"""The embedded warehouse (DuckDB): small helpers shared by every stage."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+
+def replace_table(con, schema: str, table: str, df: pd.DataFrame) -> None:
+    """Atomically replace schema.table with the rows of df (one transaction)."""
+    con.execute(f'create schema if not exists "{schema}"')
+    con.register("_incoming", df)
+    try:
+        con.execute("begin transaction")
+        con.execute(f'create or replace table "{schema}"."{table}" as select * from _incoming')
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+    finally:
+        con.unregister("_incoming")
+
+
+def preview_md(df: pd.DataFrame, rows: int = 5) -> str:
+    """A markdown preview of the first rows, for the asset's metadata in the UI."""
+    if df.empty:
+        return "_(no rows)_"
+    head = df.head(rows).astype(object).where(df.head(rows).notna(), "")
+    cols = [str(c) for c in head.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in head.iterrows():
+        lines.append("| " + " | ".join(str(v).replace("|", "\\|")[:40] for v in r.values) + " |")
+    return "\n".join(lines)
+
+
+def table_preview(con, relation: str, rows: int = 5) -> tuple[int, str]:
+    """(row count, markdown preview) of a warehouse table."""
+    count = con.execute(f"select count(*) from {relation}").fetchone()[0]
+    return count, preview_md(con.execute(f"select * from {relation} limit {rows}").df(), rows)

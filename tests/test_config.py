@@ -1,0 +1,77 @@
+"""A bad tenant config fails with a message naming the file, the field and the problem."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cdp_assets.config import DEFAULT_CONFIG, ConfigError, load_config
+
+
+def write(tmp_path: Path, doc) -> Path:
+    p = tmp_path / "tenant.yaml"
+    p.write_text(doc if isinstance(doc, str) else yaml.safe_dump(doc))
+    return p
+
+
+def demo_doc() -> dict:
+    return yaml.safe_load(DEFAULT_CONFIG.read_text())
+
+
+def test_demo_config_is_valid():
+    cfg = load_config(DEFAULT_CONFIG)
+    assert cfg.customer_sources == ["pos_customers", "ecommerce_customers", "email_subscribers",
+                                    "loyalty_members"]
+    assert cfg.sources["loyalty_members"].format == "parquet"
+    assert cfg.merge.rule_for("email").sources[0] == "email_subscribers"
+    assert cfg.merge.rule_for("city").rule == "most_recent"  # address group
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda d: d["sources"]["pos_customers"]["columns"].update(FirstName="givenname"),
+     "sources.pos_customers.columns.FirstName: 'givenname' is not a semantic tag"),
+    (lambda d: d["sources"]["pos_customers"]["columns"].pop("CustomerID"),
+     "sources.pos_customers.columns: a 'customers' source must tag a column as 'pk'"),
+    (lambda d: d["sources"]["pos_orders"].update(customer_source="nowhere"),
+     "sources.pos_orders.customer_source: 'nowhere' is not a customers source"),
+    (lambda d: d["sources"]["pos_orders"].pop("customer_source"),
+     "sources.pos_orders.customer_source: a transactions source must name"),
+    (lambda d: d["sources"]["pos_customers"].update(kind="people"),
+     "sources.pos_customers.kind: Input should be 'customers'"),
+    (lambda d: d["stitch"].update(match_threshold=1.5),
+     "stitch.match_threshold: Input should be less than 1"),
+    (lambda d: d.update(extra_thing=1), "extra_thing: Extra inputs are not permitted"),
+    (lambda d: d["merge"]["fields"].update(shoe_size={"rule": "most_recent"}),
+     "merge.fields: 'shoe_size' is not a profile field"),
+    (lambda d: d["merge"]["fields"]["email"].update(sources=["crm"]),
+     "merge.fields.email.sources: 'crm' is not a customers source"),
+    (lambda d: d["sources"]["pos_customers"]["columns"].update(Email="phone"),
+     "sources.pos_customers.columns.Phone: tag 'phone' is already given to column 'Email'"),
+    (lambda d: d["destinations"]["c360_file_drop"].update(table="customer_360"),
+     "destinations.c360_file_drop.table: 'customer_360' is not schema.table"),
+])
+def test_config_errors_name_file_and_field(tmp_path, mutate, expected):
+    doc = demo_doc()
+    mutate(doc)
+    path = write(tmp_path, doc)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert str(path) in message
+    assert expected in message, message
+
+
+def test_invalid_yaml_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write(tmp_path, "tenant: [unclosed"))
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_cli_reports_config_error(tmp_path, capsys):
+    from cdp_assets.cli import main
+
+    doc = demo_doc()
+    doc["sources"]["pos_customers"]["columns"]["FirstName"] = "firstname"
+    assert main(["check-config", str(write(tmp_path, doc))]) == 2
+    assert "sources.pos_customers.columns.FirstName" in capsys.readouterr().err
