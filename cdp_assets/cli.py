@@ -69,7 +69,8 @@ class _Progress(logging.Handler):
             print(f"      check {ev.asset_key.to_user_string()}:{ev.check_name} {mark}", flush=True)
 
 
-def run_tenant(config: str | None, warehouse: str | None = None, quiet: bool = False):
+def run_tenant(config: str | None, warehouse: str | None = None, quiet: bool = False,
+               instance=None):
     """Materialize a tenant's whole graph (sources -> exports) in this process."""
     import dagster as dg
 
@@ -83,7 +84,9 @@ def run_tenant(config: str | None, warehouse: str | None = None, quiet: bool = F
     defs = build_definitions(cfg)
     job = dg.define_asset_job("cdp_run", selection=dg.AssetSelection.all())
     defs = dg.Definitions.merge(defs, dg.Definitions(jobs=[job]))
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    if instance is None:
+        instance = (dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME")
+                    else dg.DagsterInstance.ephemeral())
     handler = None
     if not quiet:
         handler = _Progress()
@@ -100,6 +103,7 @@ def run_tenant(config: str | None, warehouse: str | None = None, quiet: bool = F
     if not quiet:
         status = "succeeded" if result.success else "FAILED"
         print(f"cdp: run {status} in {time.perf_counter() - t0:.1f}s", flush=True)
+    result.defs = defs  # so callers (tests, benchmarks) can reach jobs and sensors
     return result
 
 

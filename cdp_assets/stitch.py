@@ -9,7 +9,6 @@ from the cluster's lowest record key, so unchanged input gives the same ids.
 """
 
 
-import json
 import logging
 import time
 import uuid
@@ -374,3 +373,28 @@ def _m_u_summary(model: dict) -> dict:
                 "u": round(lvl["u_probability"], 6) if lvl.get("u_probability") is not None else None}
         out[comp.get("output_column_name")] = levels
     return out
+
+
+# ---- quality against ground truth (benchmarks and tests) ------------------------------------
+
+def pairwise_quality(assigned: pd.DataFrame, truth: pd.DataFrame) -> dict:
+    """Pairwise precision / recall / F1 of cdp_id assignments against true person ids.
+
+    assigned: source, pk, cdp_id; truth: source, pk, person_id (records missing from either
+    side are ignored, e.g. quarantined rows).
+    """
+    df = assigned.merge(truth, on=["source", "pk"], how="inner")
+
+    def pairs(counts: pd.Series) -> int:
+        return int((counts * (counts - 1) // 2).sum())
+
+    predicted = pairs(df.groupby("cdp_id").size())
+    actual = pairs(df.groupby("person_id").size())
+    true_pos = pairs(df.groupby(["cdp_id", "person_id"]).size())
+    precision = true_pos / predicted if predicted else 1.0
+    recall = true_pos / actual if actual else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"records": len(df), "people_true": int(df["person_id"].nunique()),
+            "people_found": int(df["cdp_id"].nunique()), "pairs_true": actual,
+            "pairs_predicted": predicted, "pairs_correct": true_pos,
+            "precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4)}
