@@ -162,6 +162,10 @@ class Blocklist(_Strict):
         description="an email or phone shared by more records with different names than this is junk")
 
 
+DETERMINISTIC_FIELDS = ("email", "phone", "loyalty_id", "given_name", "surname", "birthdate",
+                        "address", "postal")
+
+
 class StitchSettings(_Strict):
     match_threshold: float = Field(default=0.9, gt=0, lt=1,
                                    description="pairs at or above this match probability are linked")
@@ -170,6 +174,22 @@ class StitchSettings(_Strict):
     u_sampling_max_pairs: int = Field(default=2_000_000, ge=10_000)
     seed: int = 42
     blocklist: Blocklist = Field(default_factory=Blocklist)
+    deterministic_rules: list[list[str]] = Field(
+        default_factory=lambda: [["loyalty_id"], ["email"]],
+        description="records equal on every field of a rule are linked outright, when the value "
+                    "belongs to one person (given names agree) - e.g. [[loyalty_id], [email, surname]]")
+
+    @field_validator("deterministic_rules")
+    @classmethod
+    def _known_match_fields(cls, v: list[list[str]]) -> list[list[str]]:
+        for i, rule in enumerate(v):
+            if not rule:
+                raise ValueError(f"rule {i} is empty: list one or more fields")
+            for name in rule:
+                if name not in DETERMINISTIC_FIELDS:
+                    raise ValueError(f"rule {i}: {name!r} cannot be matched on; expected one of: "
+                                     f"{', '.join(DETERMINISTIC_FIELDS)}")
+        return v
 
 
 class MergeRule(_Strict):
