@@ -59,7 +59,7 @@ def build_destination_asset(cfg: TenantConfig, name: str, dest: Destination) -> 
     def _export(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
         columns = ", ".join(f'"{c}"' for c in dest.columns) if dest.columns else "*"
         query = f'select {columns} from "{schema}"."{table}" order by 1'
-        file_name = export_file_name(cfg.tenant, name, context.run_id, dest.format)
+        file_name = export_file_name(cfg.tenant, name, context.run.run_id, dest.format)
         with warehouse.get_connection() as con:
             path = write_atomically(con, query, folder, file_name, dest.format)
             rows = con.execute(f'select count(*) from "{schema}"."{table}"').fetchone()[0]
@@ -89,7 +89,7 @@ def build_activation_definitions(cfg: TenantConfig) -> dict:
             default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30,
             description=f"Runs the exports whenever {key.to_user_string()} is materialized again.")
         def _on_refresh(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
-            yield dg.RunRequest(run_key=f"{asset_event.run_id}:{asset_event.storage_id}",
+            yield dg.RunRequest(run_key=f"{asset_event.run_id}:{asset_event.timestamp}",
                                 tags={"cdp/trigger": "asset_refresh"})
         sensors.append(_on_refresh)
 

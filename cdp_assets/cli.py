@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -36,37 +37,40 @@ def cmd_generate(args) -> int:
 class _Progress(logging.Handler):
     """Prints one line per finished step / asset / check instead of Dagster's debug stream."""
 
-    def __init__(self):
+    def __init__(self, out=None):
         super().__init__(logging.DEBUG)
         self.started: dict[str, float] = {}
+        self.out = out or sys.stdout
+
+    def say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
 
     def emit(self, record: logging.LogRecord) -> None:
         meta = getattr(record, "dagster_meta", None) or {}
         event = meta.get("dagster_event")
         if event is None:
             if record.levelno >= logging.WARNING:
-                print(f"  ! {record.getMessage()[:300]}", flush=True)
+                self.say(f"  ! {record.getMessage()[:300]}")
             return
         step = event.step_key or ""
         kind = event.event_type_value
         if kind == "STEP_START":
             self.started[step] = time.perf_counter()
-            print(f"  > {step} ...", flush=True)
+            self.say(f"  > {step} ...")
         elif kind == "STEP_SUCCESS":
             took = time.perf_counter() - self.started.get(step, time.perf_counter())
-            print(f"  ✓ {step} ({took:.1f}s)", flush=True)
+            self.say(f"  ✓ {step} ({took:.1f}s)")
         elif kind == "STEP_FAILURE":
-            print(f"  ✗ {step} failed: {event.event_specific_data.error.message.strip()[:2000]}",
-                  flush=True)
+            self.say(f"  ✗ {step} failed: {event.event_specific_data.error.message.strip()[:2000]}")
         elif kind == "ASSET_MATERIALIZATION":
             mat = event.event_specific_data.materialization
             rows = mat.metadata.get("dagster/row_count")
             rows_txt = f" ({rows.value:,} rows)" if rows is not None else ""
-            print(f"      materialized {mat.asset_key.to_user_string()}{rows_txt}", flush=True)
+            self.say(f"      materialized {mat.asset_key.to_user_string()}{rows_txt}")
         elif kind == "ASSET_CHECK_EVALUATION":
             ev = event.event_specific_data
             mark = "passed" if ev.passed else "FAILED"
-            print(f"      check {ev.asset_key.to_user_string()}:{ev.check_name} {mark}", flush=True)
+            self.say(f"      check {ev.asset_key.to_user_string()}:{ev.check_name} {mark}")
 
 
 def run_tenant(config: str | None, warehouse: str | None = None, quiet: bool = False,
@@ -88,21 +92,26 @@ def run_tenant(config: str | None, warehouse: str | None = None, quiet: bool = F
         instance = (dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME")
                     else dg.DagsterInstance.ephemeral())
     handler = None
+    log_path = cfg.warehouse_path.parent / "logs" / "cdp_run.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     if not quiet:
-        handler = _Progress()
+        handler = _Progress(sys.stdout)
         logging.getLogger("dagster").addHandler(handler)
         print(f"cdp: tenant {cfg.tenant!r} -> warehouse {cfg.warehouse_path}", flush=True)
     t0 = time.perf_counter()
     try:
-        result = defs.resolve_job_def("cdp_run").execute_in_process(
-            instance=instance, raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}})
+        # dbt's own output goes to the log file; the terminal shows one line per step
+        with open(log_path, "w", encoding="utf-8") as log, contextlib.redirect_stdout(log):
+            result = defs.resolve_job_def("cdp_run").execute_in_process(
+                instance=instance, raise_on_error=False,
+                run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}})
     finally:
         if handler:
             logging.getLogger("dagster").removeHandler(handler)
     if not quiet:
         status = "succeeded" if result.success else "FAILED"
-        print(f"cdp: run {status} in {time.perf_counter() - t0:.1f}s", flush=True)
+        print(f"cdp: run {status} in {time.perf_counter() - t0:.1f}s (dbt output: {log_path})",
+              flush=True)
     result.defs = defs  # so callers (tests, benchmarks) can reach jobs and sensors
     return result
 

@@ -17,9 +17,9 @@ def test_sensor_runs_export_when_customer_360_refreshes(pipeline_run, dagster_in
     exports = demo_tenant.parent / "exports" / "c360"
 
     # customer_360 was materialized by the pipeline run: the sensor asks for an export run
+    assert defs.resolve_sensor_def(SENSOR).job_name == "activation_exports"
     first = _tick(defs, dagster_instance, None)
     assert len(first.run_requests) == 1
-    assert first.run_requests[0].job_name == "activation_exports"
 
     before = set(exports.glob("*.csv"))
     result = defs.resolve_job_def("activation_exports").execute_in_process(
