@@ -91,23 +91,26 @@ def run_tenant(config: str | None, warehouse: str | None = None, quiet: bool = F
     if instance is None:
         instance = (dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME")
                     else dg.DagsterInstance.ephemeral())
-    handler = None
     log_path = cfg.warehouse_path.parent / "logs" / "cdp_run.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    loggers = {"console": {"config": {"log_level": "ERROR"}}}
     if not quiet:
-        handler = _Progress(sys.stdout)
-        logging.getLogger("dagster").addHandler(handler)
+        terminal = sys.stdout
+
+        @dg.logger(description="one line per step, asset and check on the terminal")
+        def cdp_progress(_init_context):
+            progress = logging.Logger("cdp_progress", level=logging.DEBUG)
+            progress.addHandler(_Progress(terminal))
+            return progress
+
+        defs = dg.Definitions.merge(defs, dg.Definitions(loggers={"cdp_progress": cdp_progress}))
+        loggers = {"cdp_progress": {}}
         print(f"cdp: tenant {cfg.tenant!r} -> warehouse {cfg.warehouse_path}", flush=True)
     t0 = time.perf_counter()
-    try:
-        # dbt's own output goes to the log file; the terminal shows one line per step
-        with open(log_path, "w", encoding="utf-8") as log, contextlib.redirect_stdout(log):
-            result = defs.resolve_job_def("cdp_run").execute_in_process(
-                instance=instance, raise_on_error=False,
-                run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}})
-    finally:
-        if handler:
-            logging.getLogger("dagster").removeHandler(handler)
+    # dbt's own output goes to the log file; the terminal shows one line per step
+    with open(log_path, "w", encoding="utf-8") as log, contextlib.redirect_stdout(log):
+        result = defs.resolve_job_def("cdp_run").execute_in_process(
+            instance=instance, raise_on_error=False, run_config={"loggers": loggers})
     if not quiet:
         status = "succeeded" if result.success else "FAILED"
         print(f"cdp: run {status} in {time.perf_counter() - t0:.1f}s (dbt output: {log_path})",
