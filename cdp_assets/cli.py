@@ -1,7 +1,7 @@
 """`cdp` command line: generate demo data, run a tenant's whole graph, or both.
 
     cdp generate [--people N] [--seed S] [--out DIR]
-    cdp run [--config PATH] [--warehouse PATH]
+    cdp run [--config PATH] [--warehouse PATH] [--retrain]
     cdp demo [--people N]
     cdp check-config PATH
 """
@@ -74,7 +74,7 @@ class _Progress(logging.Handler):
 
 
 def run_tenant(config: str | None, warehouse: str | None = None, quiet: bool = False,
-               instance=None):
+               instance=None, retrain: bool = False):
     """Materialize a tenant's whole graph (sources -> exports) in this process."""
     import dagster as dg
 
@@ -110,7 +110,9 @@ def run_tenant(config: str | None, warehouse: str | None = None, quiet: bool = F
     # dbt's own output goes to the log file; the terminal shows one line per step
     with open(log_path, "w", encoding="utf-8") as log, contextlib.redirect_stdout(log):
         result = defs.resolve_job_def("cdp_run").execute_in_process(
-            instance=instance, raise_on_error=False, run_config={"loggers": loggers})
+            instance=instance, raise_on_error=False,
+            run_config={"loggers": loggers,
+                        "ops": {"stitch__match_model": {"config": {"retrain": retrain}}}})
     if not quiet:
         status = "succeeded" if result.success else "FAILED"
         print(f"cdp: run {status} in {time.perf_counter() - t0:.1f}s (dbt output: {log_path})",
@@ -120,7 +122,7 @@ def run_tenant(config: str | None, warehouse: str | None = None, quiet: bool = F
 
 
 def cmd_run(args) -> int:
-    result = run_tenant(args.config, args.warehouse)
+    result = run_tenant(args.config, args.warehouse, retrain=args.retrain)
     return 0 if result.success else 1
 
 
@@ -162,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("run", help="materialize a tenant's whole asset graph")
     r.add_argument("--config", default=None, help=f"tenant YAML (default: $CDP_CONFIG or {DEFAULT_CONFIG})")
     r.add_argument("--warehouse", default=None, help="DuckDB file (default: the config's warehouse)")
+    r.add_argument("--retrain", action="store_true",
+                   help="train a new Splink model version instead of reusing the saved one")
     r.set_defaults(func=cmd_run)
 
     d = sub.add_parser("demo", help="generate demo data and run the demo tenant end to end")

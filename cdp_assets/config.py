@@ -156,10 +156,11 @@ class Source(_Strict):
 class Blocklist(_Strict):
     emails: list[str] = Field(default_factory=list)
     phones: list[str] = Field(default_factory=list)
+    addresses: list[str] = Field(default_factory=list, description="street lines, e.g. a store's address")
     names: list[str] = Field(default_factory=list)
     max_people_per_value: int = Field(
         default=5, ge=2,
-        description="an email or phone shared by more records with different names than this is junk")
+        description="an email, phone or address carried by more different people than this is junk")
 
 
 DETERMINISTIC_FIELDS = ("email", "phone", "loyalty_id", "given_name", "surname", "birthdate",
@@ -174,6 +175,13 @@ class StitchSettings(_Strict):
     u_sampling_max_pairs: int = Field(default=2_000_000, ge=10_000)
     seed: int = 42
     blocklist: Blocklist = Field(default_factory=Blocklist)
+    labels: str | None = Field(
+        default=None, description="CSV of analyst labels (source_l, pk_l, source_r, pk_r, label: "
+                                  "match|no_match, note), relative to the config; overrides the model")
+    max_cluster_size: int = Field(default=25, ge=2,
+                                  description="clusters larger than this are flagged by an asset check")
+    detailed_examples: int = Field(default=50, ge=0,
+                                   description="clusters sampled into stitch.detailed_examples")
     deterministic_rules: list[list[str]] = Field(
         default_factory=lambda: [["loyalty_id"], ["email"]],
         description="records equal on every field of a rule are linked outright, when the value "

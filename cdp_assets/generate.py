@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from faker import Faker
 
-from .stitch import NICKNAMES
+from .stitch.preprocess import NICKNAMES
 
 END_DATE = dt.date(2026, 10, 31)  # fixed so a seed always gives the same files
 HISTORY_DAYS = 3 * 365

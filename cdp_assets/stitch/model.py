@@ -1,0 +1,306 @@
+"""Stitch, step 2: the Splink model - settings, training, versioned artefacts, scoring, charts.
+
+The model is trained once (u by random sampling, corrected for the true duplicates a random
+sample holds; m by EM) and saved as a versioned JSON file. Later runs reuse the current version
+unless retraining is asked for or the model's settings changed.
+"""
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from ..config import TenantConfig
+
+# A given-name disagreement (not equal, not a nickname, not a likely typo) is near-proof of two
+# different people: household members share address, phone, surname and sometimes email.
+GIVEN_NAME_CONFLICT_M = 1e-9
+# u estimated from random pairs may fall at most this far below the sampled value.
+U_CORRECTION_FLOOR = 0.05
+# No level is treated as impossible for a true match: EM on clean training blocks drives m to
+# ~1e-25 for e.g. a surname disagreement, which would veto a married name forever.
+M_FLOOR = 0.001
+
+
+# ---- settings -----------------------------------------------------------------------------------
+
+def _given_name_comparison():
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+
+    return cl.CustomComparison(
+        output_column_name="given_name",
+        comparison_levels=[
+            cll.NullLevel("given_name"),
+            cll.ExactMatchLevel("given_name").configure(tf_adjustment_column="given_name"),
+            cll.ExactMatchLevel("given_name_alias").configure(label_for_charts="Nickname match"),
+            cll.DamerauLevenshteinLevel("given_name", 1).configure(label_for_charts="One typo"),
+            cll.JaroWinklerLevel("given_name", 0.88).configure(label_for_charts="Similar given names"),
+            cll.ElseLevel().configure(m_probability=GIVEN_NAME_CONFLICT_M, fix_m_probability=True,
+                                      label_for_charts="Conflicting given names"),
+        ],
+        comparison_description="Given name: exact, nickname, one typo, similar; a conflict is "
+                               "strong evidence against",
+    )
+
+
+def _email_comparison():
+    """Exact email; same mailbox name at another provider; a typo; different."""
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+
+    return cl.CustomComparison(
+        output_column_name="email",
+        comparison_levels=[
+            cll.NullLevel("email"),
+            cll.ExactMatchLevel("email"),
+            cll.ExactMatchLevel("email_user").configure(label_for_charts="Same user name, other domain"),
+            # Damerau-Levenshtein on whole emails is ~60x slower in DuckDB than Jaro-Winkler
+            cll.JaroWinklerLevel("email", 0.95).configure(label_for_charts="Near-identical (typo)"),
+            cll.ElseLevel(),
+        ],
+        comparison_description="Email: exact, same user name, typo")
+
+
+def _location_comparison():
+    """Street address and postal code as one piece of evidence (they are not independent)."""
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+
+    address_jw = "jaro_winkler_similarity(address_l, address_r)"
+    return cl.CustomComparison(
+        output_column_name="location",
+        comparison_levels=[
+            cll.CustomLevel("(address_l is null or address_r is null) and "
+                            "(postal_l is null or postal_r is null)").configure(is_null_level=True),
+            cll.CustomLevel("address_l = address_r and (postal_l = postal_r or postal_l is null "
+                            "or postal_r is null)", label_for_charts="Same address"),
+            cll.CustomLevel(f"{address_jw} >= 0.88 and postal_l = postal_r",
+                            label_for_charts="Similar address, same postal"),
+            cll.CustomLevel("postal_l = postal_r", label_for_charts="Same postal code only"),
+            cll.ElseLevel(),
+        ],
+        comparison_description="Street address + postal code")
+
+
+def splink_settings(cfg: TenantConfig):
+    import splink.comparison_library as cl
+    from splink import SettingsCreator, block_on
+
+    return SettingsCreator(
+        link_type="dedupe_only",
+        unique_id_column_name="unique_id",
+        probability_two_random_records_match=0.0001,
+        blocking_rules_to_generate_predictions=[
+            block_on("email"),
+            block_on("phone"),
+            block_on("loyalty_id"),
+            block_on("surname", "birthdate"),
+            block_on("given_name_alias", "birthdate"),
+            block_on("surname", "postal"),
+            block_on("given_name_alias", "postal"),
+            block_on("address", "postal"),
+        ],
+        comparisons=[
+            _given_name_comparison(),
+            cl.NameComparison("surname").configure(term_frequency_adjustments=True),
+            _email_comparison(),
+            cl.ExactMatch("phone"),
+            cl.DateOfBirthComparison("birthdate", input_is_string=False),
+            _location_comparison(),
+            cl.ExactMatch("loyalty_id"),
+        ],
+        retain_matching_columns=True,
+        retain_intermediate_calculation_columns=False,
+        additional_columns_to_retain=["source", "pk"],
+    )
+
+
+def settings_fingerprint(cfg: TenantConfig) -> str:
+    """Hash of everything that defines the model except its trained parameters."""
+    settings = splink_settings(cfg).create_settings_dict(sql_dialect_str="duckdb")
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# ---- training -----------------------------------------------------------------------------------
+
+def _linker(prepared: pd.DataFrame, settings):
+    from splink import DuckDBAPI, Linker
+
+    con = duckdb.connect()
+    db_api = DuckDBAPI(connection=con)
+    sdf = db_api.register(prepared, table_name="unified_preprocessed")
+    return Linker(sdf, settings, log_level=logging.ERROR), db_api, con
+
+
+def train_model(prepared: pd.DataFrame, cfg: TenantConfig) -> tuple[dict, float]:
+    """Estimate lambda, u (random sampling) and m (EM); return the calibrated model and seconds."""
+    from splink import block_on
+
+    t0 = time.perf_counter()
+    linker, _, con = _linker(prepared, splink_settings(cfg))
+    try:
+        linker.training.estimate_probability_two_random_records_match(
+            [block_on("email", "surname"), block_on("phone", "given_name"), block_on("loyalty_id")],
+            recall=0.7)
+        linker.training.estimate_u_using_random_sampling(
+            max_pairs=cfg.stitch.u_sampling_max_pairs, seed=cfg.stitch.seed)
+        for rule in (block_on("given_name_alias", "surname"), block_on("birthdate"),
+                     block_on("email", "surname")):
+            linker.training.estimate_parameters_using_expectation_maximisation(rule)
+        model = calibrate(linker.misc.save_model_to_json(None))
+    finally:
+        con.close()
+    return model, time.perf_counter() - t0
+
+
+def calibrate(model: dict) -> dict:
+    """Remove the true matches hidden in Splink's random-sample u estimates; floor m.
+
+    Random pairs are assumed to be non-matches, but customer sources duplicate heavily (each
+    person appears ~2 times), so among random pairs that agree on an email a large share are
+    the same person, and an exact email looks ~20x weaker than it is. The sampled value is
+    u_obs = lambda*m + (1 - lambda)*u, so u = (u_obs - lambda*m) / (1 - lambda), kept above
+    U_CORRECTION_FLOOR * u_obs and renormalised per comparison. m is kept above M_FLOOR.
+    """
+    lam = model["probability_two_random_records_match"]
+    for comparison in model["comparisons"]:
+        for lvl in comparison["comparison_levels"]:
+            if lvl.get("m_probability") is not None and not lvl.get("fix_m_probability"):
+                lvl["m_probability"] = max(lvl["m_probability"], M_FLOOR)
+        levels = [lvl for lvl in comparison["comparison_levels"]
+                  if not lvl.get("is_null_level") and lvl.get("u_probability") is not None
+                  and not lvl.get("fix_u_probability")]
+        for lvl in levels:
+            u_obs, m = lvl["u_probability"], lvl.get("m_probability") or 0.0
+            lvl["u_probability"] = max((u_obs - lam * m) / (1 - lam), U_CORRECTION_FLOOR * u_obs)
+        total = sum(lvl["u_probability"] for lvl in levels)
+        for lvl in levels:
+            lvl["u_probability"] /= total
+    return model
+
+
+# ---- versioned artefacts ------------------------------------------------------------------------
+
+@dataclass
+class ModelVersion:
+    version: int
+    path: Path
+    settings_fingerprint: str
+    trained_at: str
+    trained_on_records: int
+
+    def load(self) -> dict:
+        return json.loads(self.path.read_text())
+
+
+class ModelStore:
+    """`<warehouse dir>/stitch_artefacts/models/model_vNNNN.json` + `current.json` pointing at
+    the version in use. Old versions are kept, so a run can be traced to its model."""
+
+    def __init__(self, artefacts: Path):
+        self.folder = artefacts / "models"
+
+    def current(self) -> ModelVersion | None:
+        pointer = self.folder / "current.json"
+        if not pointer.exists():
+            return None
+        meta = json.loads(pointer.read_text())
+        path = self.folder / meta["file"]
+        if not path.exists():
+            return None
+        return ModelVersion(meta["version"], path, meta["settings_fingerprint"], meta["trained_at"],
+                            meta["trained_on_records"])
+
+    def versions(self) -> list[Path]:
+        return sorted(self.folder.glob("model_v*.json"))
+
+    def save(self, model: dict, fingerprint: str, records: int) -> ModelVersion:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        latest = self.versions()
+        version = int(latest[-1].stem.split("_v")[1]) + 1 if latest else 1
+        path = self.folder / f"model_v{version:04d}.json"
+        trained_at = pd.Timestamp.now(tz="UTC").isoformat()
+        path.write_text(json.dumps(model, indent=2))
+        meta = {"version": version, "file": path.name, "settings_fingerprint": fingerprint,
+                "trained_at": trained_at, "trained_on_records": records}
+        tmp = self.folder / ".current.json.tmp"
+        tmp.write_text(json.dumps(meta, indent=2))
+        tmp.replace(self.folder / "current.json")
+        return ModelVersion(version, path, fingerprint, trained_at, records)
+
+
+def model_summary(model: dict) -> dict:
+    """m, u and match weight per comparison level, for the asset's metadata."""
+    import math
+
+    out = {"probability_two_random_records_match": model["probability_two_random_records_match"]}
+    for comp in model.get("comparisons", []):
+        levels = {}
+        for lvl in comp.get("comparison_levels", []):
+            if lvl.get("is_null_level"):
+                continue
+            m, u = lvl.get("m_probability"), lvl.get("u_probability")
+            levels[lvl.get("label_for_charts", lvl.get("sql_condition"))] = {
+                "m": round(m, 5) if m is not None else None,
+                "u": round(u, 7) if u is not None else None,
+                "weight": round(math.log2(m / u), 2) if m and u else None}
+        out[comp.get("output_column_name")] = levels
+    return out
+
+
+# ---- scoring ------------------------------------------------------------------------------------
+
+@dataclass
+class Scored:
+    scores: pd.DataFrame   # Splink predictions
+    seconds: float
+
+
+def score_pairs(prepared: pd.DataFrame, model: dict, threshold: float) -> Scored:
+    """Candidate pairs (blocking rules) scored by the trained model."""
+    t0 = time.perf_counter()
+    linker, _, con = _linker(prepared, model)
+    try:
+        scores = linker.inference.predict(threshold_match_probability=threshold).as_pandas_dataframe()
+    finally:
+        con.close()
+    return Scored(scores, time.perf_counter() - t0)
+
+
+def save_charts(prepared: pd.DataFrame, model: dict, sample_pairs: list[tuple[str, str]],
+                folder: Path) -> dict[str, Path]:
+    """Splink's diagnostic charts as standalone HTML (libraries inlined: they open offline)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    # the waterfall needs Splink's per-comparison Bayes factors of the scored pairs
+    linker, db_api, con = _linker(prepared, {**model, "retain_intermediate_calculation_columns": True})
+    charts = {}
+    try:
+        charts["match_weights"] = linker.visualisations.match_weights_chart()
+        charts["m_u_parameters"] = linker.visualisations.m_u_parameters_chart()
+        if sample_pairs:
+            for column in ("given_name", "surname"):
+                linker.table_management.compute_tf_table(column)
+            by_id = prepared.set_index("unique_id", drop=False)
+            records = []
+            for n, (left, right) in enumerate(sample_pairs):
+                if left in by_id.index and right in by_id.index:
+                    pair = linker.inference.score_pair(
+                        db_api.register(by_id.loc[[left]], table_name=f"_waterfall_l{n}"),
+                        db_api.register(by_id.loc[[right]], table_name=f"_waterfall_r{n}"))
+                    records.extend(pair.as_record_list())
+            if records:
+                charts["waterfall"] = linker.visualisations.waterfall_chart(records, filter_nulls=False)
+        paths = {}
+        for name, chart in charts.items():
+            path = folder / f"{name}.html"
+            path.write_text(chart.to_html(inline=True), encoding="utf-8")
+            paths[name] = path
+    finally:
+        con.close()
+    return paths
