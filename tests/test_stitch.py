@@ -1,0 +1,243 @@
+"""Stitch building blocks on hand-built inputs: stable ids and change kinds, analyst labels,
+the blocklist, deterministic rules; and the saved model being reused by the real asset."""
+
+import pandas as pd
+import pytest
+import yaml
+
+from cdp_assets.config import DEFAULT_CONFIG, ConfigError, load_config
+from cdp_assets.stitch import clusters as cl
+from cdp_assets.stitch import ids as idm
+from cdp_assets.stitch.preprocess import build_blocklist, preprocess_for_matching
+
+TENANT = "t"
+
+
+def clusters(mapping: dict[str, list[str]]) -> pd.DataFrame:
+    return pd.DataFrame([(r, c) for c, rs in mapping.items() for r in rs], columns=["unique_id", "cluster_id"])
+
+
+def first_run(mapping):
+    result = idm.assign_stable_ids(clusters(mapping), pd.DataFrame(columns=["unique_id", "cdp_id"]),
+                                   set(), TENANT)
+    return result
+
+
+def id_of(result, record):
+    return result.ids.set_index("unique_id")["cdp_id"][record]
+
+
+def rerun(before, mapping, issued=None):
+    previous = before.ids.rename(columns={})
+    return idm.assign_stable_ids(clusters(mapping), previous,
+                                 issued if issued is not None else set(previous["cdp_id"]), TENANT)
+
+
+def kinds(result) -> dict[str, str]:
+    return dict(zip(result.clusters["previous_id"].fillna("-") + ">" + result.clusters["cdp_id"].fillna("-"),
+                    result.clusters["change"]))
+
+
+def test_first_run_everything_is_new_and_ids_are_derived_from_the_anchor():
+    r = first_run({"A": ["s|1", "s|2"], "B": ["s|3"]})
+    assert set(r.clusters["change"]) == {"new"}
+    assert id_of(r, "s|1") == id_of(r, "s|2") == idm.cdp_id_for(TENANT, "s|1")
+    assert id_of(r, "s|3") == idm.cdp_id_for(TENANT, "s|3")
+    assert (r.records["reason"] == "new record").all()
+
+
+def test_unchanged_input_gives_exactly_the_same_ids():
+    before = first_run({"A": ["s|1", "s|2"], "B": ["s|3"]})
+    after = rerun(before, {"X": ["s|1", "s|2"], "Y": ["s|3"]})  # cluster labels differ, members not
+    assert after.ids.sort_values("unique_id").equals(before.ids.sort_values("unique_id"))
+    assert set(after.clusters["change"]) == {"unchanged"}
+    assert after.records.empty
+
+
+def test_record_added_keeps_id_and_is_changed():
+    before = first_run({"A": ["s|1", "s|2"]})
+    after = rerun(before, {"A": ["s|1", "s|2", "s|9"]})
+    assert id_of(after, "s|9") == id_of(before, "s|1")
+    assert list(after.clusters["change"]) == ["changed"]
+    assert after.records.set_index("pk")["reason"]["9"] == "new record"
+
+
+def test_merge_keeps_the_id_of_the_larger_previous_cluster():
+    before = first_run({"A": ["s|1", "s|2", "s|3"], "B": ["s|4"]})
+    after = rerun(before, {"M": ["s|1", "s|2", "s|3", "s|4"]})
+    big, small = id_of(before, "s|1"), id_of(before, "s|4")
+    assert set(after.ids["cdp_id"]) == {big}
+    k = after.clusters.set_index("change")
+    assert k.loc["merged", "cdp_id"] == big and sorted(k.loc["merged", "previous_ids"]) == sorted([big, small])
+    assert k.loc["retired", "previous_id"] == small and k.loc["retired", "cdp_id"] == big
+    moved = after.records.set_index("pk")
+    assert moved.loc["4", "previous_id"] == small and moved.loc["4", "reason"] == "clusters merged"
+
+
+def test_merge_tie_is_broken_deterministically_by_lowest_previous_id():
+    before = first_run({"A": ["s|1"], "B": ["s|2"]})
+    winner = min(id_of(before, "s|1"), id_of(before, "s|2"))
+    for label in ("M", "N"):
+        after = rerun(before, {label: ["s|1", "s|2"]})
+        assert set(after.ids["cdp_id"]) == {winner}
+
+
+def test_split_largest_piece_keeps_id_others_get_new_ids_never_reissued():
+    before = first_run({"A": ["s|1", "s|2", "s|3"]})
+    old = id_of(before, "s|1")
+    after = rerun(before, {"P": ["s|1", "s|2"], "Q": ["s|3"]})
+    assert id_of(after, "s|1") == old
+    assert id_of(after, "s|3") != old
+    assert set(after.clusters["change"]) == {"split"}
+    assert after.records.set_index("pk").loc["3", "reason"] == "cluster split"
+    # s|3 alone would get the id derived from itself; an id issued before is never handed out again
+    issued = {old, idm.cdp_id_for(TENANT, "s|3")}
+    again = rerun(before, {"P": ["s|1", "s|2"], "Q": ["s|3"]}, issued=issued)
+    assert id_of(again, "s|3") not in issued
+
+
+def test_retired_when_all_records_are_gone():
+    before = first_run({"A": ["s|1"], "B": ["s|2"]})
+    after = rerun(before, {"A": ["s|1"]})
+    retired = after.clusters[after.clusters["change"] == "retired"]
+    assert list(retired["previous_id"]) == [id_of(before, "s|2")] and retired["cdp_id"].isna().all()
+    gone = after.records.set_index("pk").loc["2"]
+    assert gone["cdp_id"] is None and gone["reason"] == "record no longer in any source"
+
+
+def test_history_keeps_every_id_a_record_had(tmp_path):
+    import duckdb
+
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    previous, issued = idm.previous_assignment(con)
+    r1 = idm.assign_stable_ids(clusters({"A": ["s|1", "s|2"], "B": ["s|3"]}), previous, issued, TENANT)
+    idm.record_history(con, r1.ids, "run1", pd.Timestamp("2026-01-01"), r1.records)
+    previous, issued = idm.previous_assignment(con)
+    r2 = idm.assign_stable_ids(clusters({"A": ["s|1", "s|2", "s|3"]}), previous, issued, TENANT)
+    idm.record_history(con, r2.ids, "run2", pd.Timestamp("2026-01-02"), r2.records)
+    rows = con.execute("select pk, cdp_id, valid_to is null as open, change from stitch.cdp_id_history "
+                       "where pk = '3' order by valid_from").fetchall()
+    assert [r[2] for r in rows] == [False, True]
+    assert rows[0][1] == id_of(r1, "s|3") and rows[1][1] == id_of(r1, "s|1")
+    assert rows[1][3] == "clusters merged"
+    previous, _ = idm.previous_assignment(con)
+    assert len(previous) == 3 and set(previous["cdp_id"]) == {id_of(r1, "s|1")}
+
+
+# ---- labels and clustering ----------------------------------------------------------------------
+
+def evidence(pairs: list[tuple[str, str, float]]) -> pd.DataFrame:
+    return pd.DataFrame([{"unique_id_l": a, "unique_id_r": b, "match_probability": p, "match_weight": 0.0}
+                         for a, b, p in pairs])
+
+
+def test_no_match_label_splits_a_chain_and_match_label_joins():
+    records = pd.Series(["s|a", "s|b", "s|c", "s|d"])
+    scores = evidence([("s|a", "s|b", 0.99), ("s|b", "s|c", 0.95)])
+    labels = cl.Labels(same=pd.DataFrame([("s|c", "s|d")], columns=["unique_id_l", "unique_id_r"]),
+                       different=pd.DataFrame([("s|a", "s|c")], columns=["unique_id_l", "unique_id_r"]))
+    ev = cl.combine_evidence(scores, cl.deterministic_links(pd.DataFrame(
+        columns=["unique_id", "given_name_alias", "email"]), []), labels, 0.9)
+    result, rebuilt = cl.cluster_records(records, ev, labels)
+    cluster = result.set_index("unique_id")["cluster_id"]
+    assert rebuilt == 1
+    assert cluster["s|a"] == cluster["s|b"]          # strongest link kept
+    assert cluster["s|c"] == cluster["s|d"]          # analyst said same
+    assert cluster["s|a"] != cluster["s|c"]          # analyst said different, even via s|b
+
+
+def test_labels_file_errors_name_the_file_and_line(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_text("source_l,pk_l,source_r,pk_r,label\ns,1,s,2,maybe\n")
+    with pytest.raises(cl.LabelFileError, match=r"labels.csv: line 2: label 'maybe'"):
+        cl.read_labels(path, {"s|1", "s|2"})
+    path.write_text("source_l,pk_l,label\ns,1,match\n")
+    with pytest.raises(cl.LabelFileError, match="missing columns"):
+        cl.read_labels(path, set())
+    path.write_text("source_l,pk_l,source_r,pk_r,label,note\ns,1,s,2,match,same card\ns,1,s,404,no_match,\n")
+    labels = cl.read_labels(path, {"s|1", "s|2"})
+    assert len(labels.same) == 1 and labels.unknown_records == 1
+
+
+# ---- blocklist and deterministic rules ----------------------------------------------------------
+
+def customer_records(rows: list[dict]) -> pd.DataFrame:
+    cols = ["source", "pk", "given_name", "surname", "email", "phone", "birthdate", "address",
+            "postal", "city", "state", "loyalty_id"]
+    return pd.DataFrame([{c: r.get(c) for c in cols} for r in rows])
+
+
+def test_blocklist_configured_and_detected_households_spared():
+    cfg = load_config(DEFAULT_CONFIG)
+    shared_by_seven = [{"source": "s", "pk": str(i), "given_name": name, "email": "front@desk.com",
+                        "address": "1 main st"}
+                       for i, name in enumerate(["Ann", "Bob", "Cy", "Dee", "Eve", "Flo", "Gus"])]
+    household = [{"source": "h", "pk": str(i), "given_name": name, "phone": "+12125550100",
+                  "email": "thesmiths@x.com", "address": "9 oak st"}
+                 for i, name in enumerate(["Katherine", "Kathy", "Kathhy", "John", "Jon", "Mary"])]
+    junk = [{"source": "j", "pk": "1", "given_name": "Zed", "email": "test@test.com",
+             "phone": "+10000000000"}]
+    records = customer_records(shared_by_seven + household + junk)
+    bl = build_blocklist(records, cfg).set_index(["field", "value"])
+    assert bl.loc[("email", "test@test.com"), "reason"] == "configured"
+    assert bl.loc[("email", "test@test.com"), "records_touched"] == 1
+    assert bl.loc[("phone", "+10000000000"), "reason"] == "configured"
+    assert "shared by 7 different people" in bl.loc[("email", "front@desk.com"), "reason"]
+    assert ("address", "1 main st") in bl.index
+    # Katherine/Kathy/Kathhy, John/Jon and Mary are three people: a household, not junk
+    assert ("email", "thesmiths@x.com") not in bl.index and ("address", "9 oak st") not in bl.index
+    prepared = preprocess_for_matching(records, bl.reset_index())
+    assert prepared["email"].isin(["test@test.com", "front@desk.com"]).sum() == 0
+    assert prepared["email_user"].isin(["test", "front"]).sum() == 0
+
+
+def test_deterministic_rule_skips_values_several_people_carry():
+    prepared = pd.DataFrame({
+        "unique_id": ["a|1", "b|1", "c|1", "a|2", "b|2"],
+        "given_name_alias": ["robert", "robert", None, "mary", "john"],
+        "email": ["bob@x.com", "bob@x.com", "bob@x.com", "fam@x.com", "fam@x.com"],
+    })
+    links = cl.deterministic_links(prepared, [["email"]])
+    pairs = {frozenset(p) for p in zip(links["unique_id_l"], links["unique_id_r"])}
+    assert pairs == {frozenset({"a|1", "b|1"}), frozenset({"a|1", "c|1"})}
+    assert set(links["deterministic_rule"]) == {"same email"}
+
+
+def test_deterministic_rule_fields_are_validated(tmp_path):
+    doc = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    doc["stitch"]["deterministic_rules"] = [["email", "shoe_size"]]
+    path = tmp_path / "tenant.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(ConfigError, match=r"stitch.deterministic_rules: .*'shoe_size' cannot be matched on"):
+        load_config(path)
+
+
+# ---- the real model asset: saved, reused, retrained on request ---------------------------------
+
+def test_match_model_is_reused_until_retrain_is_asked(pipeline_run, dagster_instance, demo_tenant):
+    import dagster as dg
+
+    defs = pipeline_run.defs
+    job = defs.resolve_implicit_global_asset_job_def()
+    key = dg.AssetKey(["stitch", "match_model"])
+
+    def materialize(retrain: bool):
+        result = job.execute_in_process(
+            instance=dagster_instance, asset_selection=[key],
+            run_config={"ops": {"stitch__match_model": {"config": {"retrain": retrain}}}})
+        assert result.success
+        return result.get_asset_materialization_events()[0].materialization.metadata
+
+    first = pipeline_run.get_asset_materialization_events()
+    trained = next(m.materialization.metadata for m in first if m.asset_key == key)
+    assert trained["reused"].value is False
+    reused = materialize(False)
+    assert reused["reused"].value is True and reused["version"].value == trained["version"].value
+    retrained = materialize(True)
+    assert retrained["reused"].value is False
+    assert retrained["version"].value == trained["version"].value + 1
+    models = demo_tenant.parent / "stitch_artefacts" / "models"
+    assert len(list(models.glob("model_v*.json"))) == retrained["version"].value
+    for chart in ("match_weights", "m_u_parameters"):
+        html = (demo_tenant.parent / "stitch_artefacts" / "charts" / f"{chart}.html").read_text()
+        assert "vega" in html.lower()
