@@ -587,3 +587,81 @@ def generate_demo_data(out_dir, people: int = 2000, seed: int = 42) -> dict[str,
         writer.writerows(sorted(truth))
     counts["ground_truth.csv"] = len(truth)
     return counts
+
+
+# ---- the next delivery: a small share of people touched ----------------------------------------
+
+PK_COLUMN = {"pos_customers.csv": "CustomerID", "ecommerce_customers.csv": "customer_id",
+             "email_subscribers.csv": "subscriber_key", "loyalty_members.parquet": "member_id"}
+SOURCE_OF_FILE = {"pos_customers.csv": "pos_customers", "ecommerce_customers.csv": "ecommerce_customers",
+                  "email_subscribers.csv": "email_subscribers", "loyalty_members.parquet": "loyalty_members"}
+EDITABLE = {"pos_customers.csv": "Address1", "ecommerce_customers.csv": "street",
+            "email_subscribers.csv": "zip", "loyalty_members.parquet": "addr_line"}
+
+
+def perturb_demo_data(out_dir, share: float = 0.01, seed: int = 1) -> set[str]:
+    """Simulate the next delivery of the customer sources: for `share` of the people, one of
+    their records is edited (an address changes), a new record of theirs arrives, or one of
+    their records is deleted. Files and ground truth are rewritten; returns the touched
+    person ids (everyone else should keep their cdp_id)."""
+    out = Path(out_dir)
+    rng = random.Random(seed)
+    truth_rows = list(csv.DictReader(open(out / "ground_truth.csv", newline="", encoding="utf-8")))
+    people = sorted({t["person_id"] for t in truth_rows})
+    touched = set(rng.sample(people, max(1, round(len(people) * share))))
+    records_of: dict[str, list[dict]] = {}
+    for t in truth_rows:
+        records_of.setdefault(t["person_id"], []).append(t)
+    actions: dict[tuple[str, str], str] = {}
+    for person in sorted(touched):
+        record = rng.choice(records_of[person])
+        actions[(record["source"], record["pk"])] = rng.choice(["edit", "add", "delete"])
+
+    added_truth = []
+    for file_name, pk_column in PK_COLUMN.items():
+        source = SOURCE_OF_FILE[file_name]
+        header, rows = _read_rows(out / file_name)
+        pk_at, edit_at = header.index(pk_column), header.index(EDITABLE[file_name])
+        kept = []
+        for row in rows:
+            action = actions.get((source, row[pk_at])) if len(row) == len(header) else None
+            if action == "delete":
+                continue
+            if action == "edit":
+                row = list(row)
+                row[edit_at] = f"{rng.randint(1, 9899)} {rng.choice(TREES)} Street" \
+                    if EDITABLE[file_name] != "zip" else f"{rng.randint(10000, 99999)}"
+            kept.append(row)
+            if action == "add":
+                twin = list(row)
+                twin[pk_at] = f"{row[pk_at]}N"
+                kept.append(twin)
+                person = next(t for t in truth_rows if t["source"] == source and t["pk"] == row[pk_at])
+                added_truth.append({**person, "pk": twin[pk_at]})
+        _write_rows(out / file_name, header, kept)
+    deleted = {k for k, a in actions.items() if a == "delete"}
+    truth_rows = [t for t in truth_rows if (t["source"], t["pk"]) not in deleted] + added_truth
+    with open(out / "ground_truth.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["source", "pk", "person_id", "household_id"])
+        writer.writeheader()
+        writer.writerows(sorted(truth_rows, key=lambda t: (t["source"], t["pk"])))
+    return touched
+
+
+def _read_rows(path: Path) -> tuple[list[str], list[list]]:
+    if path.suffix == ".parquet":
+        table = pq.read_table(path)
+        return table.column_names, [list(r.values()) for r in table.to_pylist()]
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    return rows[0], rows[1:]
+
+
+def _write_rows(path: Path, header: list[str], rows: list[list]) -> None:
+    if path.suffix == ".parquet":
+        pq.write_table(pa.Table.from_pylist([dict(zip(header, r)) for r in rows], schema=LOYALTY_SCHEMA), path)
+        return
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)

@@ -35,3 +35,24 @@ def pairwise_quality(assigned: pd.DataFrame, truth: pd.DataFrame) -> dict:
             "precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4),
             "clusters_exact": len(exact), "cluster_precision": round(c_precision, 4),
             "cluster_recall": round(c_recall, 4), "cluster_f1": round(c_f1, 4)}
+
+
+def id_stability(before: pd.DataFrame, after: pd.DataFrame, truth: pd.DataFrame,
+                 touched: set[str]) -> dict:
+    """Share of untouched people whose cdp_id changed between two runs.
+
+    before / after: source, pk, cdp_id of each run; truth: source, pk, person_id (after the
+    change); touched: person ids whose records were edited, added or deleted. A person's ids
+    are the set of cdp_ids on their records; it changed when the sets differ.
+    """
+    def ids_per_person(assigned: pd.DataFrame) -> pd.Series:
+        df = assigned.merge(truth, on=["source", "pk"])
+        return df.groupby("person_id")["cdp_id"].agg(lambda s: tuple(sorted(set(s))))
+
+    old, new = ids_per_person(before), ids_per_person(after)
+    untouched = old.index.intersection(new.index).difference(pd.Index(sorted(touched)))
+    changed = [p for p in untouched if old[p] != new[p]]
+    return {"people_untouched": len(untouched), "people_touched": len(touched),
+            "untouched_with_changed_id": len(changed),
+            "share_changed": round(len(changed) / len(untouched), 6) if len(untouched) else 0.0,
+            "examples": changed[:5]}
