@@ -8,6 +8,7 @@ The manifest is re-parsed only when that tenant-derived input changes.
 """
 
 
+import contextlib
 import json
 import os
 import sys
@@ -52,8 +53,22 @@ def dbt_vars_arg(cfg: TenantConfig) -> list[str]:
     return ["--vars", json.dumps(cfg.dbt_vars(), sort_keys=True)]
 
 
-def dbt_resource(cfg: TenantConfig) -> DbtCliResource:
+@contextlib.contextmanager
+def warehouse_env(cfg: TenantConfig):
+    """profiles.yml reads the warehouse path from the dbt process's environment: set it for one
+    dbt invocation only, so no other tenant in this process is pointed at this one's file."""
+    previous = os.environ.get("CDP_WAREHOUSE")
     os.environ["CDP_WAREHOUSE"] = str(cfg.warehouse_path)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("CDP_WAREHOUSE", None)
+        else:
+            os.environ["CDP_WAREHOUSE"] = previous
+
+
+def dbt_resource(cfg: TenantConfig) -> DbtCliResource:
     venv_dbt = Path(sys.executable).parent / "dbt"
     return DbtCliResource(project_dir=str(DBT_PROJECT_DIR), profiles_dir=str(DBT_PROJECT_DIR),
                           dbt_executable=str(venv_dbt) if venv_dbt.exists() else "dbt")
@@ -75,7 +90,8 @@ def prepare_manifest(cfg: TenantConfig) -> Path:
         return manifest
     target.mkdir(parents=True, exist_ok=True)
     dbt = dbt_resource(cfg)
-    dbt.cli(["parse", "--quiet", *dbt_vars_arg(cfg)], target_path=target, raise_on_error=True).wait()
+    with warehouse_env(cfg):
+        dbt.cli(["parse", "--quiet", *dbt_vars_arg(cfg)], target_path=target, raise_on_error=True).wait()
     stamp.write_text(fingerprint)
     return manifest
 
@@ -105,12 +121,12 @@ def build_dbt_assets(cfg: TenantConfig, manifest: Path, folder: str, name: str) 
     @dbt_assets(manifest=manifest, select=f"fqn:cdp.{folder}.*", name=name,
                 dagster_dbt_translator=TRANSLATOR)
     def _models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: DuckDBResource):
-        os.environ["CDP_WAREHOUSE"] = str(cfg.warehouse_path)
-        invocation = dbt.cli(["build", *dbt_vars_arg(cfg)], context=context,
-                             target_path=target_path(cfg))
-        # dbt holds the DuckDB file while it runs: collect its events, then add row counts and
-        # a preview from the finished tables.
-        events = list(invocation.stream())
+        with warehouse_env(cfg):
+            invocation = dbt.cli(["build", *dbt_vars_arg(cfg)], context=context,
+                                 target_path=target_path(cfg))
+            # dbt holds the DuckDB file while it runs: collect its events, then add row counts
+            # and a preview from the finished tables.
+            events = list(invocation.stream())
         with warehouse.get_connection() as con:
             for event in events:
                 if isinstance(event, dg.Output):

@@ -550,8 +550,10 @@ def _write_parquet(path: Path, rows: list[dict]) -> int:
     return len(rows)
 
 
-def generate_demo_data(out_dir, people: int = 2000, seed: int = 42) -> dict[str, int]:
-    """Write the demo tenant's source files for `people` people; returns rows per file."""
+def generate_demo_data(out_dir, people: int = 2000, seed: int = 42,
+                       customers_only: bool = False) -> dict[str, int]:
+    """Write the demo tenant's source files for `people` people; returns rows per file.
+    customers_only skips orders, items and products (for identity benchmarks at scale)."""
     if people < 10:
         raise ValueError("people must be at least 10")
     out = Path(out_dir)
@@ -564,7 +566,8 @@ def generate_demo_data(out_dir, people: int = 2000, seed: int = 42) -> dict[str,
     persons = make_people(people, rng, pools, taken_emails)
     sources = make_customer_sources(rng, pools, persons, taken_emails)
     products = make_products(rng)
-    pos_orders, web_orders, items = make_orders(rng, persons, products)
+    pos_orders, web_orders, items = ([], [], []) if customers_only else \
+        make_orders(rng, persons, products)
 
     counts = {}
     pos = sources["pos_customers"]
@@ -576,10 +579,11 @@ def generate_demo_data(out_dir, people: int = 2000, seed: int = 42) -> dict[str,
                                                  sources["email_subscribers"].rows)
     counts["loyalty_members.parquet"] = _write_parquet(out / "loyalty_members.parquet",
                                                        sources["loyalty_members"].rows)
-    counts["pos_orders.csv"] = _write_csv(out / "pos_orders.csv", pos_orders)
-    counts["ecommerce_orders.csv"] = _write_csv(out / "ecommerce_orders.csv", web_orders)
-    counts["order_items.csv"] = _write_csv(out / "order_items.csv", items)
-    counts["products.csv"] = _write_csv(out / "products.csv", products)
+    if not customers_only:
+        counts["pos_orders.csv"] = _write_csv(out / "pos_orders.csv", pos_orders)
+        counts["ecommerce_orders.csv"] = _write_csv(out / "ecommerce_orders.csv", web_orders)
+        counts["order_items.csv"] = _write_csv(out / "order_items.csv", items)
+        counts["products.csv"] = _write_csv(out / "products.csv", products)
     truth = [t for s in sources.values() for t in s.truth]
     with open(out / "ground_truth.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)

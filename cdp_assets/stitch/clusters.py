@@ -41,13 +41,18 @@ def deterministic_links(prepared: pd.DataFrame, rules: list[list[str]]) -> pd.Da
         keyed = prepared.dropna(subset=rule)
         if keyed.empty:
             continue
-        key = keyed[rule].astype(str).agg("\x1f".join, axis=1)
+        key = keyed[rule[0]].astype(str)
+        for column in rule[1:]:
+            key = key + "\x1f" + keyed[column].astype(str)
         groups = pd.DataFrame({"key": key, "unique_id": keyed["unique_id"],
                                "given": keyed["given_name_alias"]})
         size = groups.groupby("key")["unique_id"].transform("size")
         groups = groups[size > 1]
-        names = groups.dropna(subset=["given"]).groupby("key")["given"].unique()
-        shared = {k for k, v in names.items() if len(v) > 1 and count_distinct_people(pd.Series(v)) > 1}
+        named = groups.dropna(subset=["given"])
+        spread = named.groupby("key")["given"].nunique()
+        candidates = named[named["key"].isin(spread.index[spread > 1])]
+        shared = {k for k, v in candidates.groupby("key")["given"].unique().items()
+                  if count_distinct_people(pd.Series(v)) > 1}
         groups = groups[~groups["key"].isin(shared)].sort_values(["key", "unique_id"])
         anchor = groups.groupby("key")["unique_id"].transform("first")
         pairs = groups[groups["unique_id"] != anchor]

@@ -49,13 +49,14 @@ def assign_stable_ids(clusters: pd.DataFrame, previous: pd.DataFrame, issued: se
     kept = _match_previous_ids(overlap)
 
     anchors = cur.groupby("cluster_id")["unique_id"].min()
+    anchors = anchors[~anchors.index.isin(kept.index)]
     new_ids = {}
     taken = set(issued) | set(kept.values)
-    for cluster_id in anchors.index.difference(kept.index):
-        attempt, candidate = 0, cdp_id_for(tenant, anchors[cluster_id])
+    for cluster_id, anchor in zip(anchors.index, anchors.values):
+        attempt, candidate = 0, cdp_id_for(tenant, anchor)
         while candidate in taken:
             attempt += 1
-            candidate = cdp_id_for(tenant, anchors[cluster_id], attempt)
+            candidate = cdp_id_for(tenant, anchor, attempt)
         taken.add(candidate)
         new_ids[cluster_id] = candidate
     id_of_cluster = pd.concat([kept, pd.Series(new_ids, dtype=object)])
@@ -106,9 +107,10 @@ def _cluster_changes(cur, previous, overlap, kept, id_of_cluster) -> pd.DataFram
         ["new", "merged", "split", "unchanged"], default="changed")
     merged_from = overlap[overlap["cluster_id"].isin(info.index[info["n_previous"] > 1])] \
         .groupby("cluster_id")["previous_id"].agg(sorted)
+    merged = merged_from.to_dict()
     out = pd.DataFrame({
         "cdp_id": info.index.map(id_of_cluster), "previous_id": info["main"].values,
-        "previous_ids": [merged_from[c] if c in merged_from.index else ([m] if isinstance(m, str) else [])
+        "previous_ids": [merged.get(c) or ([m] if isinstance(m, str) else [])
                          for c, m in zip(info.index, info["main"])],
         "change": info["change"].values, "records": info["records"].values,
         "records_before": main_size.fillna(0).astype(int).values})

@@ -1,0 +1,165 @@
+"""Stitch at scale: our whole stitch stage next to a bare Splink dedupe of the same records with
+the same settings, wall time and peak memory of each, in one run.
+
+    .venv/bin/python benchmarks/stitch_scale.py [--records 1000000] [--seed 3] [--data DIR]
+
+1. generates customer sources for about --records source records (customers only),
+2. materializes the domain tables through Dagster (not timed),
+3. in a fresh process: materializes the stitch asset group through Dagster - blocklist,
+   preprocessing, model training, scoring, deterministic rules, labels, clustering, stable ids,
+   change tables, history, QA tables and charts (timed, peak RSS),
+4. in a fresh process: bare Splink on the same preprocessed records - the same settings, the same
+   training steps, predict and connected components (timed, peak RSS).
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+OURS = """
+import json, sys, time
+import dagster as dg
+from cdp_assets.config import load_config
+from cdp_assets.definitions import build_definitions
+cfg = load_config(sys.argv[1])
+defs = build_definitions(cfg)
+job = defs.resolve_implicit_global_asset_job_def()
+t0 = time.perf_counter()
+with dg.instance_for_test() as instance:
+    result = job.execute_in_process(instance=instance, asset_selection=sorted(dg.AssetSelection.groups("stitch")
+        .resolve(defs.resolve_asset_graph())), run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
+    steps = {}
+    for e in instance.all_logs(result.run_id):
+        ev = e.dagster_event
+        if ev and ev.step_key and ev.event_type_value in ("STEP_START", "STEP_SUCCESS"):
+            steps.setdefault(ev.step_key, []).append(e.timestamp)
+assert result.success
+import resource
+print(json.dumps({"seconds": time.perf_counter() - t0,
+                  "peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+                  "steps": {k: round(v[-1] - v[0], 2) for k, v in steps.items() if len(v) == 2}}))
+"""
+
+BARE = """
+import json, logging, sys, time
+import duckdb
+from splink import DuckDBAPI, Linker, block_on
+from splink.clustering import cluster_pairwise_predictions_at_threshold
+from cdp_assets.config import load_config
+from cdp_assets.stitch.model import splink_settings
+cfg = load_config(sys.argv[1])
+wh = duckdb.connect(sys.argv[2], read_only=True)
+prepared = wh.execute("select * from stitch.unified_preprocessed_raw").df()
+wh.close()
+t0 = time.perf_counter()
+con = duckdb.connect()
+db_api = DuckDBAPI(connection=con)
+linker = Linker(db_api.register(prepared, table_name="records"), splink_settings(cfg), log_level=logging.ERROR)
+linker.training.estimate_probability_two_random_records_match(
+    [block_on("email", "surname"), block_on("phone", "given_name"), block_on("loyalty_id")], recall=0.7)
+linker.training.estimate_u_using_random_sampling(max_pairs=cfg.stitch.u_sampling_max_pairs, seed=cfg.stitch.seed)
+for rule in (block_on("given_name_alias", "surname"), block_on("birthdate"), block_on("email", "surname")):
+    linker.training.estimate_parameters_using_expectation_maximisation(rule)
+train = time.perf_counter() - t0
+predictions = linker.inference.predict(threshold_match_probability=cfg.stitch.score_threshold)
+clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
+    predictions, threshold_match_probability=cfg.stitch.match_threshold)
+df = clusters.as_pandas_dataframe()
+import resource
+print(json.dumps({"seconds": time.perf_counter() - t0, "train_seconds": train,
+                  "peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+                  "pairs": int(con.execute(f"select count(*) from {predictions.physical_name}").fetchall()[0][0]),
+                  "clusters": int(df["cluster_id"].nunique())}))
+"""
+
+
+def run_measured(code: str, *args: str) -> tuple[dict, float]:
+    """Run code in a fresh Python (its own peak RSS); return its JSON line and wall seconds."""
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-5000:])
+        raise SystemExit(f"benchmark step failed ({proc.returncode})")
+    return json.loads(proc.stdout.strip().splitlines()[-1]), wall
+
+
+def main() -> int:
+    import dagster as dg
+
+    from cdp_assets.config import DEFAULT_CONFIG, load_config
+    from cdp_assets.definitions import build_definitions
+    from cdp_assets.generate import generate_demo_data
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--data", help="folder for the tenant (default: a temp dir)")
+    args = parser.parse_args()
+
+    root = Path(args.data or tempfile.mkdtemp(prefix="cdp_scale_"))
+    root.mkdir(parents=True, exist_ok=True)
+    doc = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    doc["sources"] = {k: v for k, v in doc["sources"].items() if v["kind"] == "customers"}
+    doc["destinations"] = {}
+    (root / "tenant.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    config = str(root / "tenant.yaml")
+    os.environ.pop("CDP_WAREHOUSE", None)
+
+    t0 = time.perf_counter()
+    if not (root / "data" / "ground_truth.csv").exists():
+        generate_demo_data(root / "data", people=round(args.records / 1.995), seed=args.seed,
+                           customers_only=True)
+    gen_s = time.perf_counter() - t0
+    cfg = load_config(config)
+    defs = build_definitions(cfg)
+    t0 = time.perf_counter()
+    with dg.instance_for_test() as instance:
+        job = defs.resolve_implicit_global_asset_job_def()
+        assert job.execute_in_process(
+            instance=instance, asset_selection=sorted(dg.AssetSelection.groups("sources").resolve(defs.resolve_asset_graph())),
+            run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}}).success
+    domain_s = time.perf_counter() - t0
+    # a fresh model each time: remove any saved version so "ours" trains like bare Splink does
+    for f in (cfg.warehouse_path.parent / "stitch_artefacts" / "models").glob("*"):
+        f.unlink()
+
+    ours, ours_wall = run_measured(OURS, config)
+    bare, bare_wall = run_measured(BARE, config, str(cfg.warehouse_path))
+    ours_peak, bare_peak = ours["peak_gib"], bare["peak_gib"]
+
+    import duckdb
+    con = duckdb.connect(str(cfg.warehouse_path), read_only=True)
+    records, people = con.execute("select count(*), count(distinct cdp_id) from stitch.unified_coalesced").fetchone()
+    con.close()
+
+    print(f"# stitch at scale - {records:,} source records -> {people:,} cdp_ids")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, "
+          f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, Python {platform.python_version()}")
+    print(f"data generated in {gen_s:.0f}s, domain tables in {domain_s:.0f}s (not timed below)")
+    print(f"{'':34}{'wall':>10}{'peak RSS':>12}")
+    print(f"{'ours (stitch asset group)':34}{ours['seconds']:>9.1f}s{ours_peak:>10.2f}GiB")
+    print(f"{'bare Splink (same settings)':34}{bare['seconds']:>9.1f}s{bare_peak:>10.2f}GiB")
+    print(f"ratio ours / bare: time {ours['seconds'] / bare['seconds']:.2f}x (target <= 1.3x), "
+          f"memory {ours_peak / bare_peak:.2f}x; under 10 minutes: {ours['seconds'] < 600}")
+    print(f"bare Splink: {bare['pairs']:,} scored pairs, {bare['clusters']:,} clusters, "
+          f"training {bare['train_seconds']:.1f}s")
+    print("our steps:", ", ".join(f"{k} {v}s" for k, v in ours["steps"].items()))
+    print(f"(process wall incl. imports: ours {ours_wall:.1f}s, bare {bare_wall:.1f}s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
