@@ -82,6 +82,8 @@ def main() -> int:
     print(f"true people: {q['people_true']:,}   cdp_ids: {q['people_found']:,}")
     print(f"pairs: true {q['pairs_true']:,}, predicted {q['pairs_predicted']:,}, correct {q['pairs_correct']:,}")
     print(f"pairwise precision {q['precision']:.4f}  recall {q['recall']:.4f}  F1 {q['f1']:.4f}")
+    print(f"cluster  precision {q['cluster_precision']:.4f}  recall {q['cluster_recall']:.4f}  "
+          f"F1 {q['cluster_f1']:.4f}  ({q['clusters_exact']:,} clusters exactly one whole person)")
     print("wall time per step:")
     for step, secs in sorted(timings.items(), key=lambda kv: -kv[1]):
         print(f"  {step:<45} {secs:7.2f}s")
