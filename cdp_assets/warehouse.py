@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pandas as pd
+
+
+@contextlib.contextmanager
+def transaction(con):
+    """Readers see all of the block's writes or none of them."""
+    con.execute("begin transaction")
+    try:
+        yield con
+    except BaseException:
+        con.execute("rollback")
+        raise
+    con.execute("commit")
 
 
 def replace_table(con, schema: str, table: str, df: pd.DataFrame) -> None:
@@ -10,12 +24,8 @@ def replace_table(con, schema: str, table: str, df: pd.DataFrame) -> None:
     con.execute(f'create schema if not exists "{schema}"')
     con.register("_incoming", df)
     try:
-        con.execute("begin transaction")
-        con.execute(f'create or replace table "{schema}"."{table}" as select * from _incoming')
-        con.execute("commit")
-    except Exception:
-        con.execute("rollback")
-        raise
+        with transaction(con):
+            con.execute(f'create or replace table "{schema}"."{table}" as select * from _incoming')
     finally:
         con.unregister("_incoming")
 

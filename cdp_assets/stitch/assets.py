@@ -15,7 +15,7 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from ..config import TenantConfig
-from ..warehouse import preview_md, replace_table
+from ..warehouse import preview_md, replace_table, transaction
 from . import clusters as cl
 from . import ids as idm
 from .model import ModelStore, model_summary, save_charts, score_pairs, settings_fingerprint, train_model
@@ -235,18 +235,14 @@ def write_coalesced(con, cfg: TenantConfig, ids: pd.DataFrame) -> None:
     union = " union all ".join(f'select * from domain."{s}"' for s in cfg.customer_sources)
     con.register("_ids", ids)
     try:
-        con.execute("begin transaction")
-        con.execute(f"""
+        with transaction(con):
+            con.execute(f"""
             create or replace table stitch.unified_coalesced as
             select i.cdp_id, r.source, r.pk, r.given_name, r.surname, r.full_name, r.email,
                    r.phone, r.address, r.city, r.state, r.postal, r.country, r.birthdate,
                    r.gender, r.loyalty_id, r.created_at, r.updated_at
             from ({union}) r join _ids i on i.unique_id = r.source || '|' || r.pk
             order by i.cdp_id, r.source, r.pk""")
-        con.execute("commit")
-    except Exception:
-        con.execute("rollback")
-        raise
     finally:
         con.unregister("_ids")
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..warehouse import transaction
+
 CDP_ID_NAMESPACE = uuid.UUID("6f1c9a52-3b0e-4d8e-9c55-0c4d2b7f0a11")
 
 HISTORY_DDL = """
@@ -173,25 +175,26 @@ def record_history(con, ids: pd.DataFrame, run_id: str, at: pd.Timestamp, reason
     con.register("_ids_now", frame)
     con.register("_why", why)
     try:
-        con.execute("begin transaction")
-        con.execute("""
-            update stitch.cdp_id_history h set valid_to = ?
-            where h.valid_to is null and not exists (
-                select 1 from _ids_now n where n.source = h.source and n.pk = h.pk
-                                           and n.cdp_id = h.cdp_id)""", [at])
-        opened = con.execute("""
-            insert into stitch.cdp_id_history
-            select n.source, n.pk, n.cdp_id, ?, null, ?, coalesce(w.reason, 'first run')
-            from _ids_now n
-            left join _why w on w.source = n.source and w.pk = n.pk
-            where not exists (select 1 from stitch.cdp_id_history h
-                              where h.valid_to is null and h.source = n.source and h.pk = n.pk)
-            """, [at, run_id]).fetchone()[0]
-        con.execute("commit")
-    except Exception:
-        con.execute("rollback")
-        raise
+        with transaction(con):
+            opened = _close_and_open(con, at, run_id)
     finally:
         con.unregister("_ids_now")
         con.unregister("_why")
     return int(opened)
+
+
+def _close_and_open(con, at: pd.Timestamp, run_id: str) -> int:
+    """Close open rows whose id no longer holds; open rows for records without an open row."""
+    con.execute("""
+        update stitch.cdp_id_history h set valid_to = ?
+        where h.valid_to is null and not exists (
+            select 1 from _ids_now n where n.source = h.source and n.pk = h.pk
+                                       and n.cdp_id = h.cdp_id)""", [at])
+    return con.execute("""
+        insert into stitch.cdp_id_history
+        select n.source, n.pk, n.cdp_id, ?, null, ?, coalesce(w.reason, 'first run')
+        from _ids_now n
+        left join _why w on w.source = n.source and w.pk = n.pk
+        where not exists (select 1 from stitch.cdp_id_history h
+                          where h.valid_to is null and h.source = n.source and h.pk = n.pk)
+        """, [at, run_id]).fetchone()[0]
