@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from cdp_assets.cli import run_tenant  # noqa: E402
 from cdp_assets.config import DEFAULT_CONFIG  # noqa: E402
-from cdp_assets.generate import generate_demo_data  # noqa: E402
+from cdp_assets.generate import CUSTOMER_FILES, generate_demo_data  # noqa: E402
 from cdp_assets.stitch import pairwise_quality  # noqa: E402
 
 
@@ -77,7 +77,7 @@ def main() -> int:
 
     print(f"# stitch quality - {args.people:,} people, seed {args.seed}")
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    print(f"source records: {sum(v for k, v in counts.items() if k in ('pos_customers.csv', 'ecommerce_customers.csv', 'email_subscribers.csv', 'loyalty_members.parquet')):,}"
+    print(f"source records: {sum(counts[f] for f in CUSTOMER_FILES):,}"
           f" (generated in {generate_s:.1f}s); blocklisted values: {blocklisted}")
     print(f"true people: {q['people_true']:,}   cdp_ids: {q['people_found']:,}")
     print(f"pairs: true {q['pairs_true']:,}, predicted {q['pairs_predicted']:,}, correct {q['pairs_correct']:,}")

@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from faker import Faker
 
+from .standardize import US_STATES
 from .stitch.preprocess import NICKNAMES
 
 END_DATE = dt.date(2026, 10, 31)  # fixed so a seed always gives the same files
@@ -78,6 +79,8 @@ BRANDS = ["Harvest Lane", "Blue Ridge", "Golden Acre", "Northfield", "Sunny Vall
 STORES = [f"S{n:03d}" for n in range(1, 13)]
 MONTH_WEIGHT = {1: 0.8, 2: 0.8, 3: 0.9, 4: 0.9, 5: 1.0, 6: 1.0, 7: 1.0, 8: 1.0, 9: 0.9,
                 10: 1.0, 11: 1.4, 12: 1.8}
+
+STATE_NAME = {abbr: name.title() for name, abbr in US_STATES.items()}  # 'MA' -> 'Massachusetts'
 
 CUSTOMER_FILES = ["pos_customers.csv", "ecommerce_customers.csv", "email_subscribers.csv",
                   "loyalty_members.parquet"]
@@ -335,7 +338,7 @@ def ecommerce_record(rng, pools, p: Person, pk: str, second_account: bool,
     address = p.address if not p.old_address or rng.random() < 0.7 else p.old_address
     state = address.state
     if rng.random() < 0.2:
-        state = next((k.title() for k, v in _STATE_NAMES.items() if v == state), state)
+        state = STATE_NAME.get(state, state)
     postal = f"{address.zip5}-{rng.randint(0, 9999):04d}" if rng.random() < 0.25 else address.zip5
     return {
         "customer_id": pk, "full_name": f"{given}{middle} {surname}", "email_address": email,
@@ -377,14 +380,6 @@ def loyalty_record(rng, pools, p: Person, pk: str) -> dict:
         "loyalty_id": p.loyalty_id, "enrolled_at": enrolled,
         "updated_at": _timestamp(rng, enrolled.date()),
     }
-
-
-def _state_names() -> dict[str, str]:
-    from .standardize import US_STATES
-    return US_STATES
-
-
-_STATE_NAMES = _state_names()
 
 
 def make_customer_sources(rng, pools, people: list[Person], taken_emails: set[str]) -> dict[str, SourceWriter]:
@@ -613,6 +608,7 @@ def perturb_demo_data(out_dir, share: float = 0.01, seed: int = 1) -> set[str]:
     truth_rows = list(csv.DictReader(open(out / "ground_truth.csv", newline="", encoding="utf-8")))
     people = sorted({t["person_id"] for t in truth_rows})
     touched = set(rng.sample(people, max(1, round(len(people) * share))))
+    truth_of = {(t["source"], t["pk"]): t for t in truth_rows}
     records_of: dict[str, list[dict]] = {}
     for t in truth_rows:
         records_of.setdefault(t["person_id"], []).append(t)
@@ -640,8 +636,7 @@ def perturb_demo_data(out_dir, share: float = 0.01, seed: int = 1) -> set[str]:
                 twin = list(row)
                 twin[pk_at] = f"{row[pk_at]}N"
                 kept.append(twin)
-                person = next(t for t in truth_rows if t["source"] == source and t["pk"] == row[pk_at])
-                added_truth.append({**person, "pk": twin[pk_at]})
+                added_truth.append({**truth_of[(source, row[pk_at])], "pk": twin[pk_at]})
         _write_rows(out / file_name, header, kept)
     deleted = {k for k, a in actions.items() if a == "delete"}
     truth_rows = [t for t in truth_rows if (t["source"], t["pk"]) not in deleted] + added_truth

@@ -18,7 +18,8 @@ from ..config import TenantConfig
 from ..warehouse import preview_md, replace_table, transaction
 from . import clusters as cl
 from . import ids as idm
-from .model import ModelStore, model_summary, save_charts, score_pairs, settings_fingerprint, train_model
+from .model import (ModelStore, model_summary, save_model_charts, save_waterfall_chart, score_pairs,
+                    settings_fingerprint, train_model)
 from .preprocess import build_blocklist, load_customer_records, preprocess_for_matching
 
 GROUP = "stitch"
@@ -39,7 +40,7 @@ def artefacts_dir(cfg: TenantConfig) -> Path:
 def _result(key: str, df: pd.DataFrame | None = None, rows: int | None = None, **metadata):
     meta = {"dagster/row_count": rows if rows is not None else len(df), **metadata}
     if df is not None:
-        meta["preview"] = dg.MetadataValue.md(preview_md(df))
+        meta.setdefault("preview", dg.MetadataValue.md(preview_md(df)))
     return dg.MaterializeResult(asset_key=KEY[key], metadata=meta)
 
 
@@ -82,8 +83,9 @@ def build_stitch_definitions(cfg: TenantConfig) -> tuple[list, list]:
         fingerprint = settings_fingerprint(cfg)
         current = store.current()
         reuse = current is not None and current.settings_fingerprint == fingerprint and not config.retrain
-        with warehouse.get_connection() as con:
-            prepared = con.execute("select * from stitch.unified_preprocessed_raw").df()
+        with warehouse.get_connection() as con:  # the records are only read to train
+            prepared = con.execute("select * from stitch.unified_preprocessed_raw"
+                                   + (" limit 0" if reuse else "")).df()
         train_s = 0.0
         if reuse:
             model = current.load()
@@ -95,7 +97,7 @@ def build_stitch_definitions(cfg: TenantConfig) -> tuple[list, list]:
             model, train_s = train_model(prepared, cfg)
             version = store.save(model, fingerprint, len(prepared))
             context.log.info(f"trained Splink model v{version.version} in {train_s:.1f}s ({why})")
-        charts = save_charts(prepared, model, [], artefacts / "charts")
+        charts = save_model_charts(prepared.head(0), model, artefacts / "charts")
         return dg.MaterializeResult(metadata={
             "dagster/row_count": len(model["comparisons"]),
             "version": version.version, "reused": reuse,
@@ -159,7 +161,7 @@ def build_stitch_definitions(cfg: TenantConfig) -> tuple[list, list]:
         scores = shape_scores(evidence, assignment.ids)
         examples = detailed_examples(prepared, evidence, assignment, cfg.stitch.detailed_examples,
                                      cfg.stitch.seed)
-        waterfall = save_charts(prepared, model, _borderline_pairs(scores), artefacts / "charts")
+        waterfall = save_waterfall_chart(prepared, model, _borderline_pairs(scores), artefacts / "charts")
         at = pd.Timestamp.now()
         with warehouse.get_connection() as con:
             replace_table(con, "stitch", "unified_scores", scores)
@@ -194,7 +196,7 @@ def build_stitch_definitions(cfg: TenantConfig) -> tuple[list, list]:
                       **{f"clusters_{k}": int(v) for k, v in changes.items()})
         yield _result("unified_changes_pks", assignment.records,
                       ids_changed=int(assignment.records["reason"].isin(
-                          ["clusters merged", "cluster split", "cluster changed"]).sum()))
+                          idm.ID_CHANGE_REASONS.values()).sum()))
         yield _result("cdp_id_history", rows=history_rows, rows_opened_this_run=opened,
                       preview=dg.MetadataValue.md(preview_md(history_preview)))
         yield _result("detailed_examples", examples, clusters=int(examples["cdp_id"].nunique()))

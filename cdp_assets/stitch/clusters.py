@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from .preprocess import count_distinct_people
+from .preprocess import people_per_value
 
 LABEL_MATCH = {"match", "same", "yes", "1", "true"}
 LABEL_NO_MATCH = {"no_match", "no-match", "different", "no", "0", "false"}
@@ -48,11 +48,7 @@ def deterministic_links(prepared: pd.DataFrame, rules: list[list[str]]) -> pd.Da
                                "given": keyed["given_name_alias"]})
         size = groups.groupby("key")["unique_id"].transform("size")
         groups = groups[size > 1]
-        named = groups.dropna(subset=["given"])
-        spread = named.groupby("key")["given"].nunique()
-        candidates = named[named["key"].isin(spread.index[spread > 1])]
-        shared = {k for k, v in candidates.groupby("key")["given"].unique().items()
-                  if count_distinct_people(pd.Series(v)) > 1}
+        shared = people_per_value(groups["key"], groups["given"], more_than=1).index
         groups = groups[~groups["key"].isin(shared)].sort_values(["key", "unique_id"])
         anchor = groups.groupby("key")["unique_id"].transform("first")
         pairs = groups[groups["unique_id"] != anchor]

@@ -20,6 +20,10 @@ from ..warehouse import transaction
 
 CDP_ID_NAMESPACE = uuid.UUID("6f1c9a52-3b0e-4d8e-9c55-0c4d2b7f0a11")
 
+# why a record's id changed, by the change kind of the cluster it is in now
+ID_CHANGE_REASONS = {"merged": "clusters merged", "split": "cluster split",
+                     "changed": "cluster changed"}
+
 HISTORY_DDL = """
 create table if not exists stitch.cdp_id_history (
     source varchar, pk varchar, cdp_id varchar, valid_from timestamp, valid_to timestamp,
@@ -134,10 +138,8 @@ def _record_changes(cur, previous, cluster_changes) -> pd.DataFrame:
     moved = cur[cur["previous_id"].notna() & (cur["previous_id"] != cur["cdp_id"])]
     moved = pd.DataFrame({"unique_id": moved["unique_id"], "previous_id": moved["previous_id"],
                           "cdp_id": moved["cdp_id"],
-                          "reason": moved["cdp_id"].map(kind).map(
-                              {"merged": "clusters merged", "split": "cluster split",
-                               "changed": "cluster changed"})
-                          .fillna("cluster changed")})
+                          "reason": moved["cdp_id"].map(kind).map(ID_CHANGE_REASONS)
+                          .fillna(ID_CHANGE_REASONS["changed"])})
     arrived = cur[cur["previous_id"].isna()]
     arrived = pd.DataFrame({"unique_id": arrived["unique_id"], "previous_id": None,
                             "cdp_id": arrived["cdp_id"], "reason": "new record"})

@@ -273,34 +273,48 @@ def score_pairs(prepared: pd.DataFrame, model: dict, threshold: float) -> Scored
     return Scored(scores, time.perf_counter() - t0)
 
 
-def save_charts(prepared: pd.DataFrame, model: dict, sample_pairs: list[tuple[str, str]],
-                folder: Path) -> dict[str, Path]:
-    """Splink's diagnostic charts as standalone HTML (libraries inlined: they open offline)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    # the waterfall needs Splink's per-comparison Bayes factors of the scored pairs
-    linker, db_api, con = _linker(prepared, {**model, "retain_intermediate_calculation_columns": True})
-    charts = {}
+def save_model_charts(schema: pd.DataFrame, model: dict, folder: Path) -> dict[str, Path]:
+    """The model's match-weight and m/u charts as standalone HTML (libraries inlined: they open
+    offline). They depend on the model alone: `schema` may hold no rows."""
+    linker, _, con = _linker(schema, model)
     try:
-        charts["match_weights"] = linker.visualisations.match_weights_chart()
-        charts["m_u_parameters"] = linker.visualisations.m_u_parameters_chart()
-        if sample_pairs:
-            for column in ("given_name", "surname"):
-                linker.table_management.compute_tf_table(column)
-            by_id = prepared.set_index("unique_id", drop=False)
-            records = []
-            for n, (left, right) in enumerate(sample_pairs):
-                if left in by_id.index and right in by_id.index:
-                    pair = linker.inference.score_pair(
-                        db_api.register(by_id.loc[[left]], table_name=f"_waterfall_l{n}"),
-                        db_api.register(by_id.loc[[right]], table_name=f"_waterfall_r{n}"))
-                    records.extend(pair.as_record_list())
-            if records:
-                charts["waterfall"] = linker.visualisations.waterfall_chart(records, filter_nulls=False)
-        paths = {}
-        for name, chart in charts.items():
-            path = folder / f"{name}.html"
-            path.write_text(chart.to_html(inline=True), encoding="utf-8")
-            paths[name] = path
+        return _write_charts({"match_weights": linker.visualisations.match_weights_chart(),
+                              "m_u_parameters": linker.visualisations.m_u_parameters_chart()}, folder)
     finally:
         con.close()
+
+
+def save_waterfall_chart(prepared: pd.DataFrame, model: dict, sample_pairs: list[tuple[str, str]],
+                         folder: Path) -> dict[str, Path]:
+    """How the match weight of a few sample pairs adds up, as standalone HTML."""
+    if not sample_pairs:
+        return {}
+    # the waterfall needs Splink's per-comparison Bayes factors of the scored pairs
+    linker, db_api, con = _linker(prepared, {**model, "retain_intermediate_calculation_columns": True})
+    try:
+        for column in ("given_name", "surname"):
+            linker.table_management.compute_tf_table(column)
+        by_id = prepared.set_index("unique_id", drop=False)
+        records = []
+        for n, (left, right) in enumerate(sample_pairs):
+            if left in by_id.index and right in by_id.index:
+                pair = linker.inference.score_pair(
+                    db_api.register(by_id.loc[[left]], table_name=f"_waterfall_l{n}"),
+                    db_api.register(by_id.loc[[right]], table_name=f"_waterfall_r{n}"))
+                records.extend(pair.as_record_list())
+        if not records:
+            return {}
+        return _write_charts({"waterfall": linker.visualisations.waterfall_chart(
+            records, filter_nulls=False)}, folder)
+    finally:
+        con.close()
+
+
+def _write_charts(charts: dict, folder: Path) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, chart in charts.items():
+        path = folder / f"{name}.html"
+        path.write_text(chart.to_html(inline=True), encoding="utf-8")
+        paths[name] = path
     return paths

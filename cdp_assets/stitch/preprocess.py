@@ -82,19 +82,33 @@ def build_blocklist(records: pd.DataFrame, cfg: TenantConfig) -> pd.DataFrame:
         for value in _blocklist_value(field, configured).dropna().unique():
             rows.append({"field": field, "value": value, "reason": "configured",
                          "records_touched": int((column == value).sum())})
-    aliases = given.map(lambda g: NICKNAMES.get(g, g) if isinstance(g, str) else None)
+    aliases = nickname_alias(given)
     for field in ("email", "phone", "address"):
-        pairs = pd.DataFrame({"value": records[field], "given": aliases}).dropna()
-        spread = pairs.groupby("value")["given"].nunique()
-        for value in spread[spread > bl.max_people_per_value].index:
-            people = count_distinct_people(pairs.loc[pairs["value"] == value, "given"])
-            if people > bl.max_people_per_value:
-                rows.append({"field": field, "value": value,
-                             "reason": f"shared by {people} different people "
-                                       f"(> max_people_per_value {bl.max_people_per_value})",
-                             "records_touched": int((records[field] == value).sum())})
+        shared = people_per_value(records[field], aliases, bl.max_people_per_value)
+        touched = records[field].value_counts()
+        for value, people in shared.items():
+            rows.append({"field": field, "value": value,
+                         "reason": f"shared by {people} different people "
+                                   f"(> max_people_per_value {bl.max_people_per_value})",
+                         "records_touched": int(touched[value])})
     out = pd.DataFrame(rows, columns=["field", "value", "reason", "records_touched"])
     return out.drop_duplicates(subset=["field", "value"], keep="first").reset_index(drop=True)
+
+
+def nickname_alias(given_lower: pd.Series) -> pd.Series:
+    """Lowercased given names mapped to their formal name ('bob' -> 'robert')."""
+    return given_lower.map(lambda g: NICKNAMES.get(g, g) if isinstance(g, str) else None)
+
+
+def people_per_value(values: pd.Series, given_aliases: pd.Series, more_than: int) -> pd.Series:
+    """Values carried by more than `more_than` different people -> how many people, judged by
+    the (nickname-aliased) given names on the records that carry them."""
+    named = pd.DataFrame({"value": values, "given": given_aliases}).dropna()
+    spread = named.groupby("value")["given"].nunique()
+    candidates = named[named["value"].isin(spread.index[spread > more_than])]
+    people = candidates.groupby("value")["given"].unique().map(
+        lambda names: count_distinct_people(pd.Series(names))).astype(int)
+    return people[people > more_than]
 
 
 def count_distinct_people(given_names: pd.Series) -> int:
@@ -125,7 +139,7 @@ def preprocess_for_matching(records: pd.DataFrame, blocklist: pd.DataFrame) -> p
         "state": records["state"],
         "loyalty_id": records["loyalty_id"],
     })
-    m["given_name_alias"] = m["given_name"].map(lambda g: NICKNAMES.get(g, g) if isinstance(g, str) else None)
+    m["given_name_alias"] = nickname_alias(m["given_name"])
     for field, values in blocklist.groupby("field")["value"]:
         m.loc[m[field].isin(set(values)), field] = None
         if field == "given_name":
