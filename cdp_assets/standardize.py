@@ -7,7 +7,6 @@ caller counts them.
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 
 import pandas as pd

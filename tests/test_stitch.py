@@ -1,14 +1,16 @@
 """Stitch building blocks on hand-built inputs: stable ids and change kinds, analyst labels,
 the blocklist, deterministic rules; and the saved model being reused by the real asset."""
 
+import duckdb
 import pandas as pd
 import pytest
 import yaml
 
-from cdp_assets.config import DEFAULT_CONFIG, ConfigError, load_config
+from cdp_assets.config import DEFAULT_CONFIG, ConfigError, SourceKind, load_config
+from cdp_assets.sources import DOMAIN_COLUMNS
 from cdp_assets.stitch import clusters as cl
 from cdp_assets.stitch import ids as idm
-from cdp_assets.stitch.preprocess import build_blocklist, preprocess_for_matching
+from cdp_assets.stitch.preprocess import build_blocklist, prepare_for_matching, stage_customer_records
 
 TENANT = "t"
 
@@ -106,15 +108,19 @@ def test_retired_when_all_records_are_gone():
 
 
 def test_history_keeps_every_id_a_record_had(tmp_path):
-    import duckdb
-
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
+
+    def record(result, run, day):
+        con.register("_ids", result.ids)
+        con.register("_why", result.records)
+        idm.record_history(con, "_ids", "_why", run, pd.Timestamp(day))
+
     previous, issued = idm.previous_assignment(con)
     r1 = idm.assign_stable_ids(clusters({"A": ["s|1", "s|2"], "B": ["s|3"]}), previous, issued, TENANT)
-    idm.record_history(con, r1.ids, "run1", pd.Timestamp("2026-01-01"), r1.records)
+    record(r1, "run1", "2026-01-01")
     previous, issued = idm.previous_assignment(con)
     r2 = idm.assign_stable_ids(clusters({"A": ["s|1", "s|2", "s|3"]}), previous, issued, TENANT)
-    idm.record_history(con, r2.ids, "run2", pd.Timestamp("2026-01-02"), r2.records)
+    record(r2, "run2", "2026-01-02")
     rows = con.execute("select pk, cdp_id, valid_to is null as open, change from stitch.cdp_id_history "
                        "where pk = '3' order by valid_from").fetchall()
     assert [r[2] for r in rows] == [False, True]
@@ -122,6 +128,15 @@ def test_history_keeps_every_id_a_record_had(tmp_path):
     assert rows[1][3] == "clusters merged"
     previous, _ = idm.previous_assignment(con)
     assert len(previous) == 3 and set(previous["cdp_id"]) == {id_of(r1, "s|1")}
+
+
+def test_ids_computed_in_sql_are_python_uuid5():
+    con = duckdb.connect()
+    names = ["t:s|1", "tenant:pos|ü 42", "x:" + "9" * 200]
+    got = [r[0] for r in con.execute(
+        f"select {idm.uuid_from_sha1_sql('h')} from (select {idm.uuid5_sha1_sql('n')} as h, i "
+        "from (select unnest(?) as n, generate_subscripts(?, 1) as i)) order by i", [names, names]).fetchall()]
+    assert got == [str(__import__("uuid").uuid5(idm.CDP_ID_NAMESPACE, n)) for n in names]
 
 
 # ---- labels and clustering ----------------------------------------------------------------------
@@ -132,18 +147,22 @@ def evidence(pairs: list[tuple[str, str, float]]) -> pd.DataFrame:
 
 
 def test_no_match_label_splits_a_chain_and_match_label_joins():
-    records = pd.Series(["s|a", "s|b", "s|c", "s|d"])
-    scores = evidence([("s|a", "s|b", 0.99), ("s|b", "s|c", 0.95)])
+    con = duckdb.connect()
+    con.register("prepared", pd.DataFrame({"unique_id": ["s|a", "s|b", "s|c", "s|d"],
+                                           "given_name_alias": ["ann"] * 4}))
+    con.register("scores", evidence([("s|a", "s|b", 0.99), ("s|b", "s|c", 0.95)]))
     labels = cl.Labels(same=pd.DataFrame([("s|c", "s|d")], columns=["unique_id_l", "unique_id_r"]),
                        different=pd.DataFrame([("s|a", "s|c")], columns=["unique_id_l", "unique_id_r"]))
-    ev = cl.combine_evidence(scores, cl.deterministic_links(pd.DataFrame(
-        columns=["unique_id", "given_name_alias", "email"]), []), labels, 0.9)
-    result, rebuilt = cl.cluster_records(records, ev, labels)
-    cluster = result.set_index("unique_id")["cluster_id"]
+    cl.deterministic_links(con, "prepared", [])
+    cl.combine_evidence(con, "scores", "rule_links", labels, 0.9)
+    rebuilt = cl.cluster_records(con, "prepared", "evidence")
+    cluster = dict(con.execute("select unique_id, cluster_id from clusters").fetchall())
     assert rebuilt == 1
     assert cluster["s|a"] == cluster["s|b"]          # strongest link kept
     assert cluster["s|c"] == cluster["s|d"]          # analyst said same
     assert cluster["s|a"] != cluster["s|c"]          # analyst said different, even via s|b
+    linked = dict(con.execute("select unique_id_l || '-' || unique_id_r, linked from evidence").fetchall())
+    assert linked == {"s|a-s|b": True, "s|b-s|c": True, "s|c-s|d": True, "s|a-s|c": False}
 
 
 def test_labels_file_errors_name_the_file_and_line(tmp_path):
@@ -161,10 +180,20 @@ def test_labels_file_errors_name_the_file_and_line(tmp_path):
 
 # ---- blocklist and deterministic rules ----------------------------------------------------------
 
-def customer_records(rows: list[dict]) -> pd.DataFrame:
-    cols = ["source", "pk", "given_name", "surname", "email", "phone", "birthdate", "address",
-            "postal", "city", "state", "loyalty_id"]
-    return pd.DataFrame([{c: r.get(c) for c in cols} for r in rows])
+def stage(cfg, rows: list[dict]):
+    """A warehouse whose first customer domain table holds these rows (the others empty), staged
+    for matching."""
+    con = duckdb.connect()
+    con.execute("create schema domain")
+    columns = DOMAIN_COLUMNS[SourceKind.customers]
+    for n, name in enumerate(cfg.customer_sources):
+        frame = pd.DataFrame([{c: r.get(c) for c in columns} for r in (rows if n == 0 else [])],
+                             columns=columns).astype(object)
+        con.register("_rows", frame)
+        con.execute(f'create table domain."{name}" as select * from _rows')
+        con.unregister("_rows")
+    stage_customer_records(con, cfg)
+    return con
 
 
 def test_blocklist_configured_and_detected_households_spared():
@@ -177,27 +206,44 @@ def test_blocklist_configured_and_detected_households_spared():
                  for i, name in enumerate(["Katherine", "Kathy", "Kathhy", "John", "Jon", "Mary"])]
     junk = [{"source": "j", "pk": "1", "given_name": "Zed", "email": "test@test.com",
              "phone": "+10000000000"}]
-    records = customer_records(shared_by_seven + household + junk)
-    bl = build_blocklist(records, cfg).set_index(["field", "value"])
+    con = stage(cfg, shared_by_seven + household + junk)
+    bl = build_blocklist(con, cfg).set_index(["field", "value"])
     assert bl.loc[("email", "test@test.com"), "reason"] == "configured"
     assert bl.loc[("email", "test@test.com"), "records_touched"] == 1
     assert bl.loc[("phone", "+10000000000"), "reason"] == "configured"
     assert "shared by 7 different people" in bl.loc[("email", "front@desk.com"), "reason"]
+    assert bl.loc[("email", "front@desk.com"), "records_touched"] == 7
     assert ("address", "1 main st") in bl.index
     # Katherine/Kathy/Kathhy, John/Jon and Mary are three people: a household, not junk
     assert ("email", "thesmiths@x.com") not in bl.index and ("address", "9 oak st") not in bl.index
-    prepared = preprocess_for_matching(records, bl.reset_index())
+    prepare_for_matching(con, bl.reset_index(), "prepared")
+    prepared = con.execute("select * from prepared").df()
+    assert len(prepared) == len(shared_by_seven + household + junk)
     assert prepared["email"].isin(["test@test.com", "front@desk.com"]).sum() == 0
     assert prepared["email_user"].isin(["test", "front"]).sum() == 0
+    assert prepared["email_user"].eq("thesmiths").sum() == 6
+    assert set(prepared.loc[prepared["given_name"] == "kathy", "given_name_alias"]) == {"katherine"}
+
+
+def test_a_value_carried_by_hundreds_of_names_is_counted_up_to_a_cap():
+    cfg = load_config(DEFAULT_CONFIG)
+    names = [f"{a}{b}" for a in "bcdfghjklm" for b in ("ax", "oy", "uz", "el", "ir", "on", "ut", "ek")]
+    con = stage(cfg, [{"source": "s", "pk": str(i), "given_name": n, "phone": "+12125550199"}
+                      for i, n in enumerate(names)])
+    bl = build_blocklist(con, cfg).set_index(["field", "value"])
+    assert "shared by at least 50 different people" in bl.loc[("phone", "+12125550199"), "reason"]
+    assert bl.loc[("phone", "+12125550199"), "records_touched"] == len(names)
 
 
 def test_deterministic_rule_skips_values_several_people_carry():
-    prepared = pd.DataFrame({
+    con = duckdb.connect()
+    con.register("prepared", pd.DataFrame({
         "unique_id": ["a|1", "b|1", "c|1", "a|2", "b|2"],
         "given_name_alias": ["robert", "robert", None, "mary", "john"],
         "email": ["bob@x.com", "bob@x.com", "bob@x.com", "fam@x.com", "fam@x.com"],
-    })
-    links = cl.deterministic_links(prepared, [["email"]])
+    }))
+    assert cl.deterministic_links(con, "prepared", [["email"]]) == 2
+    links = con.execute("select * from rule_links").df()
     pairs = {frozenset(p) for p in zip(links["unique_id_l"], links["unique_id_r"])}
     assert pairs == {frozenset({"a|1", "b|1"}), frozenset({"a|1", "c|1"})}
     assert set(links["deterministic_rule"]) == {"same email"}

@@ -1,12 +1,15 @@
 """Stage 2 - Stitch as Dagster assets.
 
+Everything runs as SQL: preprocessing inside the warehouse, matching in an in-memory DuckDB
+workspace that Splink and our own steps share (records come in and tables go out through
+Arrow), so no step round-trips a million records through pandas.
+
   domain.<customer sources> -> stitch/blocklist + stitch/unified_preprocessed_raw
                             -> stitch/match_model            (train once, reuse the saved version)
                             -> stitch/unified_scores, unified_coalesced, unified_changes_clusters,
                                unified_changes_pks, cdp_id_history, detailed_examples
 """
 
-import json
 import time
 from pathlib import Path
 
@@ -20,7 +23,7 @@ from . import clusters as cl
 from . import ids as idm
 from .model import (ModelStore, model_summary, save_model_charts, save_waterfall_chart, score_pairs,
                     settings_fingerprint, train_model)
-from .preprocess import build_blocklist, load_customer_records, preprocess_for_matching
+from .preprocess import build_blocklist, customer_union_sql, prepare_for_matching, stage_customer_records
 
 GROUP = "stitch"
 KEY = {name: dg.AssetKey(["stitch", name]) for name in (
@@ -63,15 +66,18 @@ def build_stitch_definitions(cfg: TenantConfig) -> tuple[list, list]:
     )
     def stitch_preprocess(context: dg.AssetExecutionContext, warehouse: DuckDBResource):
         with warehouse.get_connection() as con:
-            records = load_customer_records(con, cfg)
-            blocklist = build_blocklist(records, cfg)
-            prepared = preprocess_for_matching(records, blocklist)
+            stage_customer_records(con, cfg)
+            blocklist = build_blocklist(con, cfg)
             replace_table(con, "stitch", "blocklist", blocklist)
-            replace_table(con, "stitch", "unified_preprocessed_raw", prepared)
+            with transaction(con):
+                prepare_for_matching(con, blocklist, "stitch.unified_preprocessed_raw")
+            rows = con.execute("select count(*) from stitch.unified_preprocessed_raw").fetchall()[0][0]
+            preview = con.execute("select * from stitch.unified_preprocessed_raw limit 5").df()
+            con.execute("drop table if exists _stitch_records")
         yield _result("blocklist", blocklist, preview=dg.MetadataValue.md(preview_md(blocklist, 20)),
                       configured=int((blocklist["reason"] == "configured").sum()),
                       detected=int((blocklist["reason"] != "configured").sum()))
-        yield _result("unified_preprocessed_raw", prepared)
+        yield _result("unified_preprocessed_raw", rows=rows, preview=dg.MetadataValue.md(preview_md(preview)))
 
     @dg.asset(key=KEY["match_model"], group_name=GROUP, kinds={"splink", "json"},
               deps=[KEY["unified_preprocessed_raw"]],
@@ -83,9 +89,6 @@ def build_stitch_definitions(cfg: TenantConfig) -> tuple[list, list]:
         fingerprint = settings_fingerprint(cfg)
         current = store.current()
         reuse = current is not None and current.settings_fingerprint == fingerprint and not config.retrain
-        with warehouse.get_connection() as con:  # the records are only read to train
-            prepared = con.execute("select * from stitch.unified_preprocessed_raw"
-                                   + (" limit 0" if reuse else "")).df()
         train_s = 0.0
         if reuse:
             model = current.load()
@@ -94,10 +97,13 @@ def build_stitch_definitions(cfg: TenantConfig) -> tuple[list, list]:
         else:
             why = ("retrain requested" if config.retrain else
                    "no saved model" if current is None else "model settings changed")
-            model, train_s = train_model(prepared, cfg)
-            version = store.save(model, fingerprint, len(prepared))
+            with warehouse.get_connection() as con:
+                con.execute("create temp table prepared as select * from stitch.unified_preprocessed_raw")
+                records = con.execute("select count(*) from prepared").fetchall()[0][0]
+                model, train_s = train_model(con, "prepared", cfg)
+            version = store.save(model, fingerprint, records)
             context.log.info(f"trained Splink model v{version.version} in {train_s:.1f}s ({why})")
-        charts = save_model_charts(prepared.head(0), model, artefacts / "charts")
+        charts = model_charts(model, version, artefacts / "charts")
         return dg.MaterializeResult(metadata={
             "dagster/row_count": len(model["comparisons"]),
             "version": version.version, "reused": reuse,
@@ -146,150 +152,202 @@ def build_stitch_definitions(cfg: TenantConfig) -> tuple[list, list]:
             raise dg.Failure("no Splink model saved yet: materialize stitch/match_model first")
         model = current.load()
         with warehouse.get_connection() as con:
-            prepared = con.execute("select * from stitch.unified_preprocessed_raw").df()
-            previous, issued = idm.previous_assignment(con)
-        t0 = time.perf_counter()
-        scored = score_pairs(prepared, model, cfg.stitch.score_threshold)
-        rules = cl.deterministic_links(prepared, cfg.stitch.deterministic_rules)
-        labels = cl.read_labels(cfg.resolve(cfg.stitch.labels) if cfg.stitch.labels else None,
-                                set(prepared["unique_id"]))
-        evidence = cl.combine_evidence(scored.scores, rules, labels, cfg.stitch.match_threshold)
-        clusters, rebuilt = cl.cluster_records(prepared["unique_id"], evidence, labels)
-        assignment = idm.assign_stable_ids(clusters, previous, issued, cfg.tenant)
-        cluster_s = time.perf_counter() - t0
-
-        scores = shape_scores(evidence, assignment.ids)
-        examples = detailed_examples(prepared, evidence, assignment, cfg.stitch.detailed_examples,
-                                     cfg.stitch.seed)
-        waterfall = save_waterfall_chart(prepared, model, _borderline_pairs(scores), artefacts / "charts")
-        at = pd.Timestamp.now()
-        with warehouse.get_connection() as con:
-            replace_table(con, "stitch", "unified_scores", scores)
-            write_coalesced(con, cfg, assignment.ids)
-            replace_table(con, "stitch", "unified_changes_clusters", assignment.clusters)
-            replace_table(con, "stitch", "unified_changes_pks", assignment.records)
-            opened = idm.record_history(con, assignment.ids, context.run.run_id, at, assignment.records)
-            replace_table(con, "stitch", "detailed_examples", examples)
-            history_rows = con.execute("select count(*) from stitch.cdp_id_history").fetchone()[0]
-            history_preview = con.execute("select * from stitch.cdp_id_history "
-                                          "order by valid_from desc, source, pk limit 5").df()
-            stats = con.execute("""select count(*), count(distinct cdp_id) from stitch.unified_coalesced""").fetchone()
-            sizes = con.execute("""select max(n) from (select count(*) n from stitch.unified_coalesced
-                                   group by cdp_id)""").fetchone()
-            coalesced_preview = con.execute("select * from stitch.unified_coalesced limit 5").df()
-        changes = assignment.clusters["change"].value_counts().to_dict()
-        context.log.info(f"stitch: {stats[0]} records -> {stats[1]} people; changes {changes}")
-        yield _result("unified_scores", scores,
-                      linked_pairs=int(scores["linked"].sum()),
-                      deterministic_pairs=int(scores["deterministic_rule"].notna().sum()),
-                      labelled_pairs=labels.count, labels_on_unknown_records=labels.unknown_records,
-                      components_rebuilt_for_labels=rebuilt,
-                      match_threshold=cfg.stitch.match_threshold, model_version=current.version,
-                      score_seconds=round(scored.seconds, 2),
-                      link_and_cluster_seconds=round(cluster_s - scored.seconds, 2),
-                      **{f"chart_{n}": dg.MetadataValue.path(str(p)) for n, p in waterfall.items()})
-        yield _result("unified_coalesced", rows=stats[0], people=stats[1],
-                      records_per_person=round(stats[0] / max(stats[1], 1), 3),
-                      largest_cluster=int(sizes[0] or 0),
-                      preview=dg.MetadataValue.md(preview_md(coalesced_preview)))
-        yield _result("unified_changes_clusters", assignment.clusters,
-                      **{f"clusters_{k}": int(v) for k, v in changes.items()})
-        yield _result("unified_changes_pks", assignment.records,
-                      ids_changed=int(assignment.records["reason"].isin(
-                          idm.ID_CHANGE_REASONS.values()).sum()))
-        yield _result("cdp_id_history", rows=history_rows, rows_opened_this_run=opened,
-                      preview=dg.MetadataValue.md(preview_md(history_preview)))
-        yield _result("detailed_examples", examples, clusters=int(examples["cdp_id"].nunique()))
+            yield from _match(context, cfg, con, model, current.version, artefacts)
 
     checks = [_every_domain_record_once(cfg), _no_implausible_clusters(cfg)]
     return [stitch_preprocess, match_model, stitch_match], checks
 
 
+# ---- matching -----------------------------------------------------------------------------------
+
+def model_charts(model: dict, version, folder: Path) -> dict[str, Path]:
+    """The model's charts, drawn once per model version."""
+    stamp = folder / ".model_version"
+    paths = {name: folder / f"{name}.html" for name in ("match_weights", "m_u_parameters")}
+    if stamp.exists() and stamp.read_text() == str(version.path) and all(p.exists() for p in paths.values()):
+        return paths
+    paths = save_model_charts(model, folder)
+    stamp.write_text(str(version.path))
+    return paths
+
+
+def _match(context, cfg: TenantConfig, con, model: dict, model_version: int, artefacts: Path):
+    """Score, link, cluster and id the records; publish the stitch tables. Works in temp tables
+    of the warehouse connection (Splink's in an attached in-memory catalog), so nothing is copied
+    out of DuckDB and only the published tables touch the warehouse file."""
+    st = cfg.stitch
+    lap = Stopwatch()
+    idm.ensure_history(con)
+    con.execute("create or replace temp table prepared as select * from stitch.unified_preprocessed_raw")
+    con.execute(f"create or replace temp table previous as {idm.PREVIOUS_SQL}")
+    con.execute(f"create or replace temp table issued as {idm.ISSUED_SQL}")
+    lap("load")
+    score_pairs(con, "prepared", model, st.score_threshold, out="scores")
+    lap("score")
+    cl.deterministic_links(con, "prepared", st.deterministic_rules, out="rule_links")
+    lap("rules")
+    labels = cl.read_labels(cfg.resolve(st.labels) if st.labels else None, lambda ids: _existing(con, ids))
+    cl.combine_evidence(con, "scores", "rule_links", labels, st.match_threshold, out="evidence")
+    lap("evidence")
+    rebuilt = cl.cluster_records(con, "prepared", "evidence", out="clusters")
+    lap("cluster")
+    idm.assign_ids(con, "clusters", "previous", "issued", cfg.tenant)
+    lap("ids")
+    waterfall = save_waterfall_chart(con, "prepared", model, _borderline_pairs(con), artefacts / "charts")
+    figures = dict(zip(("linked_pairs", "deterministic_pairs", "pairs"), con.execute(
+        "select count(*) filter (where linked), count(deterministic_rule), count(*) "
+        "from evidence").fetchall()[0]))
+    changes = dict(con.execute("select change, count(*) from changes_clusters group by 1 order by 1").fetchall())
+    ids_changed = con.execute("select count(*) from changes_pks where reason in (select unnest(?))",
+                              [list(idm.ID_CHANGE_REASONS.values())]).fetchall()[0][0]
+    lap("charts")
+    with transaction(con):  # readers see the new stitch tables together or not at all
+        write_scores(con, "stitch.unified_scores")
+        write_detailed_examples(con, "stitch.detailed_examples", st.detailed_examples, st.seed)
+        for table, source in (("unified_changes_clusters", "changes_clusters"),
+                              ("unified_changes_pks", "changes_pks")):
+            con.execute(f"create or replace table stitch.{table} as select * from {source}")
+        write_coalesced(con, cfg, "ids")
+    lap("publish")
+    opened = idm.record_history(con, "ids", "changes_pks", context.run.run_id, pd.Timestamp.now())
+    lap("history")
+    previews = {t: con.execute(f"select * from stitch.{t} limit 5").df() for t in (
+        "unified_scores", "unified_coalesced", "unified_changes_clusters", "unified_changes_pks",
+        "detailed_examples")}
+    history_rows = con.execute("select count(*) from stitch.cdp_id_history").fetchall()[0][0]
+    history_preview = con.execute("select * from stitch.cdp_id_history "
+                                  "order by valid_from desc, source, pk limit 5").df()
+    records, people, largest = con.execute(
+        "select coalesce(sum(n), 0), count(*), coalesce(max(n), 0) from (select cdp_id, "
+        "count(*) n from ids group by cdp_id)").fetchall()[0]
+    counts = {t: con.execute(f"select count(*) from stitch.{t}").fetchall()[0][0]
+              for t in ("unified_changes_clusters", "unified_changes_pks", "detailed_examples")}
+    example_clusters = con.execute("select count(distinct cdp_id) from stitch.detailed_examples").fetchall()[0][0]
+    lap("metadata")
+    context.log.info(f"stitch: {records} records -> {people} people; changes {changes}")
+
+    def md(table):
+        return dg.MetadataValue.md(preview_md(previews[table]))
+
+    yield _result("unified_scores", rows=figures["pairs"], preview=md("unified_scores"),
+                  linked_pairs=figures["linked_pairs"], deterministic_pairs=figures["deterministic_pairs"],
+                  labelled_pairs=labels.count, labels_on_unknown_records=labels.unknown_records,
+                  components_rebuilt_for_labels=rebuilt, match_threshold=st.match_threshold,
+                  model_version=model_version, seconds=dg.MetadataValue.json(lap.seconds),
+                  **{f"chart_{n}": dg.MetadataValue.path(str(p)) for n, p in waterfall.items()})
+    yield _result("unified_coalesced", rows=records, people=people,
+                  records_per_person=round(records / max(people, 1), 3), largest_cluster=int(largest),
+                  preview=md("unified_coalesced"))
+    yield _result("unified_changes_clusters", rows=counts["unified_changes_clusters"],
+                  preview=md("unified_changes_clusters"),
+                  **{f"clusters_{k}": int(v) for k, v in changes.items()})
+    yield _result("unified_changes_pks", rows=counts["unified_changes_pks"], preview=md("unified_changes_pks"),
+                  ids_changed=int(ids_changed))
+    yield _result("cdp_id_history", rows=history_rows, rows_opened_this_run=opened,
+                  preview=dg.MetadataValue.md(preview_md(history_preview)))
+    yield _result("detailed_examples", rows=counts["detailed_examples"], preview=md("detailed_examples"),
+                  clusters=int(example_clusters))
+
+
+class Stopwatch:
+    """Seconds per named phase, for the asset's metadata: where a run's time went."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def __call__(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.seconds[phase] = round(now - self._last, 2)
+        self._last = now
+
+
+def _existing(con, ids: set[str]) -> set[str]:
+    """Which of these record keys exist in this run's records."""
+    return {r[0] for r in con.execute("select unique_id from prepared where unique_id in (select unnest(?))",
+                                     [sorted(ids)]).fetchall()}
+
+
 # ---- tables -------------------------------------------------------------------------------------
 
-def shape_scores(evidence: pd.DataFrame, ids: pd.DataFrame) -> pd.DataFrame:
-    """stitch.unified_scores: readable pairs with levels, rule, label and linked."""
-    id_of = ids.set_index("unique_id")["cdp_id"]
-    left = evidence["unique_id_l"].str.split("|", n=1)
-    right = evidence["unique_id_r"].str.split("|", n=1)
-    out = pd.DataFrame({
-        "source_l": left.str[0], "pk_l": left.str[1], "source_r": right.str[0], "pk_r": right.str[1],
-        "match_weight": evidence["match_weight"].round(4),
-        "match_probability": evidence["match_probability"].round(6),
-        "deterministic_rule": evidence["deterministic_rule"],
-        "label": evidence["label"],
-        "linked": evidence["linked"].astype(bool),
-        "same_cdp_id": evidence["unique_id_l"].map(id_of).values == evidence["unique_id_r"].map(id_of).values,
-        "match_key": evidence.get("match_key"),
-    })
-    for c in [c for c in evidence.columns if c.startswith("gamma_")]:
-        out[c.replace("gamma_", "level_")] = evidence[c]
-    for side in ("l", "r"):
-        for col in ("given_name", "surname", "email", "phone", "birthdate", "address", "postal"):
-            if f"{col}_{side}" in evidence.columns:
-                out[f"{col}_{side}"] = evidence[f"{col}_{side}"]
-    return out.sort_values(["match_probability", "source_l", "pk_l", "source_r", "pk_r"],
-                           ascending=[False, True, True, True, True],
-                           na_position="first").reset_index(drop=True)
+def write_scores(con, out: str) -> None:
+    """unified_scores: every candidate pair - the two records' keys, match weight and
+    probability, the level of each comparison, the rule or label that applies, whether they
+    were linked and whether they ended with the same cdp_id. The values the matcher compared
+    are one join away, in unified_preprocessed_raw."""
+    columns = {r[0] for r in con.execute("describe evidence").fetchall()}
+    levels = [f"e.{c} as {c.replace('gamma_', 'level_')}" for c in sorted(columns) if c.startswith("gamma_")]
+    con.execute(f"""
+        create or replace table {out} as
+        select split_part(e.unique_id_l, '|', 1) as source_l,
+               substr(e.unique_id_l, length(split_part(e.unique_id_l, '|', 1)) + 2) as pk_l,
+               split_part(e.unique_id_r, '|', 1) as source_r,
+               substr(e.unique_id_r, length(split_part(e.unique_id_r, '|', 1)) + 2) as pk_r,
+               round(e.match_weight, 4) as match_weight, round(e.match_probability, 6) as match_probability,
+               e.deterministic_rule, e.label, e.linked, il.cdp_id = ir.cdp_id as same_cdp_id,
+               {"e.match_key" if "match_key" in columns else "null::varchar as match_key"}
+               {"".join(", " + c for c in levels)}
+        from evidence e
+        join ids il on il.unique_id = e.unique_id_l join ids ir on ir.unique_id = e.unique_id_r
+        order by match_probability desc nulls first, source_l, pk_l, source_r, pk_r""")
 
 
-def write_coalesced(con, cfg: TenantConfig, ids: pd.DataFrame) -> None:
-    union = " union all ".join(f'select * from domain."{s}"' for s in cfg.customer_sources)
-    con.register("_ids", ids)
-    try:
-        with transaction(con):
-            con.execute(f"""
-            create or replace table stitch.unified_coalesced as
-            select i.cdp_id, r.source, r.pk, r.given_name, r.surname, r.full_name, r.email,
-                   r.phone, r.address, r.city, r.state, r.postal, r.country, r.birthdate,
-                   r.gender, r.loyalty_id, r.created_at, r.updated_at
-            from ({union}) r join _ids i on i.unique_id = r.source || '|' || r.pk
-            order by i.cdp_id, r.source, r.pk""")
-    finally:
-        con.unregister("_ids")
+def write_coalesced(con, cfg: TenantConfig, ids: str) -> None:
+    con.execute(f"""
+        create or replace table stitch.unified_coalesced as
+        select i.cdp_id, r.source, r.pk, r.given_name, r.surname, r.full_name, r.email,
+               r.phone, r.address, r.city, r.state, r.postal, r.country, r.birthdate,
+               r.gender, r.loyalty_id, r.created_at, r.updated_at
+        from ({customer_union_sql(cfg)}) r join {ids} i on i.unique_id = r.source || '|' || r.pk
+        order by i.cdp_id, r.source, r.pk""")
 
 
-def detailed_examples(prepared: pd.DataFrame, evidence: pd.DataFrame, assignment: idm.IdAssignment,
-                      sample: int, seed: int) -> pd.DataFrame:
+def write_detailed_examples(con, out: str, sample: int, seed: int) -> None:
     """Every record of a sample of clusters (the 10 largest, up to 10 that changed, the rest
     random multi-record clusters) with the pairs scored inside the cluster, as JSON."""
-    ids = assignment.ids
-    sizes = ids.groupby("cdp_id").size()
-    multi = sizes[sizes > 1]
-    chosen = list(multi.sort_values(ascending=False).head(min(10, sample)).index)
-    changed = assignment.clusters[assignment.clusters["change"].isin(["merged", "split", "changed"])]
-    chosen += [c for c in changed["cdp_id"].dropna().head(10) if c not in chosen]
-    rest = multi.index.difference(pd.Index(chosen))
-    if sample > len(chosen) and len(rest):
-        chosen += list(rest.to_series().sample(min(sample - len(chosen), len(rest)), random_state=seed))
-    chosen = chosen[:max(sample, 0)] if sample else []
-    records = prepared.merge(ids[ids["cdp_id"].isin(chosen)], on="unique_id")
-    cluster_of = ids.set_index("unique_id")["cdp_id"]
-    inside = evidence[evidence["unique_id_l"].map(cluster_of).isin(chosen) &
-                      (evidence["unique_id_l"].map(cluster_of) == evidence["unique_id_r"].map(cluster_of))]
-    pairs: dict[str, list] = {}
-    for row in inside.itertuples(index=False):
-        item = {"match_probability": None if pd.isna(row.match_probability) else round(float(row.match_probability), 4),
-                "match_weight": None if pd.isna(row.match_weight) else round(float(row.match_weight), 2),
-                "rule": row.deterministic_rule if isinstance(row.deterministic_rule, str) else None,
-                "label": row.label if isinstance(row.label, str) else None, "linked": bool(row.linked)}
-        pairs.setdefault(row.unique_id_l, []).append({"with": row.unique_id_r, **item})
-        pairs.setdefault(row.unique_id_r, []).append({"with": row.unique_id_l, **item})
-    out = records[["cdp_id", "source", "pk", "given_name", "surname", "email", "phone", "birthdate",
-                   "address", "postal", "loyalty_id", "unique_id"]].copy()
-    out.insert(1, "cluster_size", out["cdp_id"].map(sizes))
-    out["pairs"] = out["unique_id"].map(lambda u: json.dumps(pairs.get(u, [])))
-    return out.drop(columns=["unique_id"]).sort_values(["cluster_size", "cdp_id", "source", "pk"],
-                                                       ascending=[False, True, True, True]).reset_index(drop=True)
+    con.execute(f"""
+        create or replace temp table _example_ids as
+        with sizes as (select cdp_id, count(*) as size from ids group by 1 having count(*) > 1),
+        largest as (select cdp_id, 1 as pick, row_number() over (order by size desc, cdp_id) as n
+                    from sizes qualify n <= least(10, {int(sample)})),
+        changed as (select cdp_id, 2 as pick, row_number() over (order by change, cdp_id) as n
+                    from changes_clusters where change in ('merged', 'split', 'changed')
+                    and cdp_id is not null qualify n <= 10),
+        random as (select cdp_id, 3 as pick, row_number() over (order by hash(cdp_id, {int(seed)})) as n
+                   from sizes),
+        picks as (select * from largest union all select * from changed union all select * from random)
+        select cdp_id from (select cdp_id, min((pick, n)) as best from picks group by cdp_id)
+        order by best limit {int(sample)}""")
+    con.execute(f"""
+        create or replace table {out} as
+        with members as (select i.cdp_id, p.* from ids i join prepared p using (unique_id)
+                         where i.cdp_id in (select cdp_id from _example_ids)),
+        ends as (select unique_id_l as uid, unique_id_r as other, * from evidence
+                 union all
+                 select unique_id_r, unique_id_l, * from evidence),
+        inside as (
+            select e.* from ends e join members m on m.unique_id = e.uid
+            join members o on o.unique_id = e.other and o.cdp_id = m.cdp_id),
+        pairs as (
+            select uid, to_json(list({{'with': other, 'match_probability': round(match_probability, 4),
+                                      'match_weight': round(match_weight, 2), 'rule': deterministic_rule,
+                                      'label': label, 'linked': linked}} order by other))::varchar as pairs
+            from inside group by uid)
+        select m.cdp_id, count(*) over (partition by m.cdp_id) as cluster_size, m.source, m.pk,
+               m.given_name, m.surname, m.email, m.phone, m.birthdate, m.address, m.postal,
+               m.loyalty_id, coalesce(p.pairs, '[]') as pairs
+        from members m left join pairs p on p.uid = m.unique_id
+        order by cluster_size desc, cdp_id, source, pk""")
 
 
-def _borderline_pairs(scores: pd.DataFrame, n: int = 4) -> list[tuple[str, str]]:
+def _borderline_pairs(con, n: int = 4) -> list[tuple[str, str]]:
     """Pairs just above and just below the threshold, for the waterfall chart."""
-    scored = scores.dropna(subset=["match_probability"])
-    above = scored[scored["linked"]].nsmallest(n, "match_probability")
-    below = scored[~scored["linked"]].nlargest(n, "match_probability")
-    picked = pd.concat([above, below])
-    return [(f"{r.source_l}|{r.pk_l}", f"{r.source_r}|{r.pk_r}") for r in picked.itertuples()]
+    return [tuple(r) for r in con.execute(f"""
+        (select unique_id_l, unique_id_r from evidence where linked and match_probability is not null
+         order by match_probability, unique_id_l, unique_id_r limit {n})
+        union all
+        (select unique_id_l, unique_id_r from evidence where not linked and match_probability is not null
+         order by match_probability desc, unique_id_l, unique_id_r limit {n})""").fetchall()]
 
 
 # ---- checks -------------------------------------------------------------------------------------

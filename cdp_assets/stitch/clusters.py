@@ -12,9 +12,9 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 
+from .model import splink_scratch
 from .preprocess import people_per_value
 
 LABEL_MATCH = {"match", "same", "yes", "1", "true"}
@@ -30,34 +30,40 @@ class LabelFileError(ValueError):
 
 # ---- deterministic rules ------------------------------------------------------------------------
 
-def deterministic_links(prepared: pd.DataFrame, rules: list[list[str]]) -> pd.DataFrame:
-    """Pairs linked outright by a rule: equal, non-null values on every field of the rule, and
-    the value belongs to one person (the given names that carry it are one name, allowing
-    nicknames and typos), so a family email or a shared loyalty card links nobody.
+RULE_LINKS_COLUMNS = "unique_id_l varchar, unique_id_r varchar, deterministic_rule varchar"
 
-    Returns unique_id_l, unique_id_r, deterministic_rule (a star per group: n-1 edges)."""
-    edges = []
+
+def deterministic_links(con, prepared: str, rules: list[list[str]], out: str = "rule_links") -> int:
+    """Create `out`: pairs linked outright by a rule - equal, non-null values on every field of
+    the rule, and the value belongs to one person (the given names that carry it are one name,
+    allowing nicknames and typos), so a family email or a shared loyalty card links nobody.
+
+    Each group of records sharing a key becomes a star (n-1 edges from its lowest record).
+    Columns unique_id_l < unique_id_r, deterministic_rule. Returns the number of links."""
+    con.execute(f"create or replace temp table {out} ({RULE_LINKS_COLUMNS})")
     for rule in rules:
-        keyed = prepared.dropna(subset=rule)
-        if keyed.empty:
-            continue
-        key = keyed[rule[0]].astype(str)
-        for column in rule[1:]:
-            key = key + "\x1f" + keyed[column].astype(str)
-        groups = pd.DataFrame({"key": key, "unique_id": keyed["unique_id"],
-                               "given": keyed["given_name_alias"]})
-        size = groups.groupby("key")["unique_id"].transform("size")
-        groups = groups[size > 1]
-        shared = people_per_value(groups["key"], groups["given"], more_than=1).index
-        groups = groups[~groups["key"].isin(shared)].sort_values(["key", "unique_id"])
-        anchor = groups.groupby("key")["unique_id"].transform("first")
-        pairs = groups[groups["unique_id"] != anchor]
-        edges.append(pd.DataFrame({"unique_id_l": anchor[pairs.index], "unique_id_r": pairs["unique_id"],
-                                   "deterministic_rule": "same " + " + ".join(rule)}))
-    if not edges:
-        return pd.DataFrame(columns=["unique_id_l", "unique_id_r", "deterministic_rule"])
-    out = pd.concat(edges, ignore_index=True)
-    return out.drop_duplicates(subset=["unique_id_l", "unique_id_r"]).reset_index(drop=True)
+        key = " || chr(31) || ".join(f"cast({c} as varchar)" for c in rule)
+        present = " and ".join(f"{c} is not null" for c in rule)
+        con.execute(f"""
+            create or replace temp table _rule_keyed as
+            select {key} as key, unique_id, given_name_alias as given from {prepared}
+            where {present}
+            qualify count(*) over (partition by {key}) > 1""")
+        shared = people_per_value(con, "select key as value, given from _rule_keyed", more_than=1)
+        con.register("_rule_shared", shared[["value"]])
+        try:
+            con.execute(f"""
+                insert into {out}
+                select anchor, unique_id, ? from (
+                    select unique_id, min(unique_id) over (partition by key) as anchor
+                    from _rule_keyed where key not in (select value from _rule_shared))
+                where unique_id <> anchor
+                  and not exists (select 1 from {out} o where o.unique_id_l = anchor
+                                  and o.unique_id_r = unique_id)""", ["same " + " + ".join(rule)])
+        finally:
+            con.unregister("_rule_shared")
+    con.execute("drop table if exists _rule_keyed")
+    return con.execute(f"select count(*) from {out}").fetchall()[0][0]
 
 
 # ---- analyst labels -----------------------------------------------------------------------------
@@ -73,14 +79,15 @@ class Labels:
         return len(self.same) + len(self.different)
 
 
-def read_labels(path: Path | None, known_ids: set[str]) -> Labels:
+def read_labels(path: Path | None, known_ids) -> Labels:
     """Analyst labels: CSV with source_l, pk_l, source_r, pk_r, label (match | no_match), note.
-    Labels on records that no longer exist are counted and ignored."""
+    Labels on records that no longer exist are counted and ignored. `known_ids` is a set of
+    record keys ("source|pk") or a function returning which of the given keys exist."""
     if path is None:
         return Labels()
     if not path.exists():
         raise LabelFileError(f"{path}: labels file not found")
-    same, different, unknown = [], [], 0
+    rows = []
     with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         missing = [c for c in LABEL_COLUMNS if c not in (reader.fieldnames or [])]
@@ -95,80 +102,100 @@ def read_labels(path: Path | None, known_ids: set[str]) -> Labels:
                                      "match / no_match")
             if left == right:
                 raise LabelFileError(f"{path}: line {line}: a record cannot be labelled against itself")
-            if left not in known_ids or right not in known_ids:
-                unknown += 1
-                continue
-            (same if label in LABEL_MATCH else different).append((left, right))
+            rows.append((left, right, label in LABEL_MATCH))
+    mentioned = {uid for left, right, _ in rows for uid in (left, right)}
+    known = known_ids(mentioned) if callable(known_ids) else mentioned & set(known_ids)
+    same, different, unknown = [], [], 0
+    for left, right, is_match in rows:
+        if left not in known or right not in known:
+            unknown += 1
+            continue
+        (same if is_match else different).append((left, right))
     cols = ["unique_id_l", "unique_id_r"]
     return Labels(pd.DataFrame(same, columns=cols), pd.DataFrame(different, columns=cols), unknown)
 
 
 # ---- links and clusters -------------------------------------------------------------------------
 
-def _pair_key(left: pd.Series, right: pd.Series) -> pd.Series:
-    return left.where(left < right, right) + "\x1e" + right.where(left < right, left)
+def register_labels(con, labels: Labels) -> None:
+    """The labels as temp tables _labels_same / _labels_different (unique_id_l, unique_id_r)."""
+    for name, frame in (("_labels_same", labels.same), ("_labels_different", labels.different)):
+        con.execute(f"create or replace temp table {name} (unique_id_l varchar, unique_id_r varchar)")
+        if len(frame):
+            con.executemany(f"insert into {name} values (?, ?)",
+                            list(zip(frame["unique_id_l"], frame["unique_id_r"])))
 
 
-def combine_evidence(scores: pd.DataFrame, rules: pd.DataFrame, labels: Labels,
-                     threshold: float) -> pd.DataFrame:
-    """One row per scored or linked pair: Splink columns + deterministic_rule + label +
-    linked + strength (label 3, rule 2, else the match probability). A pair labelled both
-    ways counts as different."""
-    annotations = pd.concat([
-        labels.different.assign(deterministic_rule=None, label="no_match"),
-        labels.same.assign(deterministic_rule=None, label="match"),
-        rules.assign(label=None),
-    ], ignore_index=True)
-    annotations["pair"] = _pair_key(annotations["unique_id_l"], annotations["unique_id_r"])
-    annotations = annotations.groupby("pair", as_index=False).first()
-    scores = scores.copy()
-    scores["pair"] = _pair_key(scores["unique_id_l"], scores["unique_id_r"])
-    scores = scores.merge(annotations[["pair", "deterministic_rule", "label"]], on="pair", how="left")
-    unscored = annotations[~annotations["pair"].isin(scores["pair"])]
-    scores = pd.concat([scores, unscored], ignore_index=True).drop(columns=["pair"])
-    prob = scores["match_probability"]
-    linked = (prob >= threshold) | scores["deterministic_rule"].notna() | (scores["label"] == "match")
-    scores["linked"] = linked & (scores["label"] != "no_match")
-    strength = prob.fillna(0.0).where(scores["deterministic_rule"].isna(), DETERMINISTIC_STRENGTH)
-    scores["strength"] = strength.where(scores["label"] != "match", LABEL_STRENGTH)
-    return scores
+def combine_evidence(con, scores: str, rule_links: str, labels: Labels, threshold: float,
+                     out: str = "evidence") -> None:
+    """Create `out`: one row per scored or linked pair - the score columns + deterministic_rule +
+    label + linked + strength (label 3, rule 2, else the match probability). A pair labelled
+    both ways counts as different; a no_match label unlinks whatever else says."""
+    register_labels(con, labels)
+    con.execute(f"""
+        create or replace temp table _annotations as
+        with a as (
+            select unique_id_l as l, unique_id_r as r, null::varchar as rule, 'no_match' as label,
+                   1 as prio from _labels_different
+            union all
+            select unique_id_l, unique_id_r, null, 'match', 2 from _labels_same
+            union all
+            select unique_id_l, unique_id_r, deterministic_rule, null, 3 from {rule_links})
+        select least(l, r) as l, greatest(l, r) as r, min(rule) as deterministic_rule,
+               arg_min(label, prio) filter (where label is not null) as label
+        from a group by all""")
+    con.execute(f"""
+        create or replace temp table {out} as
+        select coalesce(s.unique_id_l, a.l) as unique_id_l, coalesce(s.unique_id_r, a.r) as unique_id_r,
+               s.* exclude (unique_id_l, unique_id_r), a.deterministic_rule, a.label,
+               (coalesce(s.match_probability >= {float(threshold)}, false)
+                or a.deterministic_rule is not null or coalesce(a.label = 'match', false))
+               and a.label is distinct from 'no_match' as linked,
+               case when a.label = 'match' then {LABEL_STRENGTH}
+                    when a.deterministic_rule is not null then {DETERMINISTIC_STRENGTH}
+                    else coalesce(s.match_probability, 0.0) end as strength
+        from {scores} s
+        full outer join _annotations a
+          on a.l = least(s.unique_id_l, s.unique_id_r) and a.r = greatest(s.unique_id_l, s.unique_id_r)""")
 
 
-def connected_components(record_ids: pd.Series, links: pd.DataFrame) -> pd.DataFrame:
-    """unique_id -> cluster_id for the linked pairs (Splink's connected components)."""
+def cluster_records(con, nodes: str, evidence: str, out: str = "clusters") -> int:
+    """Create `out` (unique_id, cluster_id): the connected components of the linked pairs
+    (Splink's clustering), with every component that would join two records labelled different
+    rebuilt greedily. Needs register_labels/combine_evidence first. Returns how many components
+    were rebuilt."""
     from splink import DuckDBAPI
     from splink.clustering import cluster_pairwise_predictions_at_threshold
 
-    con = duckdb.connect()
-    try:
-        clusters = cluster_pairwise_predictions_at_threshold(
-            pd.DataFrame({"unique_id": record_ids}), links[["unique_id_l", "unique_id_r"]],
-            DuckDBAPI(connection=con), node_id_column_name="unique_id")
-        return clusters.as_pandas_dataframe()[["unique_id", "cluster_id"]]
-    finally:
-        con.close()
-
-
-def cluster_records(record_ids: pd.Series, evidence: pd.DataFrame, labels: Labels) -> tuple[pd.DataFrame, int]:
-    """Clusters of the linked pairs that never join two records labelled different.
-    Returns (unique_id, cluster_id) and the number of components that had to be rebuilt."""
-    links = evidence[evidence["linked"]]
-    clusters = connected_components(record_ids, links)
-    if labels.different.empty:
-        return clusters, 0
-    cluster_of = clusters.set_index("unique_id")["cluster_id"]
-    diff = labels.different
-    broken = set(cluster_of[diff["unique_id_l"]].values[
-        cluster_of[diff["unique_id_l"]].values == cluster_of[diff["unique_id_r"]].values])
+    con.execute(f"create or replace temp table _nodes as select unique_id from {nodes}")
+    con.execute(f"""create or replace temp table _links as
+                    select unique_id_l, unique_id_r from {evidence} where linked""")
+    with splink_scratch(con):
+        components = cluster_pairwise_predictions_at_threshold(
+            "_nodes", "_links", DuckDBAPI(connection=con), node_id_column_name="unique_id")
+        con.execute(f"create or replace temp table {out} as "
+                    f"select unique_id, cluster_id from {components.physical_name}")
+        components.drop_table_from_database_and_remove_from_cache()
+    broken = [r[0] for r in con.execute(f"""
+        select distinct l.cluster_id from _labels_different d
+        join {out} l on l.unique_id = d.unique_id_l
+        join {out} r on r.unique_id = d.unique_id_r
+        where l.cluster_id = r.cluster_id""").fetchall()]
     if not broken:
-        return clusters, 0
-    members = clusters[clusters["cluster_id"].isin(broken)]
-    in_broken = set(members["unique_id"])
-    component_links = links[links["unique_id_l"].isin(in_broken)]
-    rebuilt = greedy_clusters(members["unique_id"].tolist(), component_links, diff)
-    clusters = clusters.set_index("unique_id")
-    clusters.loc[rebuilt.index, "cluster_id"] = rebuilt
-    return clusters.reset_index(), len(broken)
+        return 0
+    members = con.execute(f"select unique_id from {out} where cluster_id in (select unnest(?))",
+                          [broken]).df()["unique_id"].tolist()
+    links = con.execute(f"""select unique_id_l, unique_id_r, strength from {evidence}
+                            where linked and unique_id_l in (select unnest(?))""", [members]).df()
+    different = con.execute("select * from _labels_different").df()
+    rebuilt = greedy_clusters(members, links, different)
+    con.register("_rebuilt", pd.DataFrame({"unique_id": rebuilt.index, "cluster_id": rebuilt.values}))
+    try:
+        con.execute(f"""update {out} set cluster_id = b.cluster_id from _rebuilt b
+                        where {out}.unique_id = b.unique_id""")
+    finally:
+        con.unregister("_rebuilt")
+    return len(broken)
 
 
 def greedy_clusters(records: list[str], links: pd.DataFrame, different: pd.DataFrame) -> pd.Series:

@@ -5,6 +5,7 @@ sample holds; m by EM) and saved as a versioned JSON file. Later runs reuse the 
 unless retraining is asked for or the model's settings changed.
 """
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -16,6 +17,7 @@ import duckdb
 import pandas as pd
 
 from ..config import TenantConfig
+from .preprocess import MATCH_COLUMNS
 
 # A given-name disagreement (not equal, not a nickname, not a likely typo) is near-proof of two
 # different people: household members share address, phone, surname and sometimes email.
@@ -129,22 +131,39 @@ def settings_fingerprint(cfg: TenantConfig) -> str:
 
 # ---- training -----------------------------------------------------------------------------------
 
-def _linker(prepared: pd.DataFrame, settings):
+SCRATCH = "stitch_scratch"
+
+
+@contextlib.contextmanager
+def splink_scratch(con):
+    """Splink's own tables go to an in-memory catalog attached to con, never into the warehouse
+    file; our tables (temp tables) and the warehouse stay visible while it works."""
+    home = con.execute("select current_database()").fetchall()[0][0]
+    con.execute(f"attach if not exists ':memory:' as {SCRATCH}")
+    con.execute(f"use {SCRATCH}")
+    try:
+        yield con
+    finally:
+        con.execute(f'use "{home}"')
+
+
+def _linker(con, table: str, settings):
+    """A Splink linker over `table` of DuckDB connection con (read in place, not copied)."""
     from splink import DuckDBAPI, Linker
 
-    con = duckdb.connect()
     db_api = DuckDBAPI(connection=con)
-    sdf = db_api.register(prepared, table_name="unified_preprocessed")
-    return Linker(sdf, settings, log_level=logging.ERROR), db_api, con
+    sdf = db_api.register(table, table_name="unified_preprocessed")
+    return Linker(sdf, settings, log_level=logging.ERROR), db_api
 
 
-def train_model(prepared: pd.DataFrame, cfg: TenantConfig) -> tuple[dict, float]:
-    """Estimate lambda, u (random sampling) and m (EM); return the calibrated model and seconds."""
+def train_model(con, table: str, cfg: TenantConfig) -> tuple[dict, float]:
+    """Estimate lambda, u (random sampling) and m (EM) on the records of `table`; return the
+    calibrated model and seconds."""
     from splink import block_on
 
     t0 = time.perf_counter()
-    linker, _, con = _linker(prepared, splink_settings(cfg))
-    try:
+    with splink_scratch(con):
+        linker, _ = _linker(con, table, splink_settings(cfg))
         linker.training.estimate_probability_two_random_records_match(
             [block_on("email", "surname"), block_on("phone", "given_name"), block_on("loyalty_id")],
             recall=0.7)
@@ -154,8 +173,6 @@ def train_model(prepared: pd.DataFrame, cfg: TenantConfig) -> tuple[dict, float]
                      block_on("email", "surname")):
             linker.training.estimate_parameters_using_expectation_maximisation(rule)
         model = calibrate(linker.misc.save_model_to_json(None))
-    finally:
-        con.close()
     return model, time.perf_counter() - t0
 
 
@@ -256,58 +273,69 @@ def model_summary(model: dict) -> dict:
 
 # ---- scoring ------------------------------------------------------------------------------------
 
-@dataclass
-class Scored:
-    scores: pd.DataFrame   # Splink predictions
-    seconds: float
+def score_pairs(con, table: str, model: dict, threshold: float, out: str = "scores") -> None:
+    """Candidate pairs (blocking rules) of `table` scored by the trained model, as view `out`
+    of con over Splink's predictions (which stay in the scratch catalog until it is detached)."""
+    with splink_scratch(con):
+        linker, _ = _linker(con, table, model)
+        predictions = linker.inference.predict(threshold_match_probability=threshold)
+    con.execute(f"create or replace temp view {out} as select * from {SCRATCH}.{predictions.physical_name}")
 
 
-def score_pairs(prepared: pd.DataFrame, model: dict, threshold: float) -> Scored:
-    """Candidate pairs (blocking rules) scored by the trained model."""
-    t0 = time.perf_counter()
-    linker, _, con = _linker(prepared, model)
-    try:
-        scores = linker.inference.predict(threshold_match_probability=threshold).as_pandas_dataframe()
-    finally:
-        con.close()
-    return Scored(scores, time.perf_counter() - t0)
-
-
-def save_model_charts(schema: pd.DataFrame, model: dict, folder: Path) -> dict[str, Path]:
+def save_model_charts(model: dict, folder: Path) -> dict[str, Path]:
     """The model's match-weight and m/u charts as standalone HTML (libraries inlined: they open
-    offline). They depend on the model alone: `schema` may hold no rows."""
-    linker, _, con = _linker(schema, model)
+    offline). They depend on the model alone."""
+    con = duckdb.connect()
     try:
+        columns = [f"{c} {'date' if c == 'birthdate' else 'varchar'}"
+                   for c in ("unique_id", "source", "pk", *MATCH_COLUMNS)]
+        con.execute(f"create table _schema ({', '.join(columns)})")
+        linker, _ = _linker(con, "_schema", model)
         return _write_charts({"match_weights": linker.visualisations.match_weights_chart(),
                               "m_u_parameters": linker.visualisations.m_u_parameters_chart()}, folder)
     finally:
         con.close()
 
 
-def save_waterfall_chart(prepared: pd.DataFrame, model: dict, sample_pairs: list[tuple[str, str]],
+def save_waterfall_chart(con, table: str, model: dict, sample_pairs: list[tuple[str, str]],
                          folder: Path) -> dict[str, Path]:
     """How the match weight of a few sample pairs adds up, as standalone HTML."""
     if not sample_pairs:
         return {}
     # the waterfall needs Splink's per-comparison Bayes factors of the scored pairs
-    linker, db_api, con = _linker(prepared, {**model, "retain_intermediate_calculation_columns": True})
-    try:
-        for column in ("given_name", "surname"):
-            linker.table_management.compute_tf_table(column)
-        by_id = prepared.set_index("unique_id", drop=False)
+    with splink_scratch(con):
+        linker, db_api = _linker(con, table, {**model, "retain_intermediate_calculation_columns": True})
+        _sample_term_frequencies(con, linker, db_api, table, model, sorted({u for p in sample_pairs for u in p}))
         records = []
         for n, (left, right) in enumerate(sample_pairs):
-            if left in by_id.index and right in by_id.index:
-                pair = linker.inference.score_pair(
-                    db_api.register(by_id.loc[[left]], table_name=f"_waterfall_l{n}"),
-                    db_api.register(by_id.loc[[right]], table_name=f"_waterfall_r{n}"))
-                records.extend(pair.as_record_list())
-        if not records:
-            return {}
-        return _write_charts({"waterfall": linker.visualisations.waterfall_chart(
-            records, filter_nulls=False)}, folder)
-    finally:
-        con.close()
+            sides = []
+            for side, uid in (("l", left), ("r", right)):
+                con.execute(f"create or replace table _waterfall_{side}{n} as "
+                            f"select * from {table} where unique_id = ?", [uid])
+                sides.append(db_api.register(f"_waterfall_{side}{n}", table_name=f"_waterfall_{side}{n}_in"))
+            if all(con.execute(f"select count(*) from _waterfall_{s}{n}").fetchall()[0][0] for s in "lr"):
+                records.extend(linker.inference.score_pair(*sides).as_record_list())
+    if not records:
+        return {}
+    return _write_charts({"waterfall": linker.visualisations.waterfall_chart(
+        records, filter_nulls=False)}, folder)
+
+
+def _sample_term_frequencies(con, linker, db_api, table: str, model: dict, unique_ids: list[str]) -> None:
+    """Register term-frequency lookups holding only the values of the sample records (computed
+    as Splink does: share of non-null values), instead of tabulating whole columns."""
+    columns = sorted({lvl["tf_adjustment_column"] for comp in model["comparisons"]
+                      for lvl in comp["comparison_levels"] if lvl.get("tf_adjustment_column")})
+    for column in columns:
+        name = f"_waterfall_tf_{column}"
+        con.execute(f"""
+            create or replace table {name} as
+            select {column}, cast(count(*) as float8) / (select count({column}) from {table}) as tf_{column}
+            from {table}
+            where {column} in (select {column} from {table} where unique_id in (select unnest(?)))
+            group by {column}""", [unique_ids])
+        linker.table_management.register_term_frequency_lookup(
+            db_api.register(name, table_name=f"{name}_in"), column)
 
 
 def _write_charts(charts: dict, folder: Path) -> dict[str, Path]:

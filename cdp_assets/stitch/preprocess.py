@@ -2,7 +2,9 @@
 
 Customer records of every source are unioned; junk values (configured, or carried by too many
 different people) are listed in the blocklist and removed; names are lowercased and aliased
-through a nickname table so 'Bob' meets 'Robert'.
+through a nickname table so 'Bob' meets 'Robert'. All of it runs as SQL inside the warehouse;
+only the handful of values that look shared by several people come to Python, to count the
+people behind their given names with spelling variants folded.
 """
 
 import difflib
@@ -50,9 +52,36 @@ NICKNAMES = {
 
 # ---- preprocessing ------------------------------------------------------------------------------
 
-def load_customer_records(con, cfg: TenantConfig) -> pd.DataFrame:
-    union = " union all ".join(f'select * from domain."{s}"' for s in cfg.customer_sources)
-    return con.execute(f"select * from ({union}) order by source, pk").df()
+RECORDS = "_stitch_records"        # temp table: standardised records of every customer source
+NICKNAME_TABLE = "_stitch_nicknames"
+BLOCKED_FIELDS = ("email", "phone", "address", "given_name", "surname")
+
+
+def customer_union_sql(cfg: TenantConfig) -> str:
+    return " union all ".join(f'select * from domain."{s}"' for s in cfg.customer_sources)
+
+
+def stage_customer_records(con, cfg: TenantConfig) -> int:
+    """The temp table RECORDS: every customer record with lowercased names, its nickname alias
+    and a typed birthdate, in the domain tables' order (DuckDB preserves insertion order, so
+    the same input gives the same table and the same model). Returns its row count."""
+    register_nicknames(con)
+    con.execute(f"""
+        create or replace temp table {RECORDS} as
+        select r.source || '|' || r.pk as unique_id, r.source, r.pk,
+               lower(r.given_name) as given_name,
+               coalesce(n.formal, lower(r.given_name)) as given_name_alias,
+               lower(r.surname) as surname, r.email, r.phone,
+               try_cast(r.birthdate as date) as birthdate, r.address, r.postal,
+               lower(r.city) as city, r.state, r.loyalty_id
+        from ({customer_union_sql(cfg)}) r
+        left join {NICKNAME_TABLE} n on n.nickname = lower(r.given_name)""")
+    return con.execute(f"select count(*) from {RECORDS}").fetchall()[0][0]
+
+
+def register_nicknames(con) -> None:
+    con.execute(f"create or replace temp table {NICKNAME_TABLE} (nickname varchar primary key, formal varchar)")
+    con.executemany(f"insert into {NICKNAME_TABLE} values (?, ?)", sorted(NICKNAMES.items()))
 
 
 def _blocklist_value(field: str, values: list[str]) -> pd.Series:
@@ -66,85 +95,95 @@ def _blocklist_value(field: str, values: list[str]) -> pd.Series:
     return std.name(s).str.lower()
 
 
-def build_blocklist(records: pd.DataFrame, cfg: TenantConfig) -> pd.DataFrame:
+def build_blocklist(con, cfg: TenantConfig) -> pd.DataFrame:
     """Values never used as evidence: configured junk plus values shared by too many people.
 
     A value is detected automatically when it is carried by more than `max_people_per_value`
     different people, judged by given names with nicknames and typos folded together
-    (households of 2-4 stay below the default of 5).
+    (households of 2-4 stay below the default of 5). Reads the staged RECORDS table.
     """
     bl = cfg.stitch.blocklist
     rows = []
-    given = records["given_name"].str.lower()
     for field, configured in (("email", bl.emails), ("phone", bl.phones), ("address", bl.addresses),
                               ("given_name", bl.names), ("surname", bl.names)):
-        column = records[field].str.lower() if field in ("given_name", "surname") else records[field]
-        for value in _blocklist_value(field, configured).dropna().unique():
-            rows.append({"field": field, "value": value, "reason": "configured",
-                         "records_touched": int((column == value).sum())})
-    aliases = nickname_alias(given)
+        values = [v for v in _blocklist_value(field, configured).dropna().unique()]
+        if not values:
+            continue
+        touched = dict(con.execute(f"""select {field}, count(*) from {RECORDS}
+                                       where {field} in (select unnest(?)) group by 1""", [values]).fetchall())
+        rows += [{"field": field, "value": v, "reason": "configured", "records_touched": int(touched.get(v, 0))}
+                 for v in values]
     for field in ("email", "phone", "address"):
-        shared = people_per_value(records[field], aliases, bl.max_people_per_value)
-        touched = records[field].value_counts()
-        for value, people in shared.items():
-            rows.append({"field": field, "value": value,
-                         "reason": f"shared by {people} different people "
-                                   f"(> max_people_per_value {bl.max_people_per_value})",
-                         "records_touched": int(touched[value])})
+        shared = people_per_value(con, f"select {field} as value, given_name_alias as given from {RECORDS}",
+                                  bl.max_people_per_value)
+        rows += [{"field": field, "value": value,
+                  "reason": f"shared by {'at least ' if at_least else ''}{people} different people "
+                            f"(> max_people_per_value {bl.max_people_per_value})",
+                  "records_touched": touched}
+                 for value, people, touched, at_least in shared.itertuples(index=False)]
     out = pd.DataFrame(rows, columns=["field", "value", "reason", "records_touched"])
     return out.drop_duplicates(subset=["field", "value"], keep="first").reset_index(drop=True)
 
 
-def nickname_alias(given_lower: pd.Series) -> pd.Series:
-    """Lowercased given names mapped to their formal name ('bob' -> 'robert')."""
-    return given_lower.map(lambda g: NICKNAMES.get(g, g) if isinstance(g, str) else None)
+# Past this many people a value is plainly shared (a store's phone, a placeholder email): stop
+# counting the variants of hundreds of names and report "at least" this many.
+COUNT_PEOPLE_UP_TO = 50
 
 
-def people_per_value(values: pd.Series, given_aliases: pd.Series, more_than: int) -> pd.Series:
-    """Values carried by more than `more_than` different people -> how many people, judged by
-    the (nickname-aliased) given names on the records that carry them."""
-    named = pd.DataFrame({"value": values, "given": given_aliases}).dropna()
-    spread = named.groupby("value")["given"].nunique()
-    candidates = named[named["value"].isin(spread.index[spread > more_than])]
-    people = candidates.groupby("value")["given"].unique().map(
-        lambda names: count_distinct_people(pd.Series(names))).astype(int)
-    return people[people > more_than]
+def people_per_value(con, values_sql: str, more_than: int) -> pd.DataFrame:
+    """Values carried by more than `more_than` different people: (value, people, records,
+    at_least) - at_least when counting stopped at COUNT_PEOPLE_UP_TO.
+
+    `values_sql` selects (value, given) - a value and the nickname-aliased given name of a
+    record carrying it. SQL keeps the values with more than `more_than` distinct given names;
+    only those come to Python, where spelling variants of a name are counted once."""
+    candidates = con.execute(f"""
+        select value, list(distinct given order by given) as names, count(*) as records
+        from ({values_sql}) where value is not null and given is not null
+        group by value having count(distinct given) > ?
+        order by value""", [more_than]).fetchall()
+    cap = max(COUNT_PEOPLE_UP_TO, more_than + 1)
+    rows = [(value, people, records, people >= cap) for value, names, records in candidates
+            if (people := count_distinct_people(names, up_to=cap)) > more_than]
+    return pd.DataFrame(rows, columns=["value", "people", "records", "at_least"])
 
 
-def count_distinct_people(given_names: pd.Series) -> int:
+def count_distinct_people(given_names, up_to: int | None = None) -> int:
     """Distinct people behind a set of given names, counting spelling variants once
-    ('Kathy', 'Kathhy' and 'Katherine' -> 1), so a household of four with typos stays four."""
-    groups: list[str] = []
+    ('Kathy', 'Kathhy' and 'Katherine' -> 1), so a household of four with typos stays four.
+    With up_to, counting stops there."""
+    groups: list[difflib.SequenceMatcher] = []   # one matcher per group, its first name as b
     for name in sorted(set(given_names), key=lambda n: (-len(n), n)):
-        if not any(difflib.SequenceMatcher(None, name, g).ratio() >= 0.8 for g in groups):
-            groups.append(name)
+        for group in groups:
+            group.set_seq1(name)
+            # the cheap upper bounds rule out most pairs before the full ratio
+            if group.real_quick_ratio() >= 0.8 and group.quick_ratio() >= 0.8 and group.ratio() >= 0.8:
+                break
+        else:
+            groups.append(difflib.SequenceMatcher(None, b=name, autojunk=False))
+            if up_to is not None and len(groups) >= up_to:
+                break
     return len(groups)
 
 
-def preprocess_for_matching(records: pd.DataFrame, blocklist: pd.DataFrame) -> pd.DataFrame:
-    """Exactly what the matcher sees per record: lowercased names, nickname aliases, and
-    blocklisted values removed."""
-    m = pd.DataFrame({
-        "unique_id": records["source"] + "|" + records["pk"],
-        "source": records["source"],
-        "pk": records["pk"],
-        "given_name": records["given_name"].str.lower(),
-        "surname": records["surname"].str.lower(),
-        "email": records["email"],
-        "phone": records["phone"],
-        "birthdate": pd.to_datetime(records["birthdate"]),
-        "address": records["address"],
-        "postal": records["postal"],
-        "city": records["city"].str.lower(),
-        "state": records["state"],
-        "loyalty_id": records["loyalty_id"],
-    })
-    m["given_name_alias"] = nickname_alias(m["given_name"])
-    for field, values in blocklist.groupby("field")["value"]:
-        m.loc[m[field].isin(set(values)), field] = None
-        if field == "given_name":
-            m.loc[m["given_name"].isna(), "given_name_alias"] = None
-    m["email_user"] = m["email"].str.split("@").str[0]
-    return m[["unique_id", "source", "pk", *MATCH_COLUMNS]]
-
-
+def prepare_for_matching(con, blocklist: pd.DataFrame, table: str) -> None:
+    """Create `table` from the staged RECORDS: exactly what the matcher sees per record, with
+    blocklisted values removed (a blocked given name takes its alias with it)."""
+    con.register("_stitch_blocklist", blocklist[["field", "value"]])
+    try:
+        blocked = {f: f"{f} in (select value from _stitch_blocklist where field = '{f}')"
+                   for f in BLOCKED_FIELDS}
+        keep = {f: f"case when {blocked[f]} then null else {f} end" for f in BLOCKED_FIELDS}
+        con.execute(f"""
+            create or replace table {table} as
+            select unique_id, source, pk,
+                   {keep['given_name']} as given_name,
+                   case when {blocked['given_name']} then null else given_name_alias end as given_name_alias,
+                   {keep['surname']} as surname,
+                   {keep['email']} as email,
+                   split_part({keep['email']}, '@', 1) as email_user,
+                   {keep['phone']} as phone, birthdate, {keep['address']} as address, postal, city,
+                   state, loyalty_id
+            from {RECORDS}""")
+    finally:
+        con.unregister("_stitch_blocklist")
