@@ -178,6 +178,10 @@ class StitchSettings(_Strict):
     labels: str | None = Field(
         default=None, description="CSV of analyst labels (source_l, pk_l, source_r, pk_r, label: "
                                   "match|no_match, note), relative to the config; overrides the model")
+    birthdate_gap_days: int | None = Field(
+        default=366, ge=0,
+        description="records whose birth dates are further apart than this never share a cdp_id "
+                    "(a typo stays within a year; two family members do not); null to disable")
     max_cluster_size: int = Field(default=25, ge=2,
                                   description="clusters larger than this are flagged by an asset check")
     detailed_examples: int = Field(default=50, ge=0,

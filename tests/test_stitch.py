@@ -157,12 +157,31 @@ def test_no_match_label_splits_a_chain_and_match_label_joins():
     cl.combine_evidence(con, "scores", "rule_links", labels, 0.9)
     rebuilt = cl.cluster_records(con, "prepared", "evidence")
     cluster = dict(con.execute("select unique_id, cluster_id from clusters").fetchall())
-    assert rebuilt == 1
+    assert rebuilt == {"label": 1, "birthdate": 0}
     assert cluster["s|a"] == cluster["s|b"]          # strongest link kept
     assert cluster["s|c"] == cluster["s|d"]          # analyst said same
     assert cluster["s|a"] != cluster["s|c"]          # analyst said different, even via s|b
     linked = dict(con.execute("select unique_id_l || '-' || unique_id_r, linked from evidence").fetchall())
     assert linked == {"s|a-s|b": True, "s|b-s|c": True, "s|c-s|d": True, "s|a-s|c": False}
+
+
+def test_birthdates_years_apart_never_share_a_cluster():
+    """A chain parent - shared family email - child is cut at its weakest link."""
+    con = duckdb.connect()
+    con.register("prepared", pd.DataFrame({
+        "unique_id": ["s|mom", "s|mom2", "s|kid", "s|kid2"],
+        "given_name_alias": ["ann", "ann", "anna", "anna"],
+        "birthdate": pd.to_datetime(["1965-03-01", "1965-03-10", "1990-07-07", None]).date}))
+    con.register("scores", evidence([("s|mom", "s|mom2", 0.99), ("s|mom2", "s|kid", 0.91),
+                                     ("s|kid", "s|kid2", 0.97)]))
+    cl.deterministic_links(con, "prepared", [])
+    cl.combine_evidence(con, "scores", "rule_links", cl.Labels(), 0.9)
+    rebuilt = cl.cluster_records(con, "prepared", "evidence", birthdate_gap_days=366)
+    cluster = dict(con.execute("select unique_id, cluster_id from clusters").fetchall())
+    assert rebuilt == {"label": 0, "birthdate": 1}
+    assert cluster["s|mom"] == cluster["s|mom2"] != cluster["s|kid"] == cluster["s|kid2"]
+    cl.cluster_records(con, "prepared", "evidence", birthdate_gap_days=None)
+    assert len({c for _, c in con.execute("select * from clusters").fetchall()}) == 1
 
 
 def test_labels_file_errors_name_the_file_and_line(tmp_path):

@@ -189,7 +189,8 @@ def _match(context, cfg: TenantConfig, con, model: dict, model_version: int, art
     labels = cl.read_labels(cfg.resolve(st.labels) if st.labels else None, lambda ids: _existing(con, ids))
     cl.combine_evidence(con, "scores", "rule_links", labels, st.match_threshold, out="evidence")
     lap("evidence")
-    rebuilt = cl.cluster_records(con, "prepared", "evidence", out="clusters")
+    rebuilt = cl.cluster_records(con, "prepared", "evidence", out="clusters",
+                                 birthdate_gap_days=st.birthdate_gap_days)
     lap("cluster")
     idm.assign_ids(con, "clusters", "previous", "issued", cfg.tenant)
     lap("ids")
@@ -232,7 +233,8 @@ def _match(context, cfg: TenantConfig, con, model: dict, model_version: int, art
     yield _result("unified_scores", rows=figures["pairs"], preview=md("unified_scores"),
                   linked_pairs=figures["linked_pairs"], deterministic_pairs=figures["deterministic_pairs"],
                   labelled_pairs=labels.count, labels_on_unknown_records=labels.unknown_records,
-                  components_rebuilt_for_labels=rebuilt, match_threshold=st.match_threshold,
+                  components_rebuilt_for_labels=rebuilt["label"],
+                  components_split_for_birthdates=rebuilt["birthdate"], match_threshold=st.match_threshold,
                   model_version=model_version, seconds=dg.MetadataValue.json(lap.seconds),
                   **{f"chart_{n}": dg.MetadataValue.path(str(p)) for n, p in waterfall.items()})
     yield _result("unified_coalesced", rows=records, people=people,

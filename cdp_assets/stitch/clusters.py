@@ -2,10 +2,11 @@
 
 Three kinds of evidence link two records: a deterministic rule (equal values that belong to one
 person), an analyst label ("these two are the same person"), or a Splink score at or above the
-match threshold. Analyst labels saying "not the same person" are constraints: no cluster may
-contain both records, even through other records. Clusters are the connected components of
-the links (Splink's clustering); a component that breaks a constraint is rebuilt greedily,
-strongest link first, skipping any link that would join a labelled pair.
+match threshold. Analyst labels saying "not the same person", and birth dates too far apart for
+one person, are constraints: no cluster may contain both records, even through other records.
+Clusters are the connected components of the links (Splink's clustering); a component that
+breaks a constraint is rebuilt greedily, strongest link first, skipping any link that would
+join a constrained pair.
 """
 
 import csv
@@ -159,11 +160,13 @@ def combine_evidence(con, scores: str, rule_links: str, labels: Labels, threshol
           on a.l = least(s.unique_id_l, s.unique_id_r) and a.r = greatest(s.unique_id_l, s.unique_id_r)""")
 
 
-def cluster_records(con, nodes: str, evidence: str, out: str = "clusters") -> int:
+def cluster_records(con, nodes: str, evidence: str, out: str = "clusters",
+                    birthdate_gap_days: int | None = None) -> dict[str, int]:
     """Create `out` (unique_id, cluster_id): the connected components of the linked pairs
-    (Splink's clustering), with every component that would join two records labelled different
-    rebuilt greedily. Needs register_labels/combine_evidence first. Returns how many components
-    were rebuilt."""
+    (Splink's clustering). A component that would hold two records an analyst labelled
+    different, or (with birthdate_gap_days) two birth dates further apart than that, is
+    rebuilt greedily, strongest link first. Needs combine_evidence first. Returns how many
+    components were rebuilt for labels and for birth dates."""
     from splink import DuckDBAPI
     from splink.clustering import cluster_pairwise_predictions_at_threshold
 
@@ -176,26 +179,53 @@ def cluster_records(con, nodes: str, evidence: str, out: str = "clusters") -> in
         con.execute(f"create or replace temp table {out} as "
                     f"select unique_id, cluster_id from {components.physical_name}")
         components.drop_table_from_database_and_remove_from_cache()
+    _cannot_link(con, nodes, out, birthdate_gap_days)
+    counts = dict(con.execute(f"""
+        select d.reason, count(distinct l.cluster_id) from _cannot_link d
+        join {out} l on l.unique_id = d.unique_id_l join {out} r on r.unique_id = d.unique_id_r
+        where l.cluster_id = r.cluster_id group by 1""").fetchall())
     broken = [r[0] for r in con.execute(f"""
-        select distinct l.cluster_id from _labels_different d
-        join {out} l on l.unique_id = d.unique_id_l
-        join {out} r on r.unique_id = d.unique_id_r
+        select distinct l.cluster_id from _cannot_link d
+        join {out} l on l.unique_id = d.unique_id_l join {out} r on r.unique_id = d.unique_id_r
         where l.cluster_id = r.cluster_id""").fetchall()]
-    if not broken:
-        return 0
-    members = con.execute(f"select unique_id from {out} where cluster_id in (select unnest(?))",
+    if broken:
+        _rebuild(con, evidence, out, broken)
+    return {"label": counts.get("label", 0), "birthdate": counts.get("birthdate", 0)}
+
+
+def _cannot_link(con, nodes: str, clusters: str, birthdate_gap_days: int | None) -> None:
+    """_cannot_link (unique_id_l, unique_id_r, reason): pairs no cluster may hold - analyst
+    no_match labels, and inside a component, records whose birth dates are too far apart to be
+    one person's (typos stay within a year; a household's members do not)."""
+    con.execute("""create or replace temp table _cannot_link as
+                   select unique_id_l, unique_id_r, 'label' as reason from _labels_different""")
+    if birthdate_gap_days is None:
+        return
+    con.execute(f"""
+        insert into _cannot_link
+        with dated as (select c.cluster_id, n.unique_id, n.birthdate from {clusters} c
+                       join {nodes} n using (unique_id) where n.birthdate is not null),
+        wide as (select cluster_id from dated group by cluster_id
+                 having datediff('day', min(birthdate), max(birthdate)) > {int(birthdate_gap_days)})
+        select a.unique_id, b.unique_id, 'birthdate'
+        from dated a join dated b on a.cluster_id = b.cluster_id and a.unique_id < b.unique_id
+        where a.cluster_id in (select cluster_id from wide)
+          and abs(datediff('day', a.birthdate, b.birthdate)) > {int(birthdate_gap_days)}""")
+
+
+def _rebuild(con, evidence: str, clusters: str, broken: list) -> None:
+    members = con.execute(f"select unique_id from {clusters} where cluster_id in (select unnest(?))",
                           [broken]).df()["unique_id"].tolist()
     links = con.execute(f"""select unique_id_l, unique_id_r, strength from {evidence}
                             where linked and unique_id_l in (select unnest(?))""", [members]).df()
-    different = con.execute("select * from _labels_different").df()
+    different = con.execute("select unique_id_l, unique_id_r from _cannot_link").df()
     rebuilt = greedy_clusters(members, links, different)
     con.register("_rebuilt", pd.DataFrame({"unique_id": rebuilt.index, "cluster_id": rebuilt.values}))
     try:
-        con.execute(f"""update {out} set cluster_id = b.cluster_id from _rebuilt b
-                        where {out}.unique_id = b.unique_id""")
+        con.execute(f"""update {clusters} set cluster_id = b.cluster_id from _rebuilt b
+                        where {clusters}.unique_id = b.unique_id""")
     finally:
         con.unregister("_rebuilt")
-    return len(broken)
 
 
 def greedy_clusters(records: list[str], links: pd.DataFrame, different: pd.DataFrame) -> pd.Series:

@@ -90,6 +90,49 @@ def _location_comparison():
         comparison_description="Street address + postal code")
 
 
+def _incomplete_name_side(a: str, b: str) -> str:
+    """SQL: record `a` has a mailbox but lacks a given name or surname; record `b` has both."""
+    return (f"(email_letters_{a} is not null and (given_name_{a} is null or surname_{a} is null) "
+            f"and name_key_full_{b} is not null)")
+
+
+def _email_spells_name(a: str, b: str, keys: tuple[str, ...]) -> str:
+    return (f"({_incomplete_name_side(a, b)} and email_letters_{a} in "
+            f"({', '.join(f'{k}_{b}' for k in keys)}))")
+
+
+def _name_in_email_comparison():
+    """An email-only record (a newsletter sign-up: a mailbox and perhaps a first name) against a
+    record with a full name: does the mailbox spell that name? Only records whose own name is
+    incomplete are compared this way, so a full name is never counted twice."""
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+
+    full = ("name_key_full", "name_key_reversed")
+    return cl.CustomComparison(
+        output_column_name="name_in_email",
+        comparison_levels=[
+            cll.CustomLevel(f"not ({_incomplete_name_side('l', 'r')} or {_incomplete_name_side('r', 'l')})"
+                            ).configure(is_null_level=True),
+            cll.CustomLevel(f"{_email_spells_name('l', 'r', full)} or {_email_spells_name('r', 'l', full)}",
+                            label_for_charts="Mailbox spells the other's full name"),
+            cll.ElseLevel(),
+        ],
+        comparison_description="Mailbox of a record without a full name vs the other's full name")
+
+
+def _name_in_email_blocking_rules() -> list[str]:
+    """Pairs whose mailbox spells the other's name, for records without a full name: an
+    equi-join on the spelled key (both orientations: dedupe compares each pair once)."""
+    from .preprocess import NAME_KEYS
+
+    rules = []
+    for key in NAME_KEYS:
+        for a, b in (("l", "r"), ("r", "l")):
+            rules.append(f"{a}.email_letters = {b}.{key} and ({a}.given_name is null or {a}.surname is null)")
+    return rules
+
+
 def splink_settings(cfg: TenantConfig):
     import splink.comparison_library as cl
     from splink import SettingsCreator, block_on
@@ -106,7 +149,9 @@ def splink_settings(cfg: TenantConfig):
             block_on("given_name_alias", "birthdate"),
             block_on("surname", "postal"),
             block_on("given_name_alias", "postal"),
+            block_on("given_name_alias", "surname"),
             block_on("address", "postal"),
+            *_name_in_email_blocking_rules(),
         ],
         comparisons=[
             _given_name_comparison(),
@@ -116,6 +161,7 @@ def splink_settings(cfg: TenantConfig):
             cl.DateOfBirthComparison("birthdate", input_is_string=False),
             _location_comparison(),
             cl.ExactMatch("loyalty_id"),
+            _name_in_email_comparison(),
         ],
         retain_matching_columns=True,
         retain_intermediate_calculation_columns=False,
@@ -130,6 +176,12 @@ def settings_fingerprint(cfg: TenantConfig) -> str:
 
 
 # ---- training -----------------------------------------------------------------------------------
+
+# Deterministic-looking rules for the prior (lambda), and the EM sessions: each comparison is
+# estimated in at least one session that does not block on it (postal is the one session in
+# which an email-only record meets named records without sharing a name column).
+LAMBDA_RULES = (("email", "surname"), ("phone", "given_name"), ("loyalty_id",))
+EM_RULES = (("given_name_alias", "surname"), ("birthdate",), ("email", "surname"), ("given_name_alias", "postal"))
 
 SCRATCH = "stitch_scratch"
 
@@ -165,13 +217,11 @@ def train_model(con, table: str, cfg: TenantConfig) -> tuple[dict, float]:
     with splink_scratch(con):
         linker, _ = _linker(con, table, splink_settings(cfg))
         linker.training.estimate_probability_two_random_records_match(
-            [block_on("email", "surname"), block_on("phone", "given_name"), block_on("loyalty_id")],
-            recall=0.7)
+            [block_on(*cols) for cols in LAMBDA_RULES], recall=0.7)
         linker.training.estimate_u_using_random_sampling(
             max_pairs=cfg.stitch.u_sampling_max_pairs, seed=cfg.stitch.seed)
-        for rule in (block_on("given_name_alias", "surname"), block_on("birthdate"),
-                     block_on("email", "surname")):
-            linker.training.estimate_parameters_using_expectation_maximisation(rule)
+        for cols in EM_RULES:
+            linker.training.estimate_parameters_using_expectation_maximisation(block_on(*cols))
         model = calibrate(linker.misc.save_model_to_json(None))
     return model, time.perf_counter() - t0
 

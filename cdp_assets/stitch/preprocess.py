@@ -14,8 +14,16 @@ import pandas as pd
 from .. import standardize as std
 from ..config import TenantConfig
 
-MATCH_COLUMNS = ["given_name", "given_name_alias", "surname", "email", "email_user", "phone", "birthdate",
-                 "address", "postal", "city", "state", "loyalty_id"]
+MATCH_COLUMNS = ["given_name", "given_name_alias", "surname", "email", "email_user", "email_letters",
+                 "phone", "birthdate", "address", "postal", "city", "state", "loyalty_id",
+                 "name_key_full", "name_key_reversed"]
+
+# How people spell their own full name in a mailbox (letters only). Initials ('mpoole',
+# 'maryp') are left out on purpose: in a household they fit several people.
+NAME_KEYS = {
+    "name_key_full": "g || s",              # mary.poole, mary_poole47, marypoole
+    "name_key_reversed": "s || g",          # poole.mary
+}
 
 # Common English nicknames -> formal given name; lets 'Bob Smith' match 'Robert Smith'.
 NICKNAMES = {
@@ -174,16 +182,25 @@ def prepare_for_matching(con, blocklist: pd.DataFrame, table: str) -> None:
         blocked = {f: f"{f} in (select value from _stitch_blocklist where field = '{f}')"
                    for f in BLOCKED_FIELDS}
         keep = {f: f"case when {blocked[f]} then null else {f} end" for f in BLOCKED_FIELDS}
+        name_keys = ",\n".join(f"case when g <> '' and s <> '' then {sql} end as {key}"
+                                for key, sql in NAME_KEYS.items())
         con.execute(f"""
             create or replace table {table} as
-            select unique_id, source, pk,
-                   {keep['given_name']} as given_name,
-                   case when {blocked['given_name']} then null else given_name_alias end as given_name_alias,
-                   {keep['surname']} as surname,
-                   {keep['email']} as email,
-                   split_part({keep['email']}, '@', 1) as email_user,
-                   {keep['phone']} as phone, birthdate, {keep['address']} as address, postal, city,
-                   state, loyalty_id
-            from {RECORDS}""")
+            with kept as (
+                select unique_id, source, pk,
+                       {keep['given_name']} as given_name,
+                       case when {blocked['given_name']} then null else given_name_alias end as given_name_alias,
+                       {keep['surname']} as surname,
+                       {keep['email']} as email,
+                       {keep['phone']} as phone, birthdate, {keep['address']} as address, postal, city,
+                       state, loyalty_id
+                from {RECORDS})
+            select unique_id, source, pk, given_name, given_name_alias, surname, email,
+                   split_part(email, '@', 1) as email_user,
+                   nullif(regexp_replace(split_part(email, '@', 1), '[^a-z]', '', 'g'), '') as email_letters,
+                   phone, birthdate, address, postal, city, state, loyalty_id,
+                   {name_keys}
+            from (select *, regexp_replace(coalesce(given_name, ''), '[^a-z]', '', 'g') as g,
+                            regexp_replace(coalesce(surname, ''), '[^a-z]', '', 'g') as s from kept)""")
     finally:
         con.unregister("_stitch_blocklist")
