@@ -244,6 +244,29 @@ def test_blocklist_configured_and_detected_households_spared():
     assert set(prepared.loc[prepared["given_name"] == "kathy", "given_name_alias"]) == {"katherine"}
 
 
+def test_a_mailbox_that_spells_a_name_is_compared_only_within_its_postal_code():
+    """A newsletter sign-up (mailbox, maybe a first name) meets the named records whose full name
+    its mailbox spells, in its own postal code; never a namesake elsewhere, never via initials."""
+    from cdp_assets.stitch.model import _name_in_email_blocking_rules
+
+    cfg = load_config(DEFAULT_CONFIG)
+    con = stage(cfg, [
+        {"source": "pos", "pk": "1", "given_name": "Mary", "surname": "Poole", "postal": "02494"},
+        {"source": "pos", "pk": "2", "given_name": "Mary", "surname": "Poole", "postal": "90210"},
+        {"source": "pos", "pk": "3", "given_name": "Juan", "surname": "Galloway", "postal": "49844"},
+        {"source": "news", "pk": "a", "email": "poole.mary47@gmail.com", "postal": "02494"},
+        {"source": "news", "pk": "b", "given_name": "Juan", "email": "juan_galloway@yahoo.com",
+         "postal": "49844"},
+        {"source": "news", "pk": "c", "email": "jgalloway@yahoo.com", "postal": "49844"},
+    ])
+    prepare_for_matching(con, pd.DataFrame({"field": [], "value": []}, dtype=str), "prepared")
+    rules = " or ".join(f"({r})" for r in _name_in_email_blocking_rules())
+    pairs = {tuple(sorted(p)) for p in con.execute(
+        f"select l.unique_id, r.unique_id from prepared l join prepared r "
+        f"on l.unique_id < r.unique_id and ({rules})").fetchall()}
+    assert pairs == {("news|a", "pos|1"), ("news|b", "pos|3")}
+
+
 def test_a_value_carried_by_hundreds_of_names_is_counted_up_to_a_cap():
     cfg = load_config(DEFAULT_CONFIG)
     names = [f"{a}{b}" for a in "bcdfghjklm" for b in ("ax", "oy", "uz", "el", "ir", "on", "ut", "ek")]
