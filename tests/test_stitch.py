@@ -165,6 +165,26 @@ def test_no_match_label_splits_a_chain_and_match_label_joins():
     assert linked == {"s|a-s|b": True, "s|b-s|c": True, "s|c-s|d": True, "s|a-s|c": False}
 
 
+def test_the_model_alone_never_links_conflicting_given_names():
+    """A household's family email + address + surname can outweigh a name conflict at scale;
+    the veto holds whatever the probability, and a deterministic rule still links."""
+    from cdp_assets.stitch.model import MODEL_VETO
+
+    con = duckdb.connect()
+    con.register("prepared", pd.DataFrame({"unique_id": ["s|regina", "s|phillip", "s|jo", "s|joe"],
+                                           "loyalty_id": [None, None, "L1", "L1"],
+                                           "given_name_alias": ["regina", "phillip", "jo", "joe"]}))
+    scores = evidence([("s|regina", "s|phillip", 0.93), ("s|jo", "s|joe", 0.5)])
+    scores["gamma_given_name"] = [0, 0]
+    con.register("scores", scores)
+    cl.deterministic_links(con, "prepared", [["loyalty_id"]])
+    cl.combine_evidence(con, "scores", "rule_links", cl.Labels(), 0.9, model_veto=MODEL_VETO)
+    linked = dict(con.execute("select unique_id_l || '-' || unique_id_r, linked from evidence").fetchall())
+    assert linked == {"s|regina-s|phillip": False, "s|jo-s|joe": True}
+    cl.combine_evidence(con, "scores", "rule_links", cl.Labels(), 0.9)
+    assert con.execute("select linked from evidence where unique_id_l = 's|regina'").fetchone() == (True,)
+
+
 def test_birthdates_years_apart_never_share_a_cluster():
     """A chain parent - shared family email - child is cut at its weakest link."""
     con = duckdb.connect()

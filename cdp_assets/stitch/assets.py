@@ -21,7 +21,7 @@ from ..config import TenantConfig
 from ..warehouse import preview_md, replace_table, transaction
 from . import clusters as cl
 from . import ids as idm
-from .model import (ModelStore, model_summary, save_model_charts, save_waterfall_chart, score_pairs,
+from .model import (MODEL_VETO, ModelStore, model_summary, save_model_charts, save_waterfall_chart, score_pairs,
                     settings_fingerprint, train_model)
 from .preprocess import build_blocklist, customer_union_sql, prepare_for_matching, stage_customer_records
 
@@ -187,7 +187,8 @@ def _match(context, cfg: TenantConfig, con, model: dict, model_version: int, art
     cl.deterministic_links(con, "prepared", st.deterministic_rules, out="rule_links")
     lap("rules")
     labels = cl.read_labels(cfg.resolve(st.labels) if st.labels else None, lambda ids: _existing(con, ids))
-    cl.combine_evidence(con, "scores", "rule_links", labels, st.match_threshold, out="evidence")
+    cl.combine_evidence(con, "scores", "rule_links", labels, st.match_threshold, out="evidence",
+                        model_veto=MODEL_VETO)
     lap("evidence")
     rebuilt = cl.cluster_records(con, "prepared", "evidence", out="clusters",
                                  birthdate_gap_days=st.birthdate_gap_days)

@@ -128,10 +128,12 @@ def register_labels(con, labels: Labels) -> None:
 
 
 def combine_evidence(con, scores: str, rule_links: str, labels: Labels, threshold: float,
-                     out: str = "evidence") -> None:
+                     out: str = "evidence", model_veto: str | None = None) -> None:
     """Create `out`: one row per scored or linked pair - the score columns + deterministic_rule +
     label + linked + strength (label 3, rule 2, else the match probability). A pair labelled
-    both ways counts as different; a no_match label unlinks whatever else says."""
+    both ways counts as different; a no_match label unlinks whatever else says. `model_veto`
+    (SQL on the score columns): pairs the model alone never links, whatever their probability;
+    a rule or a label still can."""
     register_labels(con, labels)
     con.execute(f"""
         create or replace temp table _annotations as
@@ -149,7 +151,8 @@ def combine_evidence(con, scores: str, rule_links: str, labels: Labels, threshol
         create or replace temp table {out} as
         select coalesce(s.unique_id_l, a.l) as unique_id_l, coalesce(s.unique_id_r, a.r) as unique_id_r,
                s.* exclude (unique_id_l, unique_id_r), a.deterministic_rule, a.label,
-               (coalesce(s.match_probability >= {float(threshold)}, false)
+               (coalesce(s.match_probability >= {float(threshold)}
+                         and not coalesce({model_veto or 'false'}, false), false)
                 or a.deterministic_rule is not null or coalesce(a.label = 'match', false))
                and a.label is distinct from 'no_match' as linked,
                case when a.label = 'match' then {LABEL_STRENGTH}
