@@ -287,6 +287,16 @@ def test_a_mailbox_that_spells_a_name_is_compared_only_within_its_postal_code():
     assert pairs == {("news|a", "pos|1"), ("news|b", "pos|3")}
 
 
+def test_a_misspelt_nickname_takes_the_alias_of_the_more_common_name():
+    cfg = load_config(DEFAULT_CONFIG)
+    names = ["Jeff", "Jeff", "Jtff", "Steph", "Steph", "Stpeh", "Regina", "Tom", "Tomm"]
+    con = stage(cfg, [{"source": "s", "pk": str(i), "given_name": n} for i, n in enumerate(names)])
+    alias = dict(con.execute("select given_name, given_name_alias from _stitch_records").fetchall())
+    assert alias["jtff"] == "jeffrey" and alias["stpeh"] == "stephanie"
+    assert alias["regina"] == "regina"        # no known name one typo away
+    assert alias["tomm"] == "tomm"            # as common as 'tom': a name in its own right
+
+
 def test_a_value_carried_by_hundreds_of_names_is_counted_up_to_a_cap():
     cfg = load_config(DEFAULT_CONFIG)
     names = [f"{a}{b}" for a in "bcdfghjklm" for b in ("ax", "oy", "uz", "el", "ir", "on", "ut", "ek")]

@@ -169,7 +169,7 @@ def splink_settings(cfg: TenantConfig):
             _given_name_comparison(),
             cl.NameComparison("surname").configure(term_frequency_adjustments=True),
             _email_comparison(),
-            cl.ExactMatch("phone"),
+            cl.ExactMatch("phone").configure(term_frequency_adjustments=True),
             cl.DateOfBirthComparison("birthdate", input_is_string=False),
             _location_comparison(),
             cl.ExactMatch("loyalty_id"),

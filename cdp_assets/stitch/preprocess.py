@@ -84,7 +84,33 @@ def stage_customer_records(con, cfg: TenantConfig) -> int:
                lower(r.city) as city, r.state, r.loyalty_id
         from ({customer_union_sql(cfg)}) r
         left join {NICKNAME_TABLE} n on n.nickname = lower(r.given_name)""")
+    alias_misspelt_nicknames(con)
     return con.execute(f"select count(*) from {RECORDS}").fetchall()[0][0]
+
+
+def alias_misspelt_nicknames(con) -> int:
+    """A given name we do not know, one typo away from exactly one known nickname or formal
+    name that is more common in the data ('jtff' -> jeff, 'stpeh' -> steph), takes that name's
+    alias: 'jtff' and 'jeffrey' are then a nickname match, not a conflict. A real name is
+    common in its own right ('mary' is never read as 'marty'). Returns the names aliased."""
+    con.execute(f"""
+        create or replace temp table _stitch_misspelt as
+        with names as (select given_name as name, count(*) as n from {RECORDS}
+                       where given_name is not null group by 1),
+             known as (select nickname as name, formal from {NICKNAME_TABLE}
+                       union select formal, formal from {NICKNAME_TABLE}),
+             candidates as (
+                select u.name, k.formal
+                from names u
+                join known k on length(u.name) >= 3 and abs(length(u.name) - length(k.name)) <= 1
+                     and damerau_levenshtein(u.name, k.name) = 1
+                join names kn on kn.name = k.name and kn.n > u.n
+                where u.name not in (select name from known))
+        select name, min(formal) as formal from candidates group by name
+        having count(distinct formal) = 1""")
+    con.execute(f"""update {RECORDS} r set given_name_alias = m.formal
+                    from _stitch_misspelt m where r.given_name = m.name""")
+    return con.execute("select count(*) from _stitch_misspelt").fetchone()[0]
 
 
 def register_nicknames(con) -> None:
