@@ -10,8 +10,8 @@ table, and running it again gives the same result.
 """
 
 
-import io
 import os
+import tempfile
 from datetime import date
 from pathlib import Path
 
@@ -86,22 +86,20 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _copy_table(duck, pg, schema: str, table: str, target_schema: str) -> int:
-    """Create target_schema.table in PostgreSQL with the DuckDB table's columns and COPY its rows."""
+def _copy_table(duck, pg, schema: str, table: str, target_schema: str, work_dir: str) -> int:
+    """Create target_schema.table in PostgreSQL with the DuckDB table's columns and COPY its
+    rows in, as CSV written by DuckDB (NULL is an empty field, an empty string is quoted)."""
     columns = duck.execute(f'describe "{schema}"."{table}"').fetchall()
     ddl = ", ".join(f"{_ident(c[0])} {pg_type(c[1])}" for c in columns)
     target = f"{_ident(target_schema)}.{_ident(table)}"
-    pg.execute(f"drop table if exists {target}")
     pg.execute(f"create table {target} ({ddl})")
-    names = ", ".join(_ident(c[0]) for c in columns)
-    reader = duck.sql(f'select * from "{schema}"."{table}"').to_arrow_reader(100_000)
-    rows = 0
-    with pg.cursor().copy(f"copy {target} ({names}) from stdin") as copy:
-        for batch in reader:
-            for record in zip(*(col.to_pylist() for col in batch.columns)):
-                copy.write_row(record)
-            rows += batch.num_rows
-    return rows
+    csv_path = os.path.join(work_dir, f"{schema}.{table}.csv")
+    duck.execute(f"""copy (select * from "{schema}"."{table}") to '{csv_path}'
+                     (format csv, header false, timestampformat '%Y-%m-%d %H:%M:%S.%f')""")
+    with pg.cursor().copy(f"copy {target} from stdin (format csv)") as copy, open(csv_path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            copy.write(chunk)
+    return pg.execute(f"select count(*) from {target}").fetchone()[0]
 
 
 def publish_to_postgres(duck, url: str, tables: list[str]) -> dict[str, int]:
@@ -111,7 +109,7 @@ def publish_to_postgres(duck, url: str, tables: list[str]) -> dict[str, int]:
 
     counts: dict[str, int] = {}
     schemas = sorted({t.split(".")[0] for t in tables})
-    with psycopg.connect(url) as pg:
+    with psycopg.connect(url) as pg, tempfile.TemporaryDirectory(prefix="cdp-bi-connect-") as work_dir:
         # 1. stage (readers still see the previous tables)
         with pg.transaction():
             for schema in schemas:
@@ -119,7 +117,7 @@ def publish_to_postgres(duck, url: str, tables: list[str]) -> dict[str, int]:
                 pg.execute(f"create schema {_ident(schema + STAGING_SUFFIX)}")
             for t in tables:
                 schema, table = t.split(".")
-                counts[t] = _copy_table(duck, pg, schema, table, schema + STAGING_SUFFIX)
+                counts[t] = _copy_table(duck, pg, schema, table, schema + STAGING_SUFFIX, work_dir)
         # 2. swap: all tables change together, or none does
         with pg.transaction():
             for schema in schemas:

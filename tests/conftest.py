@@ -75,6 +75,11 @@ def _load_tiny_sources(cfg) -> None:
         replace_table(con, "c360", "customer_360", pd.DataFrame(
             {"cdp_id": ["P1", "P2", "P3"], "email": ["ann@example.com", "bob@example.com", "cy@example.com"]}))
         write_holiday_calendar(con, cfg)
+        # two buyers are too few to fit a CLV model: a fixed stand-in for the model's output
+        replace_table(con, "predictive", "predicted_clv_attributes", pd.DataFrame(
+            {"cdp_id": ["P1", "P2"], "predicted_orders_12m": [2.5, 0.4],
+             "predicted_revenue_12m": [150.0, 10.0], "probability_alive": [0.9, 0.3],
+             "clv_tier": ["platinum", "bronze"]}))
     finally:
         con.close()
 

@@ -40,9 +40,11 @@ def test_default_calendar_has_85_years(tiny_tenant):
 
 def test_star_schema_keys_join(tiny):
     assert tiny.execute("select count(*) from bi.dim_customer").fetchone()[0] == 3
-    p1 = tiny.execute("select is_buyer, order_count, preferred_category, email from bi.dim_customer "
+    p1 = tiny.execute("select is_buyer, order_count, preferred_category, email, clv_tier from bi.dim_customer "
                       "where customer_key = 'P1'").fetchone()
-    assert p1 == (True, 3, "Bakery", "ann@example.com")
+    assert p1 == (True, 3, "Bakery", "ann@example.com", "platinum")
+    columns = [c[0] for c in tiny.execute("describe bi.dim_customer").fetchall()]
+    assert len(columns) == len(set(columns)) and not any(c.endswith("_1") for c in columns)
     assert tiny.execute("select is_buyer from bi.dim_customer where customer_key = 'P3'").fetchone() == (False,)
     assert tiny.execute("select count(*) from bi.fact_sales").fetchone()[0] == 8
     assert tiny.execute("select count(*) from bi.fact_sales_items").fetchone()[0] == 10
@@ -62,6 +64,7 @@ def test_bi_connect_round_trip_to_postgres(tiny_tenant):
     duck = duckdb.connect(str(tiny_tenant.warehouse_path), read_only=True)
     try:
         expected = {t: duck.execute(f"select count(*) from {t}").fetchone()[0] for t in TABLES}
+        fact_rows = duck.execute("select * from bi.fact_sales order by order_key").fetchall()
         sales_total = duck.execute("select round(sum(net_revenue), 2) from bi.fact_sales").fetchone()[0]
         first = publish_to_postgres(duck, PG_URL, TABLES)
         # a publish that fails half-way (the last table cannot be read) changes nothing
@@ -84,6 +87,8 @@ def test_bi_connect_round_trip_to_postgres(tiny_tenant):
         row = pg.execute("select calendar_date, is_holiday, fiscal_year from bi.dim_date "
                          "where date_key = 20260704").fetchone()
         assert str(row[0]) == "2026-07-04" and row[1] is True and row[2] == 2027
+        # every value, null, boolean and timestamp of a table arrives as it was
+        assert pg.execute("select * from bi.fact_sales order by order_key").fetchall() == fact_rows
         joined = pg.execute("""select count(*) from bi.fact_sales_items f
                                join bi.dim_product p on p.product_key = f.product_key
                                join bi.fact_sales s on s.order_key = f.order_key""").fetchone()[0]

@@ -144,3 +144,19 @@ def test_predictive_models_beat_their_naive_baselines(pipeline_run, warehouse):
     recs = warehouse.execute("select * from predictive.recommendations").df()
     assert (recs.groupby("cdp_id").size() == 3).all()
     assert recs["recommended_product_id"].notna().all()
+
+
+def test_bi_star_schema_on_the_demo_graph(warehouse):
+    count = lambda t: warehouse.execute(f"select count(*) from {t}").fetchone()[0]  # noqa: E731
+    assert count("bi.dim_customer") == count("c360.customer_360")
+    assert count("bi.fact_sales") == count("interactions.unified_transactions")
+    assert count("bi.fact_sales_items") == count("interactions.unified_itemized_transactions")
+    first, last, days = warehouse.execute(
+        "select min(calendar_date), max(calendar_date), count(*) from bi.dim_date").fetchone()
+    assert (str(first), str(last)) == ("1970-01-01", "2054-12-31") and days == 31_046  # 85 years
+    columns = [c[0] for c in warehouse.execute("describe bi.dim_customer").fetchall()]
+    assert len(columns) == len(set(columns)) and not any(c.endswith("_1") for c in columns), columns
+    assert {"clv_tier", "preferred_category", "revenue_12m", "order_count"} <= set(columns)
+    orphans = warehouse.execute("""select count(*) from bi.fact_sales f
+                                   left join bi.dim_date d using (date_key) where d.date_key is null""").fetchone()[0]
+    assert orphans == 0
