@@ -104,6 +104,8 @@ def clv_holdout(days: pd.DataFrame, end: dt.date, holdout_days: int) -> dict:
     baseline = np.full_like(actual, float(np.mean(rate) * holdout_days / WEEK), dtype=float)
     return {"customers": len(calibration), "holdout_mae": float(np.mean(np.abs(predicted - actual))),
             "baseline_mae": float(np.mean(np.abs(baseline - actual))),
+            # a stronger heuristic, for information: each person keeps their own past rate
+            "own_rate_mae": float(np.mean(np.abs(rate.to_numpy() * holdout_days / WEEK - actual))),
             "holdout_actual_mean": float(actual.mean()), "holdout_predicted_mean": float(predicted.mean())}
 
 
@@ -225,6 +227,8 @@ def propensity_holdout(con, end: dt.date, holdout_days: int) -> tuple[dict, dict
         "training_rows": len(train), "holdout_rows": len(test),
         "holdout_auc": float(roc_auc_score(y, score(models, test))),
         "baseline_auc": float(roc_auc_score(y, test["product_category"].map(popularity).fillna(0))),
+        # a stronger heuristic, for information: how often the person bought the category before
+        "past_orders_auc": float(roc_auc_score(y, test["category_orders"])),
     }
     return models, metrics
 
