@@ -264,6 +264,40 @@ def recommend(con, propensity: pd.DataFrame, top_n: int, end: dt.date) -> pd.Dat
 
 # ---- Dagster assets -------------------------------------------------------------------------------
 
+COLUMNS = {
+    "predicted_clv_attributes": {
+        "cdp_id": "The buyer.",
+        "predicted_orders_12m": "Purchase days the BG/NBD model expects in the next 52 weeks.",
+        "predicted_order_value": "Expected value per purchase (Gamma-Gamma; the population mean for one-time buyers).",
+        "predicted_revenue_12m": "predicted_orders_12m x predicted_order_value.",
+        "probability_alive": "Probability the person is still a customer (BG/NBD).",
+        "clv_tier": "Equal-sized tiers by predicted_revenue_12m, best first (predictive.clv_tiers).",
+        "as_of_date": "The day the model was fitted for.",
+    },
+    "product_category_propensity": {
+        "cdp_id": "The buyer.",
+        "product_category": "The category.",
+        "propensity": "Probability (0-1) of buying the category in the next predictive.holdout_days.",
+        "rank": "1 = the person's most likely category.",
+        "as_of_date": "The day the scores are for.",
+    },
+    "recommendations": {
+        "cdp_id": "The buyer.",
+        "rank": "1 = best recommendation.",
+        "product_category": "Recommended category.",
+        "propensity": "The category's propensity for the person.",
+        "recommended_product_id": "The category's best seller of the last 90 days.",
+        "recommended_product": "Its name.",
+        "as_of_date": "The day the recommendations are for.",
+    },
+}
+
+
+def column_schema(table: str) -> dg.TableSchema:
+    return dg.TableSchema(columns=[dg.TableColumn(name, description=text)
+                                   for name, text in COLUMNS[table].items()])
+
+
 def _check(asset: str, passed: bool, metrics: dict, key: str, baseline: str, better: str):
     return dg.AssetCheckResult(
         asset_key=dg.AssetKey([SCHEMA, asset]), check_name="beats_naive_baseline", passed=passed,
@@ -294,6 +328,7 @@ def build_predictive_definitions(cfg: TenantConfig) -> list:
         context.log.info(f"CLV holdout MAE {metrics['holdout_mae']:.3f} (baseline {metrics['baseline_mae']:.3f})")
         yield dg.MaterializeResult(metadata={
             "dagster/row_count": len(table), **metrics,
+            "dagster/column_schema": column_schema("predicted_clv_attributes"),
             "preview": dg.MetadataValue.md(preview_md(table))})
         yield _check("predicted_clv_attributes", metrics["holdout_mae"] < metrics["baseline_mae"],
                      metrics, "holdout_mae", "baseline_mae", "lower is better")
@@ -324,9 +359,11 @@ def build_predictive_definitions(cfg: TenantConfig) -> list:
         context.log.info(f"propensity holdout AUC {metrics['holdout_auc']:.3f} "
                          f"(baseline {metrics['baseline_auc']:.3f})")
         yield dg.MaterializeResult(asset_key=[SCHEMA, "product_category_propensity"], metadata={
-            "dagster/row_count": len(table), **metrics, "preview": dg.MetadataValue.md(preview_md(table))})
+            "dagster/row_count": len(table), **metrics, "preview": dg.MetadataValue.md(preview_md(table)),
+            "dagster/column_schema": column_schema("product_category_propensity")})
         yield dg.MaterializeResult(asset_key=[SCHEMA, "recommendations"], metadata={
-            "dagster/row_count": len(recs), "preview": dg.MetadataValue.md(preview_md(recs))})
+            "dagster/row_count": len(recs), "preview": dg.MetadataValue.md(preview_md(recs)),
+            "dagster/column_schema": column_schema("recommendations")})
         yield _check("product_category_propensity", metrics["holdout_auc"] > metrics["baseline_auc"],
                      metrics, "holdout_auc", "baseline_auc", "higher is better")
 

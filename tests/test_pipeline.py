@@ -138,6 +138,11 @@ def test_predictive_models_beat_their_naive_baselines(pipeline_run, warehouse):
     by_tier = clv_rows.groupby("clv_tier")["predicted_revenue_12m"].min()
     assert by_tier["platinum"] >= clv_rows.loc[clv_rows["clv_tier"] == "bronze", "predicted_revenue_12m"].max()
 
+    for table in ("predicted_clv_attributes", "product_category_propensity", "recommendations"):
+        documented = [c.name for c in meta[f"predictive/{table}"]["dagster/column_schema"].value.columns]
+        actual = [c[0] for c in warehouse.execute(f"describe predictive.{table}").fetchall()]
+        assert documented == actual, table  # every column documented, in order
+
     scores = warehouse.execute("select * from predictive.product_category_propensity").df()
     assert scores["propensity"].between(0, 1).all()
     assert not scores.duplicated(["cdp_id", "product_category"]).any()
