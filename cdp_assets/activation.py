@@ -73,7 +73,8 @@ def build_destination_asset(cfg: TenantConfig, name: str, dest: Destination) -> 
 
 
 def build_activation_definitions(cfg: TenantConfig) -> dict:
-    exports = [build_destination_asset(cfg, n, d) for n, d in cfg.destinations.items()]
+    files = {n: d for n, d in cfg.destinations.items() if isinstance(d, Destination)}
+    exports = [build_destination_asset(cfg, n, d) for n, d in files.items()]
     export_job = dg.define_asset_job(
         EXPORT_JOB, selection=dg.AssetSelection.groups(GROUP),
         description="Send the customer 360 to every configured destination.")
@@ -81,7 +82,7 @@ def build_activation_definitions(cfg: TenantConfig) -> dict:
         REBUILD_JOB, selection=dg.AssetSelection.all() - dg.AssetSelection.groups(GROUP),
         description="Rebuild everything from sources to customer_360; exports follow via the sensor.")
 
-    watched = {dg.AssetKey(d.table.split(".")) for d in cfg.destinations.values()}
+    watched = {dg.AssetKey(d.table.split(".")) for d in files.values()}
     sensors = []
     for key in sorted(watched, key=lambda k: k.to_user_string()):
         @dg.asset_sensor(

@@ -13,12 +13,13 @@ import hashlib
 import json
 import os
 import re
+from datetime import date
 from enum import Enum
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "tenants" / "demo" / "tenant.yaml"
 
@@ -60,6 +61,7 @@ TRANSACTION_TAGS = {
     "order-status": "order_status",
     "channel": "channel",
     "store-id": "store_id",
+    "order-return-amount": "return_amount",
 }
 ITEM_TAGS = {
     "order-id": "order_id",
@@ -114,6 +116,9 @@ class Source(_Strict):
     columns: dict[str, str] = Field(description="source column -> semantic tag")
     customer_source: str | None = Field(
         default=None, description="for transactions: the customers source their customer-pk refers to")
+    order_source: str | None = Field(
+        default=None, description="for transaction_items: the transactions source their order-id refers "
+                                  "to; when omitted, order ids are looked up in every transactions source")
     description: str = ""
 
     @model_validator(mode="after")
@@ -248,6 +253,59 @@ class Destination(_Strict):
         return v
 
 
+class InteractionSettings(_Strict):
+    as_of_date: date | None = Field(
+        default=None, description="the day attributes are computed for (12-month windows, days since "
+                                  "last order); today when omitted")
+    early_repeat_days: int = Field(default=90, ge=1,
+                                   description="a second order within this many days of the first "
+                                               "makes an early repeat purchaser")
+
+
+class PredictiveSettings(_Strict):
+    holdout_days: int = Field(default=180, ge=30,
+                              description="the most recent days held out to evaluate each model")
+    top_n: int = Field(default=3, ge=1, description="categories recommended per person")
+    clv_tiers: list[str] = Field(default_factory=lambda: ["platinum", "gold", "silver", "bronze"],
+                                 min_length=2, description="CLV tiers, best first, of equal size")
+
+
+class BiSettings(_Strict):
+    fiscal_year_start_month: int = Field(default=1, ge=1, le=12,
+                                         description="month the fiscal year starts (2 = February)")
+    holiday_country: str = Field(default="US", description="country code for dim_date.is_holiday")
+    calendar_start_year: int = Field(default=1970, ge=1900, le=2100)
+    calendar_years: int = Field(default=85, ge=1, le=200, description="years in dim_date")
+
+
+class Postgres(_Strict):
+    kind: Literal["postgres"]
+    url_env: str = Field(description="environment variable holding the PostgreSQL URL "
+                                     "(postgresql://user:password@host:port/db); never the URL itself")
+    tables: list[str] = Field(
+        default_factory=lambda: ["bi.dim_customer", "bi.dim_product", "bi.dim_date", "bi.fact_sales",
+                                 "bi.fact_sales_items", "c360.customer_360"],
+        description="schema.table to publish; each lands in the same schema in PostgreSQL")
+
+    @field_validator("tables")
+    @classmethod
+    def _schema_tables(cls, v: list[str]) -> list[str]:
+        for t in v:
+            parts = t.split(".")
+            if len(parts) != 2 or not all(IDENTIFIER.match(p) for p in parts):
+                raise ValueError(f"{t!r} is not schema.table (lowercase identifiers)")
+        return v
+
+
+def _destination_kind(v) -> str:
+    return (v.get("kind") if isinstance(v, dict) else getattr(v, "kind", None)) or "file"
+
+
+# a destination is a file drop unless it says otherwise
+AnyDestination = Annotated[Union[Annotated[Destination, Tag("file")], Annotated[Postgres, Tag("postgres")]],
+                           Discriminator(_destination_kind)]
+
+
 class TenantConfig(_Strict):
     tenant: str
     warehouse: str = Field(default="warehouse.duckdb",
@@ -255,7 +313,10 @@ class TenantConfig(_Strict):
     sources: dict[str, Source]
     stitch: StitchSettings = Field(default_factory=StitchSettings)
     merge: MergeSettings = Field(default_factory=MergeSettings)
-    destinations: dict[str, Destination] = Field(default_factory=dict)
+    destinations: dict[str, AnyDestination] = Field(default_factory=dict)
+    interactions: InteractionSettings = Field(default_factory=InteractionSettings)
+    predictive: PredictiveSettings = Field(default_factory=PredictiveSettings)
+    bi: BiSettings = Field(default_factory=BiSettings)
     rebuild_cron: str = Field(default="0 3 * * *", description="daily rebuild schedule")
 
     # set by load_config, not by the YAML
@@ -275,6 +336,14 @@ class TenantConfig(_Strict):
             if not IDENTIFIER.match(name):
                 raise ValueError(f"sources.{name}: source names must be lowercase identifiers "
                                  "([a-z][a-z0-9_]*), they become table names")
+            if src.order_source is not None:
+                target = self.sources.get(src.order_source)
+                if src.kind != SourceKind.transaction_items:
+                    raise ValueError(f"sources.{name}.order_source: only transaction_items sources name "
+                                     "an order source")
+                if target is None or target.kind != SourceKind.transactions:
+                    raise ValueError(f"sources.{name}.order_source: {src.order_source!r} is not "
+                                     "a transactions source of this tenant")
             if src.customer_source is not None:
                 target = self.sources.get(src.customer_source)
                 if target is None or target.kind != SourceKind.customers:
@@ -326,12 +395,16 @@ class TenantConfig(_Strict):
                 {"name": n, "customer_source": s.customer_source,
                  "has": sorted(s.domain_columns().values())}
                 for n, s in self.sources_of(SourceKind.transactions).items()],
-            "item_sources": [{"name": n, "has": sorted(s.domain_columns().values())}
+            "item_sources": [{"name": n, "has": sorted(s.domain_columns().values()),
+                              "order_source": s.order_source}
                              for n, s in self.sources_of(SourceKind.transaction_items).items()],
             "product_sources": [{"name": n, "has": sorted(s.domain_columns().values())}
                                 for n, s in self.sources_of(SourceKind.products).items()],
             "merge_rules": merge,
             "address_group": list(ADDRESS_GROUP),
+            "as_of_date": (self.interactions.as_of_date or date.today()).isoformat(),
+            "early_repeat_days": self.interactions.early_repeat_days,
+            "bi": self.bi.model_dump(),
         }
 
     def fingerprint(self) -> str:
@@ -341,7 +414,10 @@ class TenantConfig(_Strict):
 def _format_error(path: Path, err: ValidationError) -> str:
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"])
+        parts = list(e["loc"])
+        if len(parts) > 2 and parts[0] == "destinations" and parts[2] in ("file", "postgres"):
+            del parts[2]  # the destination kind pydantic picked, not a field the user wrote
+        loc = ".".join(str(p) for p in parts)
         msg = e["msg"].removeprefix("Value error, ")
         # model-level validators report their own dotted field inside the message
         if re.match(r"^[a-z_]+[\w.]*: ", msg) and loc:

@@ -29,7 +29,7 @@ DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
 TENANT_SOURCES_FILE = DBT_PROJECT_DIR / "models" / "_tenant_sources.yml"
 
 # dbt model folder -> Dagster group (the stage it belongs to)
-GROUP_BY_FOLDER = {"c360": "c360", "interactions": "interactions", "custom": "custom"}
+GROUP_BY_FOLDER = {"c360": "c360", "interactions": "interactions", "bi": "bi", "custom": "custom"}
 
 
 def target_path(cfg: TenantConfig) -> Path:

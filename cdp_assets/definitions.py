@@ -12,10 +12,12 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from .activation import build_activation_definitions
+from .bi import build_bi_definitions
 from .config import TenantConfig, load_config
 from .dbt_models import dbt_resource, prepare_manifest
 from .interactions import build_interaction_definitions
 from .merge import build_merge_definitions
+from .predictive import build_predictive_definitions
 from .sources import build_source_definitions
 from .stitch import build_stitch_definitions
 
@@ -28,7 +30,9 @@ def build_definitions(cfg: TenantConfig) -> dg.Definitions:
     activation = build_activation_definitions(cfg)
     return dg.Definitions(
         assets=[*source_assets, *stitch_assets, *build_merge_definitions(cfg, manifest),
-                *build_interaction_definitions(cfg, manifest), *activation["assets"]],
+                *build_interaction_definitions(cfg, manifest), *build_bi_definitions(cfg, manifest),
+                *build_predictive_definitions(cfg),
+                *activation["assets"]],
         asset_checks=[*source_checks, *stitch_checks],
         jobs=activation["jobs"],
         sensors=activation["sensors"],

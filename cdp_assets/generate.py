@@ -471,6 +471,9 @@ def _order_dates(rng: random.Random, p: Person) -> list[dt.datetime]:
 
 
 def make_orders(rng, people: list[Person], products: list[dict]):
+    """Every person's purchase history, drawn from the orders' own random generator: a personal
+    purchase rate until they churn, a Nov/Dec peak, baskets from their favourite categories,
+    a home store, and some returns and cancellations."""
     by_category: dict[str, list[dict]] = {}
     for prod in products:
         by_category.setdefault(prod["category"], []).append(prod)
@@ -492,13 +495,19 @@ def make_orders(rng, people: list[Person], products: list[dict]):
                 lines.append((line_no, prod["sku"], qty, unit, round(qty * unit, 2)))
             subtotal = round(sum(line[4] for line in lines), 2)
             discount = round(subtotal * 0.1, 2) if rng.random() < 0.15 else 0.0
+            total = round(subtotal - discount, 2)
             if source == "pos_customers":
                 order_id = f"R{len(pos_orders) + 1:08d}"
+                status = "void" if rng.random() < 0.02 else "completed"
+                # a refund at the till gives back one line of the basket
+                refund = lines[rng.randrange(len(lines))][4] if status == "completed" and \
+                    len(lines) > 1 and rng.random() < 0.04 else None
                 pos_orders.append({
                     "order_id": order_id, "customer_id": rng.choice(p.records[source]),
                     "store_id": home_store if rng.random() < 0.85 else rng.choice(STORES),
                     "order_ts": ts.strftime("%Y-%m-%d %H:%M:%S"),
-                    "order_total": f"{subtotal - discount:.2f}", "discount": f"{discount:.2f}"})
+                    "order_total": f"{total:.2f}", "discount": f"{discount:.2f}",
+                    "status": status, "refund_amount": f"{min(refund, total):.2f}" if refund else ""})
             else:
                 order_id = f"W{len(web_orders) + 1:08d}"
                 status = rng.choices(["completed", "returned", "cancelled"], [0.92, 0.04, 0.04])[0]
@@ -506,11 +515,12 @@ def make_orders(rng, people: list[Person], products: list[dict]):
                     "order_id": order_id, "customer_id": rng.choice(p.records[source]),
                     "order_ts": ts.strftime("%Y-%m-%dT%H:%M:%SZ"),
                     "channel": rng.choice(["web", "web", "app"]),
-                    "order_total": f"{subtotal - discount:.2f}", "discount": f"{discount:.2f}",
+                    "order_total": f"{total:.2f}", "discount": f"{discount:.2f}",
                     "status": status})
-            for line_no, sku, qty, unit, total in lines:
+            for line_no, sku, qty, unit, line_total in lines:
                 items.append({"order_id": order_id, "line_number": line_no, "sku": sku,
-                              "quantity": qty, "unit_price": f"{unit:.2f}", "line_total": f"{total:.2f}"})
+                              "quantity": qty, "unit_price": f"{unit:.2f}",
+                              "line_total": f"{line_total:.2f}"})
     pos_orders.sort(key=lambda o: o["order_ts"])
     web_orders.sort(key=lambda o: o["order_ts"])
     for row in rng.sample(pos_orders, min(len(pos_orders), max(1, len(pos_orders) // 400))):
@@ -561,8 +571,10 @@ def generate_demo_data(out_dir, people: int = 2000, seed: int = 42,
     persons = make_people(people, rng, pools, taken_emails)
     sources = make_customer_sources(rng, pools, persons, taken_emails)
     products = make_products(rng)
+    # orders come from their own generator: the customer files of a seed are the same whether
+    # orders are generated or not, and changing the order stream never moves a customer record
     pos_orders, web_orders, items = ([], [], []) if customers_only else \
-        make_orders(rng, persons, products)
+        make_orders(random.Random(f"orders-{seed}"), persons, products)
 
     counts = {}
     pos = sources["pos_customers"]

@@ -1,5 +1,9 @@
-"""Stage 4 - interactions: unified_transactions -> transaction_attributes (dbt models in
-dbt_project/models/interactions), built from every configured transactions source."""
+"""Stage 4 - interactions (dbt models in dbt_project/models/interactions), built from every
+configured transactions, transaction_items and products source:
+
+    unified_transactions, unified_product_catalog -> unified_itemized_transactions
+        -> transaction_attributes -> transaction_attributes_extended
+"""
 
 from __future__ import annotations
 

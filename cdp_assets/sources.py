@@ -30,7 +30,7 @@ DOMAIN_COLUMNS: dict[SourceKind, list[str]] = {
         "updated_at", "source_row"],
     SourceKind.transactions: [
         "source", "order_id", "customer_source", "customer_pk", "order_datetime", "order_revenue",
-        "order_discount", "order_status", "channel", "store_id", "source_row"],
+        "order_discount", "order_status", "channel", "store_id", "return_amount", "source_row"],
     SourceKind.transaction_items: [
         "source", "order_id", "line_number", "product_id", "item_quantity", "item_unit_price",
         "item_revenue", "product_category", "source_row"],
@@ -265,6 +265,9 @@ def standardise_transactions(batch: Batch, source: Source) -> pd.DataFrame:
     discount, bad = std.numbers(df["order_discount"])
     batch.count_invalid("order_discount", bad)
     df["order_discount"] = discount[df.index].fillna(0.0)
+    returned, bad = std.numbers(df["return_amount"])
+    batch.count_invalid("return_amount", bad)
+    df["return_amount"] = returned[df.index]
     df["order_status"] = std.identifier(df["order_status"]).str.lower().fillna("completed")
     df["channel"] = std.identifier(df["channel"]).str.lower().fillna(
         "store" if source.column_for("store-id") else batch.source)

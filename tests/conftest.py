@@ -47,3 +47,68 @@ def warehouse(pipeline_run, demo_tenant):
     con = duckdb.connect(str(demo_tenant.parent / "warehouse.duckdb"), read_only=True)
     yield con
     con.close()
+
+
+# ---- the tiny hand-made tenant (tests/tiny): values in its tables are computed by hand --------
+
+TINY = Path(__file__).parent / "tiny"
+TINY_CDP_IDS = {"c1": "P1", "c2": "P1", "c3": "P2", "c4": "P3"}
+
+
+def _load_tiny_sources(cfg) -> None:
+    """domain.* through the real standardisers, plus the Stitch/c360 tables dbt reads
+    (Stitch is not run: the cdp_ids are fixed so every expected value can be worked out)."""
+    import pandas as pd
+
+    from cdp_assets.bi import write_holiday_calendar
+    from cdp_assets.sources import build_domain_table
+    from cdp_assets.warehouse import replace_table
+
+    con = duckdb.connect(str(cfg.warehouse_path))
+    try:
+        for name, source in cfg.sources.items():
+            domain, _, _ = build_domain_table(name, source, cfg.resolve(source.path))
+            replace_table(con, "domain", name, domain)
+        coalesced = pd.DataFrame({"source": "shop_customers", "pk": list(TINY_CDP_IDS),
+                                  "cdp_id": list(TINY_CDP_IDS.values())})
+        replace_table(con, "stitch", "unified_coalesced", coalesced)
+        replace_table(con, "c360", "customer_360", pd.DataFrame(
+            {"cdp_id": ["P1", "P2", "P3"], "email": ["ann@example.com", "bob@example.com", "cy@example.com"]}))
+        write_holiday_calendar(con, cfg)
+        # two buyers are too few to fit a CLV model: a fixed stand-in for the model's output
+        replace_table(con, "predictive", "predicted_clv_attributes", pd.DataFrame(
+            {"cdp_id": ["P1", "P2"], "predicted_orders_12m": [2.5, 0.4],
+             "predicted_revenue_12m": [150.0, 10.0], "probability_alive": [0.9, 0.3],
+             "clv_tier": ["platinum", "bronze"]}))
+    finally:
+        con.close()
+
+
+def dbt_build(cfg, select: str) -> None:
+    from cdp_assets.dbt_models import dbt_resource, dbt_vars_arg, prepare_manifest, target_path, warehouse_env
+
+    prepare_manifest(cfg)
+    with warehouse_env(cfg):
+        dbt_resource(cfg).cli(["build", "--select", select, *dbt_vars_arg(cfg)],
+                              target_path=target_path(cfg), raise_on_error=True).wait()
+
+
+@pytest.fixture(scope="session")
+def tiny_tenant(tmp_path_factory):
+    """The tiny tenant with its interaction and BI models built by real dbt (models + tests)."""
+    from cdp_assets.config import load_config
+
+    root = tmp_path_factory.mktemp("tiny")
+    for f in TINY.iterdir():
+        shutil.copy(f, root / f.name)
+    cfg = load_config(root / "tenant.yaml")
+    _load_tiny_sources(cfg)
+    dbt_build(cfg, "interactions bi")
+    return cfg
+
+
+@pytest.fixture()
+def tiny(tiny_tenant):
+    con = duckdb.connect(str(tiny_tenant.warehouse_path), read_only=True)
+    yield con
+    con.close()

@@ -49,6 +49,16 @@ def test_demo_config_is_valid():
      "sources.pos_customers.columns.Phone: tag 'phone' is already given to column 'Email'"),
     (lambda d: d["destinations"]["c360_file_drop"].update(table="customer_360"),
      "destinations.c360_file_drop.table: 'customer_360' is not schema.table"),
+    (lambda d: d["destinations"].update(bi={"kind": "postgres"}),
+     "destinations.bi.url_env: Field required"),
+    (lambda d: d["destinations"].update(bi={"kind": "postgres", "url_env": "X", "tables": ["dim_date"]}),
+     "destinations.bi.tables: 'dim_date' is not schema.table"),
+    (lambda d: d["sources"]["order_items"].update(order_source="pos_customers"),
+     "sources.order_items.order_source: 'pos_customers' is not a transactions source"),
+    (lambda d: d["bi"].update(fiscal_year_start_month=13),
+     "bi.fiscal_year_start_month: Input should be less than or equal to 12"),
+    (lambda d: d["interactions"].update(as_of_date="yesterday"),
+     "interactions.as_of_date: Input should be a valid date"),
 ])
 def test_config_errors_name_file_and_field(tmp_path, mutate, expected):
     doc = demo_doc()

@@ -7,7 +7,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from cdp_assets.generate import generate_demo_data
+from cdp_assets.generate import CUSTOMER_FILES, generate_demo_data
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +107,19 @@ def test_purchases_have_structure(demo):
     months = pd.to_datetime(orders["order_ts"].str.slice(0, 10)).dt.month
     assert (months == 12).mean() > (months == 2).mean()  # holiday peak
     assert set(web["status"]) >= {"completed", "returned", "cancelled"}
+    assert (pos["status"] == "void").any() and (pos["refund_amount"] != "").any()  # till voids, refunds
+    # people have favourite categories: a buyer's top category takes far more than 1/10 of lines
+    lines = items.merge(products[["sku", "category"]], on="sku").merge(orders, on="order_id")
+    shares = lines.groupby(["customer_id", "category"]).size() / lines.groupby("customer_id").size()
+    busy = lines.groupby("customer_id").size() >= 20
+    assert shares.groupby(level=0).max()[busy].mean() > 0.3
+
+
+def test_customer_files_do_not_depend_on_the_order_stream(demo, tmp_path):
+    out, _ = demo
+    generate_demo_data(tmp_path, people=600, seed=11, customers_only=True)
+    for name in CUSTOMER_FILES + ["ground_truth.csv"]:
+        assert _digest(out)[name] == _digest(tmp_path)[name], name
 
 
 def test_too_few_people_is_refused(tmp_path):

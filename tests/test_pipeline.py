@@ -14,6 +14,10 @@ def test_every_asset_materialized_and_every_check_passed(pipeline_run):
                      "stitch/blocklist", "stitch/unified_preprocessed_raw", "stitch/unified_scores",
                      "stitch/unified_coalesced", "c360/merged_customers", "c360/customer_360",
                      "interactions/unified_transactions", "interactions/transaction_attributes",
+                     "interactions/unified_itemized_transactions", "interactions/unified_product_catalog",
+                     "interactions/transaction_attributes_extended", "bi/holiday_calendar",
+                     "bi/dim_customer", "bi/dim_product", "bi/dim_date", "bi/fact_sales",
+                     "bi/fact_sales_items",
                      "activation/c360_file_drop"]:
         assert expected in keys, f"{expected} was not materialized"
     checks = pipeline_run.get_asset_check_evaluations()
@@ -93,7 +97,7 @@ def test_transaction_attributes(warehouse):
     ta = warehouse.execute("select * from interactions.transaction_attributes").df()
     assert len(ta) > 0 and ta["cdp_id"].is_unique
     expected = warehouse.execute("""
-        select cdp_id, count(*) filter (where not is_return) n, round(sum(net_revenue), 2) rev
+        select cdp_id, count(*) filter (where not is_fully_returned) n, round(sum(net_revenue), 2) rev
         from interactions.unified_transactions
         where cdp_id is not null and not is_cancelled group by cdp_id""").df().set_index("cdp_id")
     got = ta.set_index("cdp_id")
@@ -107,3 +111,57 @@ def test_export_file_dropped(demo_tenant):
     exported = pd.read_csv(files[0])
     assert "cdp_id" in exported.columns and exported["cdp_id"].is_unique
     assert not list((demo_tenant.parent / "exports" / "c360").glob(".incoming-*"))
+
+
+def test_predictive_models_beat_their_naive_baselines(pipeline_run, warehouse):
+    """Generated purchase histories have real structure (personal rates, churn, favourite
+    categories): both models must learn it, measured on a held-out window."""
+    meta = {m.asset_key.to_user_string(): m.materialization.metadata
+            for m in pipeline_run.get_asset_materialization_events()}
+    clv = meta["predictive/predicted_clv_attributes"]
+    assert clv["holdout_mae"].value < clv["baseline_mae"].value, (clv["holdout_mae"], clv["baseline_mae"])
+    propensity = meta["predictive/product_category_propensity"]
+    assert propensity["holdout_auc"].value > propensity["baseline_auc"].value + 0.1
+    checks = {(c.asset_key.to_user_string(), c.check_name): c.passed
+              for c in pipeline_run.get_asset_check_evaluations()}
+    assert checks[("predictive/predicted_clv_attributes", "beats_naive_baseline")]
+    assert checks[("predictive/product_category_propensity", "beats_naive_baseline")]
+
+    clv_rows = warehouse.execute("select * from predictive.predicted_clv_attributes").df()
+    buyers = warehouse.execute("select count(*) from interactions.transaction_attributes "
+                               "where order_count > 0").fetchone()[0]
+    assert clv_rows["cdp_id"].is_unique and len(clv_rows) == buyers
+    assert clv_rows["probability_alive"].between(0, 1).all()
+    assert (clv_rows["predicted_orders_12m"] >= 0).all() and (clv_rows["predicted_revenue_12m"] >= 0).all()
+    assert set(clv_rows["clv_tier"]) == {"platinum", "gold", "silver", "bronze"}
+    # the top tier is worth more than the bottom one
+    by_tier = clv_rows.groupby("clv_tier")["predicted_revenue_12m"].min()
+    assert by_tier["platinum"] >= clv_rows.loc[clv_rows["clv_tier"] == "bronze", "predicted_revenue_12m"].max()
+
+    for table in ("predicted_clv_attributes", "product_category_propensity", "recommendations"):
+        documented = [c.name for c in meta[f"predictive/{table}"]["dagster/column_schema"].value.columns]
+        actual = [c[0] for c in warehouse.execute(f"describe predictive.{table}").fetchall()]
+        assert documented == actual, table  # every column documented, in order
+
+    scores = warehouse.execute("select * from predictive.product_category_propensity").df()
+    assert scores["propensity"].between(0, 1).all()
+    assert not scores.duplicated(["cdp_id", "product_category"]).any()
+    recs = warehouse.execute("select * from predictive.recommendations").df()
+    assert (recs.groupby("cdp_id").size() == 3).all()
+    assert recs["recommended_product_id"].notna().all()
+
+
+def test_bi_star_schema_on_the_demo_graph(warehouse):
+    count = lambda t: warehouse.execute(f"select count(*) from {t}").fetchone()[0]  # noqa: E731
+    assert count("bi.dim_customer") == count("c360.customer_360")
+    assert count("bi.fact_sales") == count("interactions.unified_transactions")
+    assert count("bi.fact_sales_items") == count("interactions.unified_itemized_transactions")
+    first, last, days = warehouse.execute(
+        "select min(calendar_date), max(calendar_date), count(*) from bi.dim_date").fetchone()
+    assert (str(first), str(last)) == ("1970-01-01", "2054-12-31") and days == 31_046  # 85 years
+    columns = [c[0] for c in warehouse.execute("describe bi.dim_customer").fetchall()]
+    assert len(columns) == len(set(columns)) and not any(c.endswith("_1") for c in columns), columns
+    assert {"clv_tier", "preferred_category", "revenue_12m", "order_count"} <= set(columns)
+    orphans = warehouse.execute("""select count(*) from bi.fact_sales f
+                                   left join bi.dim_date d using (date_key) where d.date_key is null""").fetchone()[0]
+    assert orphans == 0

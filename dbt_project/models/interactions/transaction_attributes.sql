@@ -1,15 +1,41 @@
-{# One row per cdp_id with orders: the purchase facts marketers segment on. #}
-with orders as (
-    select * from {{ ref('unified_transactions') }}
-    where cdp_id is not null and not is_cancelled
+{#
+  One row per cdp_id with a purchase on or before the as-of date: the purchase facts marketers
+  segment on. A purchase is an order that was not cancelled; an order counts when it was not
+  returned in full. Revenue is net of returns.
+#}
+{%- set as_of = "date '" ~ var('as_of_date') ~ "'" -%}
+
+with purchases as (
+    select *,
+           not is_fully_returned as is_counted,
+           order_date > {{ as_of }} - interval 365 day as in_last_12m
+    from {{ ref('unified_transactions') }}
+    where cdp_id is not null and not is_cancelled and order_date <= {{ as_of }}
+),
+
+ranked as (
+    select *,
+           row_number() over (partition by cdp_id order by order_datetime, order_key) as nth,
+           row_number() over (partition by cdp_id order by order_datetime desc, order_key desc) as nth_last
+    from purchases
 )
 
 select
     cdp_id,
     min(order_date) as first_order_date,
     max(order_date) as last_order_date,
-    count(*) filter (where not is_return) as order_count,
+    any_value(net_revenue) filter (where nth = 1) as first_order_revenue,
+    any_value(channel) filter (where nth = 1) as first_order_channel,
+    any_value(net_revenue) filter (where nth_last = 1) as last_order_revenue,
+    any_value(channel) filter (where nth_last = 1) as last_order_channel,
+    count(*) filter (where is_counted) as order_count,
+    count(*) filter (where is_return) as return_count,
     round(sum(net_revenue), 2) as lifetime_revenue,
-    round(sum(net_revenue) / nullif(count(*) filter (where not is_return), 0), 2) as average_order_value
-from orders
+    round(sum(returned_revenue), 2) as returned_revenue,
+    round(sum(net_revenue) / nullif(count(*) filter (where is_counted), 0), 2) as average_order_value,
+    count(*) filter (where is_counted and in_last_12m) as orders_12m,
+    round(coalesce(sum(net_revenue) filter (where in_last_12m), 0), 2) as revenue_12m,
+    {{ as_of }} - max(order_date) as days_since_last_order,
+    {{ as_of }} as as_of_date
+from ranked
 group by cdp_id
