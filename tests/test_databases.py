@@ -116,3 +116,19 @@ def test_a_config_change_makes_only_its_database_stale(pipeline_run, dagster_ins
     finally:
         changed.unlink()
         build_definitions(load_config(demo_tenant))  # the demo's own model files back
+
+
+def test_every_model_is_documented_and_tested(pipeline_run, demo_tenant):
+    import json
+
+    from cdp_assets.config import load_config
+    from cdp_assets.dbt_models import target_path
+
+    manifest = json.loads((target_path(load_config(demo_tenant)) / "manifest.json").read_text())
+    models = {k: n for k, n in manifest["nodes"].items() if n["resource_type"] == "model"}
+    tested = {dep for n in manifest["nodes"].values() if n["resource_type"] == "test"
+              for dep in n["depends_on"]["nodes"]}
+    assert len(models) >= 4 * len(DATABASES) + 2
+    for key, node in models.items():
+        assert node["description"].strip(), f"{key} has no description"
+        assert key in tested, f"{key} has no dbt test"

@@ -90,7 +90,8 @@ join parts p on p.cdp_id = r.cdp_id and p.component = c.component
 {%- set group_rule = rules['address'] -%}
 {%- set fields = single_fields() -%}
 {%- set listed = all_values_fields(rules) -%}
-with records as (
+{#- materialized: read by the merge and by every all_values list, computed once #}
+with records as materialized (
     select *
         {%- for f in fields if needs_frequency(rules[f]) %},
         {{ frequency_column([f], f) }}
@@ -114,7 +115,7 @@ merged as (
         {{ merge_group('address_group', address_group, group_rule) }} as address_record,
         count(*) as record_count,
         count(distinct source) as source_count,
-        list(distinct source order by source) as sources,
+        list_sort(list_distinct(list(source))) as sources,
         min(created_at) as first_seen_at,
         max(updated_at) as last_updated_at
     from records
