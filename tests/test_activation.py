@@ -21,11 +21,16 @@ def test_sensor_runs_export_when_customer_360_refreshes(pipeline_run, dagster_in
     first = _tick(defs, dagster_instance, None)
     assert len(first.run_requests) == 1
 
-    before = set(exports.glob("*.csv"))
+    # it sends the destinations of customer_360 only, not those of other exported tables
+    assert first.run_requests[0].asset_selection == [dg.AssetKey(["activation", "c360_file_drop"])]
+    households = demo_tenant.parent / "exports" / "households"
+    before, other_before = set(exports.glob("*.csv")), set(households.glob("*.csv"))
     result = defs.resolve_job_def("activation_exports").execute_in_process(
-        instance=dagster_instance, tags=first.run_requests[0].tags)
+        instance=dagster_instance, tags=first.run_requests[0].tags,
+        asset_selection=first.run_requests[0].asset_selection)
     assert result.success
     assert len(set(exports.glob("*.csv")) - before) == 1
+    assert set(households.glob("*.csv")) == other_before
 
     # nothing new: no run
     idle = _tick(defs, dagster_instance, first.cursor)
