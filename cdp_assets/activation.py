@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from .config import Destination, TenantConfig
+from .config import Destination, Postgres, TenantConfig
 from .warehouse import preview_md
 
 GROUP = "activation"
@@ -72,6 +72,36 @@ def build_destination_asset(cfg: TenantConfig, name: str, dest: Destination) -> 
     return _export
 
 
+def _export_sensor(table: dg.AssetKey, destinations: list[dg.AssetKey], export_job):
+    @dg.asset_sensor(
+        asset_key=table, job=export_job, name=f"export_on_{'_'.join(table.path)}_refresh",
+        default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30,
+        description=f"Runs the exports of {table.to_user_string()} whenever it is materialized again.")
+    def _on_refresh(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
+        yield dg.RunRequest(run_key=f"{asset_event.run_id}:{asset_event.timestamp}",
+                            asset_selection=destinations, tags={"cdp/trigger": "asset_refresh"})
+    return _on_refresh
+
+
+def _publish_sensor(name: str, tables: list[dg.AssetKey], export_job):
+    """A destination that publishes several tables together (BI Connect) runs once all of them
+    were materialized again since its last run, so it never publishes a half-rebuilt schema."""
+    @dg.multi_asset_sensor(
+        monitored_assets=tables, job=export_job, name=f"publish_{name}_when_its_tables_refresh",
+        default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30,
+        description=f"Runs destination {name} once every table it publishes was materialized again.")
+    def _on_refresh(context: dg.MultiAssetSensorEvaluationContext):
+        latest = context.latest_materialization_records_by_key()
+        if not all(latest.values()):
+            return dg.SkipReason("waiting for " + ", ".join(
+                k.to_user_string() for k, r in latest.items() if r is None))
+        run_key = ":".join(f"{r.storage_id}" for r in latest.values())
+        context.advance_all_cursors()
+        return dg.RunRequest(run_key=run_key, asset_selection=[dg.AssetKey([GROUP, name])],
+                             tags={"cdp/trigger": "asset_refresh"})
+    return _on_refresh
+
+
 def build_activation_definitions(cfg: TenantConfig) -> dict:
     files = {n: d for n, d in cfg.destinations.items() if isinstance(d, Destination)}
     exports = [build_destination_asset(cfg, n, d) for n, d in files.items()]
@@ -82,21 +112,20 @@ def build_activation_definitions(cfg: TenantConfig) -> dict:
         REBUILD_JOB, selection=dg.AssetSelection.all() - dg.AssetSelection.groups(GROUP),
         description="Rebuild everything from sources to customer_360; exports follow via the sensor.")
 
-    watched = {dg.AssetKey(d.table.split(".")) for d in files.values()}
+    # one sensor per exported table; it sends only the destinations of that table
+    destinations_of: dict[dg.AssetKey, list[dg.AssetKey]] = {}
+    for n, d in files.items():
+        destinations_of.setdefault(dg.AssetKey(d.table.split(".")), []).append(dg.AssetKey([GROUP, n]))
     sensors = []
-    for key in sorted(watched, key=lambda k: k.to_user_string()):
-        @dg.asset_sensor(
-            asset_key=key, job=export_job, name=f"export_on_{'_'.join(key.path)}_refresh",
-            default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30,
-            description=f"Runs the exports whenever {key.to_user_string()} is materialized again.")
-        def _on_refresh(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
-            yield dg.RunRequest(run_key=f"{asset_event.run_id}:{asset_event.timestamp}",
-                                tags={"cdp/trigger": "asset_refresh"})
-        sensors.append(_on_refresh)
+    for key in sorted(destinations_of, key=lambda k: k.to_user_string()):
+        sensors.append(_export_sensor(key, destinations_of[key], export_job))
+    for n, d in cfg.destinations.items():
+        if isinstance(d, Postgres):
+            sensors.append(_publish_sensor(n, [dg.AssetKey(t.split(".")) for t in d.tables], export_job))
 
     schedule = dg.ScheduleDefinition(
         name="daily_rebuild", job=rebuild_job, cron_schedule=cfg.rebuild_cron,
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description="Rebuild the whole graph every day; the export sensor then sends the result.")
+        description="Rebuild the whole graph every day; the export sensors then send the results.")
     return {"assets": exports, "jobs": [export_job, rebuild_job], "sensors": sensors,
             "schedules": [schedule]}

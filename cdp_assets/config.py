@@ -209,32 +209,88 @@ class StitchSettings(_Strict):
         return v
 
 
+MergeRuleName = Literal["source_priority", "most_recent", "most_frequent", "longest", "first_seen",
+                        "max", "min", "all_values"]
+# Rules that choose one record by themselves (the fallback of source_priority and all_values).
+FallbackRuleName = Literal["most_recent", "most_frequent", "longest", "first_seen", "max", "min"]
+# Rules a field group (the address) can be merged with: they rank whole records.
+GROUP_RULES = ("source_priority", "most_recent", "most_frequent", "longest", "first_seen")
+
+
 class MergeRule(_Strict):
-    rule: Literal["source_priority", "most_recent"] = "most_recent"
+    rule: MergeRuleName = "most_recent"
     sources: list[str] = Field(default_factory=list,
                                description="for source_priority: sources in order of trust")
-    fallback: Literal["most_recent"] = "most_recent"
+    fallback: FallbackRuleName = Field(
+        default="most_recent",
+        description="source_priority: the rule among records of unlisted sources; all_values: the "
+                    "rule that picks the field's primary value beside the full list")
 
 
 class MergeSettings(_Strict):
     default: MergeRule = Field(default_factory=MergeRule)
     fields: dict[str, MergeRule] = Field(default_factory=dict)
 
+    @field_validator("default")
+    @classmethod
+    def _default_picks_one(cls, v: MergeRule) -> MergeRule:
+        if v.rule == "all_values":
+            raise ValueError("all_values is a rule for a field (fields.<field>), not the default")
+        return v
+
     @field_validator("fields")
     @classmethod
     def _known_fields(cls, v: dict[str, MergeRule]) -> dict[str, MergeRule]:
-        for name in v:
+        for name, rule in v.items():
             if name not in PROFILE_FIELDS and name != "address_group":
                 raise ValueError(f"{name!r} is not a profile field; expected one of: "
                                  f"address_group, {', '.join(PROFILE_FIELDS)}")
             if name in ADDRESS_GROUP[1:]:
                 raise ValueError(f"{name!r} is merged with its address: set a rule on 'address_group'")
+            if name in ("address_group", "address") and rule.rule not in GROUP_RULES:
+                raise ValueError(f"{name}: the address group is taken from one record; its rule must "
+                                 f"be one of {', '.join(GROUP_RULES)}, not {rule.rule!r}")
+            if name == "full_name":
+                raise ValueError("full_name is built from the merged given_name and surname; "
+                                 "set rules on those")
         return v
 
     def rule_for(self, field: str) -> MergeRule:
         if field in ADDRESS_GROUP:
-            return self.fields.get("address_group") or self.fields.get("address") or self.default
+            rule = self.fields.get("address_group") or self.fields.get("address") or self.default
+            return rule if rule.rule in GROUP_RULES else MergeRule()
         return self.fields.get(field, self.default)
+
+    def dbt_rules(self) -> dict[str, dict]:
+        """field -> {rule, sources, fallback} for every profile field, as the dbt macros take it."""
+        rules = {}
+        for field in PROFILE_FIELDS:
+            rule = self.rule_for(field)
+            rules[field] = {"rule": rule.rule, "sources": rule.sources, "fallback": rule.fallback}
+        return rules
+
+
+StitchMode = Literal["probabilistic", "deterministic"]
+# Schemas cdp's own stages write to: a customer 360 database cannot take their names.
+RESERVED_SCHEMAS = ("domain", "stitch", "interactions", "custom", "activation", "main", "sources")
+
+
+class Database(_Strict):
+    """A customer 360 database: its own schema, merge rules and way of grouping records."""
+    description: str = ""
+    stitch_mode: StitchMode | float = Field(
+        default="probabilistic",
+        description="probabilistic: the cdp_id of Stitch; deterministic: only records linked by a "
+                    "deterministic rule or an analyst's match label are one person; a number: "
+                    "links at or above that match probability (>= stitch.match_threshold) count")
+    merge: MergeSettings = Field(default_factory=MergeSettings)
+
+    @field_validator("stitch_mode")
+    @classmethod
+    def _threshold(cls, v):
+        if isinstance(v, float) and not 0 < v < 1:
+            raise ValueError(f"a match-probability threshold must be between 0 and 1, not {v}")
+        return v
 
 
 class Destination(_Strict):
@@ -313,6 +369,10 @@ class TenantConfig(_Strict):
     sources: dict[str, Source]
     stitch: StitchSettings = Field(default_factory=StitchSettings)
     merge: MergeSettings = Field(default_factory=MergeSettings)
+    databases: dict[str, Database] = Field(
+        default_factory=dict,
+        description="customer 360 databases by name (each its own schema); 'c360' is added from "
+                    "`merge` when not listed")
     destinations: dict[str, AnyDestination] = Field(default_factory=dict)
     interactions: InteractionSettings = Field(default_factory=InteractionSettings)
     predictive: PredictiveSettings = Field(default_factory=PredictiveSettings)
@@ -360,6 +420,28 @@ class TenantConfig(_Strict):
         for s in self.merge.default.sources:
             if s not in self.customer_sources:
                 raise ValueError(f"merge.default.sources: {s!r} is not a customers source")
+        if "c360" in self.databases and "merge" in self.model_fields_set:
+            raise ValueError("merge: the rules of database c360 are set in databases.c360.merge; "
+                             "remove the top-level merge")
+        for dbname, db in self.databases.items():
+            where = f"databases.{dbname}"
+            if not IDENTIFIER.match(dbname) or "__" in dbname:
+                raise ValueError(f"{where}: database names must be lowercase identifiers without "
+                                 "'__' ([a-z][a-z0-9_]*), they become schema names")
+            if dbname in RESERVED_SCHEMAS:
+                raise ValueError(f"{where}: {dbname!r} is a schema of cdp itself; choose another name")
+            if isinstance(db.stitch_mode, float) and db.stitch_mode < self.stitch.match_threshold:
+                raise ValueError(f"{where}.stitch_mode: {db.stitch_mode} is below stitch.match_threshold "
+                                 f"({self.stitch.match_threshold}); a database can only be stricter "
+                                 "than Stitch")
+            for fname, rule in [("default", db.merge.default), *db.merge.fields.items()]:
+                for s in rule.sources:
+                    if s not in self.customer_sources:
+                        raise ValueError(f"{where}.merge.fields.{fname}.sources: {s!r} is not a "
+                                         "customers source")
+                if rule.rule == "source_priority" and not rule.sources:
+                    raise ValueError(f"{where}.merge.fields.{fname}.sources: source_priority needs a "
+                                     "list of sources")
         for dname, dest in self.destinations.items():
             if not IDENTIFIER.match(dname):
                 raise ValueError(f"destinations.{dname}: names must be lowercase identifiers")
@@ -382,12 +464,19 @@ class TenantConfig(_Strict):
         override = os.environ.get("CDP_WAREHOUSE")
         return Path(override).resolve() if override else self.resolve(self.warehouse).resolve()
 
+    @property
+    def customer_databases(self) -> dict[str, Database]:
+        """Every customer 360 database; c360 (from the top-level `merge`) unless listed, first."""
+        dbs = {"c360": self.databases.get("c360") or Database(
+            description="The customer 360 (default database)", merge=self.merge)}
+        dbs.update({n: d for n, d in self.databases.items() if n != "c360"})
+        return dbs
+
     def dbt_vars(self) -> dict:
-        """The part of the config dbt needs, passed with --vars."""
-        merge = {}
-        for field in PROFILE_FIELDS:
-            rule = self.merge.rule_for(field)
-            merge[field] = {"rule": rule.rule, "sources": rule.sources, "fallback": rule.fallback}
+        """The part of the config dbt needs, passed with --vars. Each database's own rules and
+        stitch mode are written into its generated model files (see cdp_assets/merge.py), so a
+        change to one database changes only its models."""
+        merge = self.customer_databases["c360"].merge.dbt_rules()
         return {
             "tenant": self.tenant,
             "customer_sources": self.customer_sources,

@@ -9,6 +9,7 @@ The manifest is re-parsed only when that tenant-derived input changes.
 
 
 import contextlib
+import functools
 import json
 import os
 import sys
@@ -68,6 +69,21 @@ def warehouse_env(cfg: TenantConfig):
             os.environ["CDP_WAREHOUSE"] = previous
 
 
+@contextlib.contextmanager
+def buildable_tests_only():
+    """dbt's default (eager) indirect selection runs a test as soon as one of the models it reads
+    is selected - e.g. a custom table's test that refers to c360.customer_360 would run in the
+    c360 step, before the custom table exists. `buildable` runs a test in the step that builds
+    all of its models (or their ancestors). dagster-dbt reads this from the environment."""
+    previous = os.environ.get("DBT_INDIRECT_SELECTION")
+    os.environ["DBT_INDIRECT_SELECTION"] = previous or "buildable"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("DBT_INDIRECT_SELECTION", None)
+
+
 def dbt_resource(cfg: TenantConfig) -> DbtCliResource:
     venv_dbt = Path(sys.executable).parent / "dbt"
     return DbtCliResource(project_dir=str(DBT_PROJECT_DIR), profiles_dir=str(DBT_PROJECT_DIR),
@@ -76,9 +92,12 @@ def dbt_resource(cfg: TenantConfig) -> DbtCliResource:
 
 def prepare_manifest(cfg: TenantConfig) -> Path:
     """Write the tenant's dbt sources and parse the project when its inputs changed."""
+    from .merge import write_database_models  # merge builds on this module
+
     content = tenant_sources_yaml(cfg)
     if not TENANT_SOURCES_FILE.exists() or TENANT_SOURCES_FILE.read_text() != content:
         TENANT_SOURCES_FILE.write_text(content)
+    write_database_models(cfg)
     target = target_path(cfg)
     manifest = target / "manifest.json"
     stamp = target / "cdp_fingerprint"
@@ -97,31 +116,48 @@ def prepare_manifest(cfg: TenantConfig) -> Path:
 
 
 class CdpDbtTranslator(DagsterDbtTranslator):
-    """Models are keyed schema/name (c360/customer_360) and grouped by their folder's stage."""
+    """Models are keyed schema/table (c360/customer_360: a model's alias when it has one, so
+    model c360__customer_360 is c360/customer_360) and grouped by their folder's stage; the
+    models of a customer 360 database (models/databases/<db>/) by their database."""
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
         if dbt_resource_props["resource_type"] == "source":
             return dg.AssetKey([dbt_resource_props["source_name"], dbt_resource_props["name"]])
-        schema = dbt_resource_props.get("config", {}).get("schema") or "main"
-        return dg.AssetKey([schema, dbt_resource_props["name"]])
+        config = dbt_resource_props.get("config", {})
+        schema = config.get("schema") or "main"
+        return dg.AssetKey([schema, config.get("alias") or dbt_resource_props["name"]])
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         fqn = dbt_resource_props.get("fqn", [])
         folder = fqn[1] if len(fqn) > 2 else None
+        if folder == "databases" and len(fqn) > 3:
+            return fqn[2]
         return GROUP_BY_FOLDER.get(folder, "custom")
 
 
 TRANSLATOR = CdpDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
 
+@functools.lru_cache(maxsize=8)
+def _manifest_json(path: Path, mtime_ns: int) -> dict:
+    return json.loads(path.read_text())
+
+
+def load_manifest(manifest: Path) -> dict:
+    """The parsed manifest, read again whenever the file changes. (dagster-dbt caches a manifest
+    *path* for the life of the process, so a config change re-parsed into the same path would
+    keep yesterday's models and code versions.)"""
+    return _manifest_json(manifest, manifest.stat().st_mtime_ns)
+
+
 def build_dbt_assets(cfg: TenantConfig, manifest: Path, folder: str, name: str) -> dg.AssetsDefinition:
     """dbt models under models/<folder> as one Dagster multi-asset."""
     from dagster_dbt import dbt_assets
 
-    @dbt_assets(manifest=manifest, select=f"fqn:cdp.{folder}.*", name=name,
+    @dbt_assets(manifest=load_manifest(manifest), select=f"fqn:cdp.{folder}.*", name=name,
                 dagster_dbt_translator=TRANSLATOR)
     def _models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: DuckDBResource):
-        with warehouse_env(cfg):
+        with warehouse_env(cfg), buildable_tests_only():
             invocation = dbt.cli(["build", *dbt_vars_arg(cfg)], context=context,
                                  target_path=target_path(cfg))
             # dbt holds the DuckDB file while it runs: collect its events, then add row counts

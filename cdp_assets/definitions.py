@@ -1,6 +1,7 @@
 """The Dagster code location: the tenant's whole asset graph, read like the pipeline.
 
-    sources (domain.*) -> stitch (Splink) -> c360 + interactions (dbt) -> activation
+    sources (domain.*) -> stitch (Splink) -> customer 360 databases + interactions (dbt)
+        -> custom tables (dbt) -> activation
 
 The tenant config comes from $CDP_CONFIG (default: tenants/demo/tenant.yaml); the warehouse
 from $CDP_WAREHOUSE or the config's `warehouse`.
@@ -14,6 +15,7 @@ from dagster_duckdb import DuckDBResource
 from .activation import build_activation_definitions
 from .bi import build_bi_definitions
 from .config import TenantConfig, load_config
+from .custom import build_custom_definitions
 from .dbt_models import dbt_resource, prepare_manifest
 from .interactions import build_interaction_definitions
 from .merge import build_merge_definitions
@@ -31,7 +33,7 @@ def build_definitions(cfg: TenantConfig) -> dg.Definitions:
     return dg.Definitions(
         assets=[*source_assets, *stitch_assets, *build_merge_definitions(cfg, manifest),
                 *build_interaction_definitions(cfg, manifest), *build_bi_definitions(cfg, manifest),
-                *build_predictive_definitions(cfg),
+                *build_predictive_definitions(cfg), *build_custom_definitions(cfg, manifest),
                 *activation["assets"]],
         asset_checks=[*source_checks, *stitch_checks],
         jobs=activation["jobs"],

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cdp_assets.config import DEFAULT_CONFIG, ConfigError, load_config
+from cdp_assets.config import DEFAULT_CONFIG, ConfigError, TenantConfig, load_config
 
 
 def write(tmp_path: Path, doc) -> Path:
@@ -85,3 +85,52 @@ def test_cli_reports_config_error(tmp_path, capsys):
     doc["sources"]["pos_customers"]["columns"]["FirstName"] = "firstname"
     assert main(["check-config", str(write(tmp_path, doc))]) == 2
     assert "sources.pos_customers.columns.FirstName" in capsys.readouterr().err
+
+
+def test_customer_databases_from_config_and_the_default_c360():
+    cfg = load_config(DEFAULT_CONFIG)
+    dbs = cfg.customer_databases
+    assert list(dbs)[0] == "c360" and {"email_c360", "paid_media_c360"} <= set(dbs)
+    assert dbs["c360"].merge.rule_for("email").sources[0] == "email_subscribers"  # top-level merge
+    assert dbs["paid_media_c360"].merge.rule_for("email").rule == "all_values"
+    assert dbs["operations_c360"].stitch_mode == "deterministic"
+    # a config without `databases:` has c360 alone, with its `merge:` rules
+    doc = demo_doc()
+    doc.pop("databases")
+    doc["destinations"] = {}
+    only = TenantConfig.model_validate(doc).customer_databases
+    assert list(only) == ["c360"] and only["c360"].merge.rule_for("phone").sources[0] == "loyalty_members"
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda d: d["databases"]["email_c360"]["merge"]["fields"]["email"].update(sources=["crm"]),
+     "databases.email_c360.merge.fields.email.sources: 'crm' is not a customers source"),
+    (lambda d: d["databases"].update(stitch={}),
+     "databases.stitch: 'stitch' is a schema of cdp itself"),
+    (lambda d: d["databases"].update({"Email-360": {}}),
+     "databases.Email-360: database names must be lowercase identifiers"),
+    (lambda d: d["databases"]["email_c360"].update(stitch_mode=0.5),
+     "databases.email_c360.stitch_mode: 0.5 is below stitch.match_threshold"),
+    (lambda d: d["databases"]["email_c360"].update(stitch_mode="fuzzy"),
+     "databases.email_c360.stitch_mode"),
+    (lambda d: d["databases"].update(c360={}),
+     "merge: the rules of database c360 are set in databases.c360.merge"),
+    (lambda d: d["databases"]["paid_media_c360"]["merge"]["fields"].update(
+        address_group={"rule": "all_values"}),
+     "address_group: the address group is taken from one record"),
+    (lambda d: d["databases"]["paid_media_c360"]["merge"]["fields"].update(
+        email={"rule": "cheapest"}),
+     "databases.paid_media_c360.merge.fields.email.rule: Input should be"),
+    (lambda d: d["databases"]["paid_media_c360"]["merge"]["fields"].update(
+        email={"rule": "source_priority"}),
+     "databases.paid_media_c360.merge.fields.email.sources: source_priority needs a list"),
+    (lambda d: d["databases"]["paid_media_c360"]["merge"].update(default={"rule": "all_values"}),
+     "all_values is a rule for a field"),
+])
+def test_database_config_errors_name_the_field(tmp_path, mutate, expected):
+    doc = demo_doc()
+    mutate(doc)
+    path = write(tmp_path, doc)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert expected in str(err.value), str(err.value)

@@ -18,12 +18,13 @@ def test_every_asset_materialized_and_every_check_passed(pipeline_run):
                      "interactions/transaction_attributes_extended", "bi/holiday_calendar",
                      "bi/dim_customer", "bi/dim_product", "bi/dim_date", "bi/fact_sales",
                      "bi/fact_sales_items",
-                     "activation/c360_file_drop"]:
+                     "activation/c360_file_drop", "email_c360/customer_360", "custom/households",
+                     "activation/households_file_drop", "activation/paid_media_audience"]:
         assert expected in keys, f"{expected} was not materialized"
     checks = pipeline_run.get_asset_check_evaluations()
     names = {(c.asset_key.to_user_string(), c.check_name) for c in checks}
     assert ("stitch/unified_coalesced", "every_domain_record_once") in names
-    assert ("c360/customer_360", "unique_customer_360_cdp_id") in names
+    assert ("c360/customer_360", "unique_c360__customer_360_cdp_id") in names
     assert ("domain/pos_customers", "every_row_accounted_for") in names
     failed = [(c.asset_key.to_user_string(), c.check_name) for c in checks if not c.passed]
     assert not failed, failed

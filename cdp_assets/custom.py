@@ -1,0 +1,20 @@
+"""Custom tables: every dbt model an engineer adds under dbt_project/models/custom/ (referencing
+any customer 360 table with ref('<db>__<table>')) becomes an asset custom/<model> in the
+`custom` group, with its lineage from dbt, materialized with the rest of the graph and
+exportable by a destination (`table: custom.<model>`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .config import TenantConfig
+from .dbt_models import DBT_PROJECT_DIR, build_dbt_assets
+
+CUSTOM_DIR = DBT_PROJECT_DIR / "models" / "custom"
+GROUP = "custom"
+
+
+def build_custom_definitions(cfg: TenantConfig, manifest: Path) -> list:
+    if not any(CUSTOM_DIR.rglob("*.sql")):
+        return []
+    return [build_dbt_assets(cfg, manifest, folder="custom", name="custom_models")]

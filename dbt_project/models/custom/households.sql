@@ -1,0 +1,24 @@
+{#
+  Example custom table: households. People of the customer 360 who share a street address and
+  ZIP code form one household (the same address rule Stitch uses as evidence, without merging
+  the people). One row per household with its members and their combined purchases.
+#}
+with people as (
+    select cdp_id, surname, address, city, state, postal, lifetime_revenue, order_count
+    from {{ ref('c360__customer_360') }}
+    where address is not null and postal is not null
+)
+
+select
+    cast(md5(lower(address) || '|' || postal) as uuid)::varchar as household_id,
+    address,
+    postal,
+    min(city) as city,
+    min(state) as state,
+    count(*) as member_count,
+    list(cdp_id order by cdp_id) as members,
+    list(distinct surname order by surname) filter (where surname is not null) as surnames,
+    sum(order_count) as order_count,
+    round(sum(lifetime_revenue), 2) as lifetime_revenue
+from people
+group by address, postal
