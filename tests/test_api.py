@@ -125,3 +125,23 @@ def test_real_uvicorn_server_on_loopback(served):
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_an_email_shared_by_two_people_is_a_409_with_both_ids(tiny_tenant, tmp_path):
+    store = tmp_path / "profile_store.duckdb"
+    cfg = tiny_tenant.model_copy(update={"profile_api": ProfileApiSettings(store=str(store))})
+    con = duckdb.connect()  # a hand-made warehouse: a family email on two people's records
+    con.execute("create schema domain; create schema stitch; create schema c360")
+    con.execute("""create table domain.shop_customers as select * from (values
+        ('c1', 'family@example.com'), ('c2', 'family@example.com'), ('c3', 'solo@example.com')) t(pk, email)""")
+    con.execute("""create table stitch.unified_coalesced as select * from (values
+        ('shop_customers', 'c1', 'A'), ('shop_customers', 'c2', 'B'), ('shop_customers', 'c3', 'B'))
+        t(source, pk, cdp_id)""")
+    con.execute("create table c360.customer_360 as select * from (values ('A', 'family@example.com'), "
+                "('B', 'solo@example.com')) t(cdp_id, email)")
+    build_profile_store(cfg, con, store)
+    con.close()
+    client = TestClient(create_app(cfg, api_key=KEY))
+    r = get(client, "/profiles/lookup?email=family@example.com")
+    assert r.status_code == 409 and r.json()["cdp_ids"] == ["A", "B"]
+    assert get(client, "/profiles/lookup?email=solo@example.com").json()["cdp_id"] == "B"
