@@ -126,6 +126,9 @@ def build_profile_store_asset(cfg: TenantConfig, segment_keys: list[dg.AssetKey]
             dg.AssetKey(["predictive", "recommendations"]), *segment_keys]
 
     @dg.asset(key=STORE_KEY, group_name=GROUP, deps=deps, kinds={"duckdb", "api"},
+              check_specs=[dg.AssetCheckSpec("every_person_served", asset=STORE_KEY,
+                                             description="one profile per customer_360 row, each source "
+                                                         "record's (source, pk) resolvable")],
               description="Serving copy for the Profile API (`cdp serve`): one JSON profile per cdp_id "
                           "and lookups by email, phone and (source, pk), written to a separate DuckDB "
                           "file and swapped in atomically after each rebuild.",
@@ -134,6 +137,8 @@ def build_profile_store_asset(cfg: TenantConfig, segment_keys: list[dg.AssetKey]
         segment_tables = [(k.path[0], k.path[1]) for k in segment_keys]
         with warehouse.get_connection() as con:
             counts = build_profile_store(cfg, con, path, segment_tables)
+            people = con.execute("select count(*) from c360.customer_360").fetchone()[0]
+            records = con.execute("select count(*) from stitch.unified_coalesced").fetchone()[0]
             con.execute(f"attach '{path}' as served (read_only)")
             try:
                 sample = con.execute("select cdp_id, left(profile, 160) as profile from served.profiles "
@@ -141,7 +146,12 @@ def build_profile_store_asset(cfg: TenantConfig, segment_keys: list[dg.AssetKey]
             finally:
                 con.execute("detach served")
         context.log.info(f"profile store {path}: {counts}")
-        return dg.MaterializeResult(metadata={"dagster/row_count": counts["profiles"],
+        served = counts["profiles"] == people and counts["by_source_pk"] == records
+        check = dg.AssetCheckResult(
+            check_name="every_person_served", passed=served,
+            metadata={"profiles": counts["profiles"], "customer_360_rows": people,
+                      "source_records": counts["by_source_pk"], "unified_coalesced_rows": records})
+        return dg.MaterializeResult(check_results=[check], metadata={"dagster/row_count": counts["profiles"],
                                               **{f"rows_{k}": v for k, v in counts.items()},
                                               "bytes": path.stat().st_size,
                                               "preview": dg.MetadataValue.md(preview_md(sample))})
