@@ -70,7 +70,40 @@ def parse_presto(sql: str, source: str = "query") -> PrestoQuery:
         if not t.db and t.name.lower() in ctes:
             continue
         tables.add(((t.db or "main").lower(), t.name.lower()))
+    tree = tree.transform(_presto_semantics)
     return PrestoQuery(presto=sql, duckdb=tree.sql(dialect="duckdb"), tables=tuple(sorted(tables)))
+
+
+# Java date-format letters (Presto's format_datetime) -> strftime
+JAVA_FORMAT = [("yyyy", "%Y"), ("yy", "%y"), ("MMMM", "%B"), ("MMM", "%b"), ("MM", "%m"), ("dd", "%d"),
+               ("HH", "%H"), ("hh", "%I"), ("mm", "%M"), ("ss", "%S"), ("SSS", "%g"), ("EEEE", "%A"),
+               ("EEE", "%a"), ("a", "%p")]
+
+
+def _java_to_strftime(fmt: str) -> str:
+    out, i = "", 0
+    while i < len(fmt):
+        for java, c in JAVA_FORMAT:
+            if fmt.startswith(java, i):
+                out, i = out + c, i + len(java)
+                break
+        else:
+            out, i = out + fmt[i].replace("%", "%%"), i + 1
+    return out
+
+
+def _presto_semantics(node: exp.Expression) -> exp.Expression:
+    """Where sqlglot's transpilation keeps the name but not Presto's meaning."""
+    if isinstance(node, exp.DateDiff):
+        # Presto counts whole units between the two values (Jan 31 -> Mar 1 is 1 month); DuckDB's
+        # date_diff counts unit boundaries crossed (2). DuckDB's date_sub is Presto's date_diff.
+        unit = exp.Literal.string((node.text("unit") or "day").lower())
+        return exp.Anonymous(this="date_sub", expressions=[unit, node.expression, node.this])
+    if isinstance(node, exp.Anonymous) and node.name.lower() == "format_datetime" \
+            and len(node.expressions) == 2 and isinstance(node.expressions[1], exp.Literal):
+        return exp.Anonymous(this="strftime", expressions=[
+            node.expressions[0], exp.Literal.string(_java_to_strftime(node.expressions[1].this))])
+    return node
 
 
 def run_query(con, sql: str, source: str = "query", limit: int | None = None):

@@ -37,6 +37,14 @@ def test_presto_functions_give_the_expected_results(shop):
         ("P1", 55), ("P2", 0), ("P3", 1)]
     assert rows(shop, "SELECT date_add('month', 1, DATE '2026-01-31') AS d")[0][0].date() \
         == dt.date(2026, 2, 28)
+    # Presto counts whole units: Jan 31 -> Mar 1 is 1 month (DuckDB's date_diff would say 2)
+    assert rows(shop, """SELECT date_diff('month', DATE '2026-01-31', DATE '2026-03-01'),
+                                date_diff('day', TIMESTAMP '2026-01-01 10:00:00', TIMESTAMP '2026-01-02 09:00:00'),
+                                date_diff('day', DATE '2026-01-03', DATE '2026-01-01')""") == [(1, 0, -2)]
+    assert rows(shop, "SELECT format_datetime(TIMESTAMP '2026-03-04 05:06:07', 'yyyy-MM-dd HH:mm')") == \
+        [("2026-03-04 05:06",)]
+    assert rows(shop, "SELECT date_format(TIMESTAMP '2026-03-04 05:06:07', '%Y-%m-%d %H:%i')") == \
+        [("2026-03-04 05:06",)]
     assert rows(shop, "SELECT approx_distinct(cdp_id) FROM interactions.unified_transactions") == [(3,)]
     agg = rows(shop, """SELECT cdp_id, array_agg(order_id ORDER BY order_id) AS orders
                          FROM interactions.unified_transactions GROUP BY cdp_id ORDER BY cdp_id""")
