@@ -145,3 +145,16 @@ def test_an_email_shared_by_two_people_is_a_409_with_both_ids(tiny_tenant, tmp_p
     r = get(client, "/profiles/lookup?email=family@example.com")
     assert r.status_code == 409 and r.json()["cdp_ids"] == ["A", "B"]
     assert get(client, "/profiles/lookup?email=solo@example.com").json()["cdp_id"] == "B"
+
+
+def test_before_the_store_is_built_the_api_says_so(tiny_tenant, tmp_path):
+    cfg = tiny_tenant.model_copy(update={"profile_api": ProfileApiSettings(store=str(tmp_path / "none.duckdb"))})
+    client = TestClient(create_app(cfg, api_key=KEY))
+    r = get(client, "/profiles/P1")
+    assert r.status_code == 503 and r.json()["error"] == "store_unavailable"
+
+
+def test_serving_needs_the_api_key_variable(tiny_tenant, monkeypatch):
+    monkeypatch.delenv("CDP_API_KEY", raising=False)
+    with pytest.raises(RuntimeError, match="profile_api.api_key_env: environment variable CDP_API_KEY"):
+        create_app(tiny_tenant)
