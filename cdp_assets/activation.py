@@ -1,13 +1,20 @@
 """Stage 5 - activation: destinations, the sensor that exports when customer_360 refreshes,
 and the daily rebuild schedule.
 
-A file destination drops one file per run into its folder. The file is written under a
-temporary name in the same folder and renamed into place, so a reader never sees half a file.
+A file destination drops one file per run into its folder (optionally gzipped). The file is
+written under a temporary name in the same folder and renamed into place, so a reader never
+sees half a file. A webhook destination receives JSON batches (see `send_webhook`); a postgres
+destination a table swapped in atomically (`bi.publish_to_postgres`). Orchestrations, which bind
+a segment or query to a destination, are in `orchestrations.py`.
 """
 
 
+import hashlib
+import json
 import os
 import tempfile
+import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -27,20 +34,95 @@ def export_file_name(tenant: str, destination: str, run_id: str, fmt: str) -> st
     return f"{tenant}__{destination}__{stamp}__{run_id[:8]}.{fmt}"
 
 
-def write_atomically(con, query: str, folder: Path, file_name: str, fmt: str) -> Path:
+def write_atomically(con, query: str, folder: Path, file_name: str, fmt: str, gzip: bool = False,
+                     params: list | None = None) -> Path:
     """COPY the query result to a temp file in the destination folder, then rename it."""
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".incoming-", suffix=f".{fmt}", dir=folder)
     os.close(fd)
     try:
-        options = "(format csv, header true)" if fmt == "csv" else "(format parquet)"
-        con.execute(f"copy ({query}) to '{tmp}' {options}")
+        if fmt == "csv":
+            options = "(format csv, header true, compression gzip)" if gzip else "(format csv, header true)"
+        else:
+            options = "(format parquet, compression gzip)" if gzip else "(format parquet)"
+        con.execute(f"copy ({query}) to '{tmp}' {options}", params or [])
         final = folder / file_name
         os.replace(tmp, final)
         return final
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def file_suffix(fmt: str, gzip: bool) -> str:
+    return f"{fmt}.gz" if gzip and fmt == "csv" else fmt
+
+
+# ---- webhook ------------------------------------------------------------------------------------
+
+class WebhookError(RuntimeError):
+    """A batch the receiver refused, or that still failed after every retry."""
+
+
+@dataclass
+class WebhookResult:
+    batches: int
+    records: int
+    retries: int
+
+
+RETRYABLE = {408, 425, 429, 500, 502, 503, 504}
+
+
+def idempotency_key(run_id: str, orchestration: str, batch: int) -> str:
+    """The same for every retry of one batch of one run, so the receiver can drop duplicates."""
+    return hashlib.sha256(f"{run_id}:{orchestration}:{batch}".encode()).hexdigest()[:32]
+
+
+def send_webhook(records_json: list[str], url: str, *, orchestration: str, campaign: str, run_id: str,
+                 batch_size: int = 500, max_retries: int = 5, backoff_seconds: float = 0.5,
+                 timeout_seconds: float = 30, log=None) -> WebhookResult:
+    """POST the records (each already a JSON object) in batches. A batch is retried on connection
+    errors, 408/425/429 and 5xx with exponential backoff (honouring Retry-After); any other
+    non-2xx fails at once. Every request carries an Idempotency-Key stable across retries."""
+    import httpx
+
+    batches = [records_json[i:i + batch_size] for i in range(0, len(records_json), batch_size)]
+    retries = 0
+    with httpx.Client(timeout=timeout_seconds) as client:
+        for b, batch in enumerate(batches):
+            body = ('{"campaign": %s, "orchestration": %s, "run_id": %s, "batch": %d, "batches": %d, '
+                    '"records": [%s]}' % (json.dumps(campaign), json.dumps(orchestration), json.dumps(run_id),
+                                          b + 1, len(batches), ",".join(batch)))
+            headers = {"Content-Type": "application/json",
+                       "Idempotency-Key": idempotency_key(run_id, orchestration, b)}
+            for attempt in range(max_retries + 1):
+                try:
+                    r = client.post(url, content=body.encode(), headers=headers)
+                    problem = None if r.is_success else f"HTTP {r.status_code}: {r.text[:200]}"
+                    retryable = r.status_code in RETRYABLE
+                    wait = _retry_after(r)
+                except httpx.TransportError as exc:
+                    problem, retryable, wait = f"{type(exc).__name__}: {exc}", True, None
+                if problem is None:
+                    break
+                if not retryable or attempt == max_retries:
+                    raise WebhookError(f"webhook {url}: batch {b + 1}/{len(batches)} failed after "
+                                       f"{attempt + 1} attempt(s): {problem}")
+                delay = wait if wait is not None else backoff_seconds * (2 ** attempt)
+                if log:
+                    log.warning(f"webhook batch {b + 1}/{len(batches)}: {problem}; retry in {delay:.1f}s")
+                retries += 1
+                time.sleep(delay)
+    return WebhookResult(batches=len(batches), records=len(records_json), retries=retries)
+
+
+def _retry_after(response) -> float | None:
+    value = response.headers.get("Retry-After")
+    try:
+        return min(float(value), 60.0) if value is not None else None
+    except ValueError:
+        return None
 
 
 def build_destination_asset(cfg: TenantConfig, name: str, dest: Destination) -> dg.AssetsDefinition:
@@ -59,9 +141,9 @@ def build_destination_asset(cfg: TenantConfig, name: str, dest: Destination) -> 
     def _export(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
         columns = ", ".join(f'"{c}"' for c in dest.columns) if dest.columns else "*"
         query = f'select {columns} from "{schema}"."{table}" order by 1'
-        file_name = export_file_name(cfg.tenant, name, context.run.run_id, dest.format)
+        file_name = export_file_name(cfg.tenant, name, context.run.run_id, file_suffix(dest.format, dest.gzip))
         with warehouse.get_connection() as con:
-            path = write_atomically(con, query, folder, file_name, dest.format)
+            path = write_atomically(con, query, folder, file_name, dest.format, dest.gzip)
             rows = con.execute(f'select count(*) from "{schema}"."{table}"').fetchone()[0]
             sample = con.execute(f"{query} limit 5").df()
         context.log.info(f"exported {rows} rows of {dest.table} to {path}")
@@ -103,10 +185,13 @@ def _publish_sensor(name: str, tables: list[dg.AssetKey], export_job):
 
 
 def build_activation_definitions(cfg: TenantConfig) -> dict:
-    files = {n: d for n, d in cfg.destinations.items() if isinstance(d, Destination)}
+    # a destination an orchestration sends to receives that orchestration's rows, not a table export
+    orchestrated = {o.destination for o in cfg.orchestrations.values()}
+    files = {n: d for n, d in cfg.destinations.items() if isinstance(d, Destination) and n not in orchestrated}
     exports = [build_destination_asset(cfg, n, d) for n, d in files.items()]
+    sends = dg.AssetSelection.assets(*[dg.AssetKey(["activation", f"send_{n}"]) for n in cfg.orchestrations])
     export_job = dg.define_asset_job(
-        EXPORT_JOB, selection=dg.AssetSelection.groups(GROUP),
+        EXPORT_JOB, selection=dg.AssetSelection.groups(GROUP) - sends,  # sends follow their own sensors
         description="Send the customer 360 to every configured destination.")
     rebuild_job = dg.define_asset_job(
         REBUILD_JOB, selection=dg.AssetSelection.all() - dg.AssetSelection.groups(GROUP),
@@ -120,7 +205,7 @@ def build_activation_definitions(cfg: TenantConfig) -> dict:
     for key in sorted(destinations_of, key=lambda k: k.to_user_string()):
         sensors.append(_export_sensor(key, destinations_of[key], export_job))
     for n, d in cfg.destinations.items():
-        if isinstance(d, Postgres):
+        if isinstance(d, Postgres) and n not in orchestrated:
             sensors.append(_publish_sensor(n, [dg.AssetKey(t.split(".")) for t in d.tables], export_job))
 
     schedule = dg.ScheduleDefinition(

@@ -156,7 +156,8 @@ def build_postgres_asset(cfg: TenantConfig, name: str, dest: Postgres) -> dg.Ass
 
 
 def build_bi_definitions(cfg: TenantConfig, manifest: Path) -> list:
+    orchestrated = {o.destination for o in cfg.orchestrations.values()}  # these receive orchestrations
     publishers = [build_postgres_asset(cfg, n, d) for n, d in cfg.destinations.items()
-                  if isinstance(d, Postgres)]
+                  if isinstance(d, Postgres) and n not in orchestrated]
     return [build_holiday_asset(cfg),
             build_dbt_assets(cfg, manifest, folder="bi", name="bi_models"), *publishers]

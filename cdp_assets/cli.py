@@ -4,6 +4,9 @@
     cdp run [--config PATH] [--warehouse PATH] [--retrain]
     cdp demo [--people N]
     cdp check-config PATH
+    cdp query "SQL" | --file F [--config PATH] [--csv OUT] [--limit N]
+    cdp serve [--config PATH] [--host H] [--port P]
+    cdp segment preview NAME [--config PATH] [--sample N]
 """
 
 from __future__ import annotations
@@ -151,6 +154,80 @@ def cmd_check_config(args) -> int:
     return 0
 
 
+def cmd_query(args) -> int:
+    """Run one Presto query ad hoc on the tenant's warehouse (read-only)."""
+    import duckdb
+
+    from .queries import QueryError, run_query
+
+    if (args.sql is None) == (args.file is None):
+        print("cdp query: give either the SQL text or --file F", file=sys.stderr)
+        return 2
+    sql = Path(args.file).read_text() if args.file else args.sql
+    cfg = load_config(args.config)
+    try:
+        con = duckdb.connect(str(cfg.warehouse_path), read_only=True,
+                             config={"enable_external_access": False})  # no files, no network
+    except duckdb.Error as exc:
+        print(f"cdp query: cannot open the warehouse {cfg.warehouse_path}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        df = run_query(con, sql, source=args.file or "query", limit=None if args.csv else args.limit)
+    except QueryError as exc:
+        print(f"cdp query: {exc}", file=sys.stderr)
+        return 2
+    except duckdb.Error as exc:
+        print(f"cdp query: the warehouse refused the query: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        con.close()
+    if args.csv:
+        df.to_csv(args.csv, index=False)
+        print(f"wrote {len(df):,} rows to {args.csv}")
+    else:
+        import pandas as pd
+
+        with pd.option_context("display.max_columns", None, "display.width", 200):
+            print(df.to_string(index=False) if len(df) else "(no rows)")
+        print(f"({len(df):,} rows{'' if len(df) < args.limit else f', first {args.limit} shown'})")
+    return 0
+
+
+def cmd_segment_preview(args) -> int:
+    """Count a segment's members and show a sample, without writing anything."""
+    import duckdb
+    import pandas as pd
+
+    from .segments import SegmentError, preview_segment
+
+    cfg = load_config(args.config)
+    con = duckdb.connect(str(cfg.warehouse_path), read_only=True)
+    try:
+        count, sample = preview_segment(cfg, args.name, con, args.sample)
+    except SegmentError as exc:
+        print(f"cdp segment: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        con.close()
+    print(f"segment {args.name}: {count:,} members")
+    with pd.option_context("display.max_columns", 8, "display.width", 200):
+        print(sample.to_string(index=False) if len(sample) else "(no members)")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    """Serve the Profile API from the tenant's profile store."""
+    from .api import serve
+
+    cfg = load_config(args.config)
+    try:
+        serve(cfg, host=args.host, port=args.port)
+    except RuntimeError as exc:
+        print(f"cdp serve: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cdp", description="Open customer data platform on Dagster")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -175,6 +252,28 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("check-config", help="validate a tenant config")
     c.add_argument("config")
     c.set_defaults(func=cmd_check_config)
+
+    q = sub.add_parser("query", help="run a Presto SQL query (SELECT only) on the warehouse")
+    q.add_argument("sql", nargs="?", default=None, help="the query text")
+    q.add_argument("--file", default=None, help="read the query from this .sql file")
+    q.add_argument("--config", default=None, help="tenant YAML (default: $CDP_CONFIG or the demo)")
+    q.add_argument("--csv", default=None, help="write every row to this CSV file instead of printing")
+    q.add_argument("--limit", type=int, default=50, help="rows printed (default 50)")
+    q.set_defaults(func=cmd_query)
+
+    sg = sub.add_parser("segment", help="work with segments")
+    sg_sub = sg.add_subparsers(dest="segment_command", required=True)
+    sp = sg_sub.add_parser("preview", help="count a segment's members and show a sample")
+    sp.add_argument("name")
+    sp.add_argument("--config", default=None, help="tenant YAML (default: $CDP_CONFIG or the demo)")
+    sp.add_argument("--sample", type=int, default=10, help="members shown (default 10)")
+    sp.set_defaults(func=cmd_segment_preview)
+
+    sv = sub.add_parser("serve", help="serve the Profile API (FastAPI; docs at /docs)")
+    sv.add_argument("--config", default=None, help="tenant YAML (default: $CDP_CONFIG or the demo)")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.set_defaults(func=cmd_serve)
 
     args = parser.parse_args(argv)
     try:

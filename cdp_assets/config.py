@@ -16,7 +16,7 @@ import re
 from datetime import date
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
@@ -299,6 +299,7 @@ class Destination(_Strict):
     format: Literal["csv", "parquet"] = "csv"
     path: str = Field(description="folder the files are dropped into, relative to the config file")
     columns: list[str] | None = Field(default=None, description="columns to send; all when omitted")
+    gzip: bool = Field(default=False, description="gzip the file (csv.gz; parquet with gzip codec)")
 
     @field_validator("table")
     @classmethod
@@ -353,13 +354,145 @@ class Postgres(_Strict):
         return v
 
 
+class Webhook(_Strict):
+    kind: Literal["webhook"]
+    url: str = Field(description="http(s) URL the records are POSTed to as JSON batches")
+    batch_size: int = Field(default=500, ge=1, le=100_000, description="records per request")
+    max_retries: int = Field(default=5, ge=0, le=20,
+                             description="retries of a batch on connection errors, 429 and 5xx")
+    backoff_seconds: float = Field(default=0.5, ge=0, description="first retry delay; doubles each retry")
+    timeout_seconds: float = Field(default=30, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, v: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError(f"{v!r} is not an http(s) URL")
+        return v
+
+
+class Orchestration(_Strict):
+    """Sends a segment's members or a saved query's rows to a destination whenever they change."""
+    segment: str | None = Field(default=None, description="a segment: sends its members' customer 360 rows")
+    query: str | None = Field(default=None, description="a saved query (file stem): sends its rows")
+    destination: str
+    fields: dict[str, str] = Field(default_factory=dict,
+                                   description="field sent -> column of the segment/query; all columns when empty")
+    campaign: str | None = Field(default=None, description="campaign name in campaign_recipients; "
+                                                           "the orchestration's name when omitted")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "Orchestration":
+        if (self.segment is None) == (self.query is None):
+            raise ValueError("an orchestration sends exactly one of: segment, query")
+        return self
+
+
 def _destination_kind(v) -> str:
     return (v.get("kind") if isinstance(v, dict) else getattr(v, "kind", None)) or "file"
 
 
 # a destination is a file drop unless it says otherwise
-AnyDestination = Annotated[Union[Annotated[Destination, Tag("file")], Annotated[Postgres, Tag("postgres")]],
+AnyDestination = Annotated[Union[Annotated[Destination, Tag("file")], Annotated[Postgres, Tag("postgres")],
+                                 Annotated[Webhook, Tag("webhook")]],
                            Discriminator(_destination_kind)]
+
+
+class QuerySettings(_Strict):
+    folder: str = Field(default="queries", description="folder of saved Presto SQL queries (*.sql), "
+                                                       "relative to the config file; each becomes an asset")
+
+
+class ProfileApiSettings(_Strict):
+    api_key_env: str = Field(default="CDP_API_KEY",
+                             description="environment variable holding the API key clients send in X-API-Key")
+    store: str = Field(default="profile_store.duckdb",
+                       description="the serving copy the Profile API reads, relative to the config file")
+
+
+SEGMENT_OPS = ("=", "!=", "<", "<=", ">", ">=", "between", "in", "is_null", "not_null", "contains")
+Scalar = Union[bool, int, float, date, str]
+
+
+class SegmentRule(_Strict):
+    """One node of a segment: a condition (column op value on a table with a cdp_id), a reference
+    to another segment, or all / any / not of other rules."""
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    table: str = Field(default="c360.customer_360", description="schema.table holding cdp_id and the column")
+    column: Optional[str] = None
+    op: Optional[Literal[SEGMENT_OPS]] = None
+    value: Any = None
+    where: dict[str, Scalar] = Field(default_factory=dict,
+                                     description="column = value filters on the same row, e.g. "
+                                                 "{product_category: Bakery} on the propensity table")
+    segment: Optional[str] = Field(default=None, description="another segment's name")
+    all: Optional[list["SegmentRule"]] = None
+    any: Optional[list["SegmentRule"]] = None
+    not_: Optional["SegmentRule"] = Field(default=None, alias="not")
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "SegmentRule":
+        forms = [f for f in ("column", "segment", "all", "any", "not_") if getattr(self, f) is not None]
+        if len(forms) != 1:
+            raise ValueError("a segment rule is exactly one of: a condition (column, op, value), "
+                             "segment: NAME, all: [...], any: [...], not: {...}")
+        if self.column is not None:
+            if self.op is None:
+                raise ValueError(f"condition on {self.column!r} needs an op: one of {', '.join(SEGMENT_OPS)}")
+            v = self.value
+            if self.op in ("is_null", "not_null"):
+                if v is not None:
+                    raise ValueError(f"op {self.op} takes no value")
+            elif self.op == "between":
+                if not (isinstance(v, list) and len(v) == 2 and all(_is_scalar(x) for x in v)):
+                    raise ValueError("op between needs value: [low, high]")
+            elif self.op == "in":
+                if not (isinstance(v, list) and v and all(_is_scalar(x) for x in v)):
+                    raise ValueError("op in needs value: a non-empty list")
+            elif not _is_scalar(v):
+                raise ValueError(f"op {self.op} needs one value (a number, text, date or boolean)")
+        if self.all is not None and not self.all or self.any is not None and not self.any:
+            raise ValueError("all / any need at least one rule")
+        return self
+
+    def referenced_segments(self) -> set[str]:
+        refs = {self.segment} if self.segment else set()
+        for child in (self.all or []) + (self.any or []) + ([self.not_] if self.not_ else []):
+            refs |= child.referenced_segments()
+        return refs
+
+
+def _is_scalar(v) -> bool:
+    return isinstance(v, (bool, int, float, str, date))
+
+
+class Segment(SegmentRule):
+    description: str = ""
+
+
+def _segment_cycle(segments: dict[str, Segment]) -> list[str] | None:
+    """A cycle of segment references (as a path), if any."""
+    state: dict[str, int] = {}
+
+    def visit(name: str, path: list[str]):
+        if state.get(name) == 1:
+            return path[path.index(name):] + [name]
+        if state.get(name) == 2 or name not in segments:
+            return None
+        state[name] = 1
+        for ref in sorted(segments[name].referenced_segments()):
+            found = visit(ref, path + [name])
+            if found:
+                return found
+        state[name] = 2
+        return None
+
+    for n in segments:
+        found = visit(n, [])
+        if found:
+            return found
+    return None
 
 
 class TenantConfig(_Strict):
@@ -378,6 +511,11 @@ class TenantConfig(_Strict):
     predictive: PredictiveSettings = Field(default_factory=PredictiveSettings)
     bi: BiSettings = Field(default_factory=BiSettings)
     rebuild_cron: str = Field(default="0 3 * * *", description="daily rebuild schedule")
+    queries: QuerySettings | None = Field(default=None, description="saved Presto SQL queries")
+    profile_api: ProfileApiSettings = Field(default_factory=ProfileApiSettings)
+    segments: dict[str, Segment] = Field(default_factory=dict, description="audiences, see segments.py")
+    orchestrations: dict[str, Orchestration] = Field(default_factory=dict,
+                                                     description="segment/query -> destination bindings")
 
     # set by load_config, not by the YAML
     base_dir: Path = Field(default=Path("."), exclude=True)
@@ -445,7 +583,37 @@ class TenantConfig(_Strict):
         for dname, dest in self.destinations.items():
             if not IDENTIFIER.match(dname):
                 raise ValueError(f"destinations.{dname}: names must be lowercase identifiers")
+        self._check_segments()
+        self._check_orchestrations()
         return self
+
+    def _check_orchestrations(self) -> None:
+        for oname, orch in self.orchestrations.items():
+            if not IDENTIFIER.match(oname):
+                raise ValueError(f"orchestrations.{oname}: names must be lowercase identifiers")
+            if orch.destination not in self.destinations:
+                raise ValueError(f"orchestrations.{oname}.destination: {orch.destination!r} is not a "
+                                 f"destination of this tenant; defined: {', '.join(sorted(self.destinations))}")
+            if orch.segment is not None and orch.segment not in self.segments:
+                raise ValueError(f"orchestrations.{oname}.segment: {orch.segment!r} is not a segment")
+            if orch.query is not None and self.queries is None:
+                raise ValueError(f"orchestrations.{oname}.query: the tenant has no queries folder")
+            for out, col in orch.fields.items():
+                if not IDENTIFIER.match(out) or not IDENTIFIER.match(col):
+                    raise ValueError(f"orchestrations.{oname}.fields.{out}: field and column names must be "
+                                     "lowercase identifiers")
+
+    def _check_segments(self) -> None:
+        for sname, seg in self.segments.items():
+            if not IDENTIFIER.match(sname):
+                raise ValueError(f"segments.{sname}: names must be lowercase identifiers")
+            for ref in sorted(seg.referenced_segments()):
+                if ref not in self.segments:
+                    raise ValueError(f"segments.{sname}: refers to segment {ref!r}, which is not defined")
+        cycle = _segment_cycle(self.segments)
+        if cycle:
+            raise ValueError(f"segments.{cycle[0]}: segments refer to each other in a cycle: "
+                             + " -> ".join(cycle))
 
     # ---- convenience -------------------------------------------------------------------------
     def sources_of(self, kind: SourceKind) -> dict[str, Source]:
@@ -504,7 +672,7 @@ def _format_error(path: Path, err: ValidationError) -> str:
     lines = []
     for e in err.errors():
         parts = list(e["loc"])
-        if len(parts) > 2 and parts[0] == "destinations" and parts[2] in ("file", "postgres"):
+        if len(parts) > 2 and parts[0] == "destinations" and parts[2] in ("file", "postgres", "webhook"):
             del parts[2]  # the destination kind pydantic picked, not a field the user wrote
         loc = ".".join(str(p) for p in parts)
         msg = e["msg"].removeprefix("Value error, ")

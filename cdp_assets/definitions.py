@@ -19,7 +19,11 @@ from .custom import build_custom_definitions
 from .dbt_models import dbt_resource, prepare_manifest
 from .interactions import build_interaction_definitions
 from .merge import build_merge_definitions
+from .orchestrations import build_orchestration_definitions
 from .predictive import build_predictive_definitions
+from .profile_store import build_profile_store_asset
+from .queries import build_query_definitions
+from .segments import build_segment_definitions, segment_asset_key
 from .sources import build_source_definitions
 from .stitch import build_stitch_definitions
 
@@ -30,14 +34,17 @@ def build_definitions(cfg: TenantConfig) -> dg.Definitions:
     source_assets, source_checks = build_source_definitions(cfg)
     stitch_assets, stitch_checks = build_stitch_definitions(cfg)
     activation = build_activation_definitions(cfg)
+    orchestrations = build_orchestration_definitions(cfg)
     return dg.Definitions(
         assets=[*source_assets, *stitch_assets, *build_merge_definitions(cfg, manifest),
                 *build_interaction_definitions(cfg, manifest), *build_bi_definitions(cfg, manifest),
                 *build_predictive_definitions(cfg), *build_custom_definitions(cfg, manifest),
-                *activation["assets"]],
+                *activation["assets"], *build_query_definitions(cfg), *build_segment_definitions(cfg),
+                build_profile_store_asset(cfg, [segment_asset_key(n) for n in cfg.segments]),
+                *orchestrations["assets"]],
         asset_checks=[*source_checks, *stitch_checks],
-        jobs=activation["jobs"],
-        sensors=activation["sensors"],
+        jobs=[*activation["jobs"], *orchestrations["jobs"]],
+        sensors=[*activation["sensors"], *orchestrations["sensors"]],
         schedules=activation["schedules"],
         resources={
             "warehouse": DuckDBResource(database=str(cfg.warehouse_path)),

@@ -21,6 +21,7 @@ def demo_tenant(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("tenant")
     shutil.copy(DEFAULT_CONFIG, root / "tenant.yaml")
+    shutil.copytree(DEFAULT_CONFIG.parent / "queries", root / "queries")
     generate_demo_data(root / "data", people=SMALL_PEOPLE, seed=7)
     return root / "tenant.yaml"
 

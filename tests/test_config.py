@@ -97,7 +97,7 @@ def test_customer_databases_from_config_and_the_default_c360():
     # a config without `databases:` has c360 alone, with its `merge:` rules
     doc = demo_doc()
     doc.pop("databases")
-    doc["destinations"] = {}
+    doc["destinations"], doc["orchestrations"] = {}, {}
     only = TenantConfig.model_validate(doc).customer_databases
     assert list(only) == ["c360"] and only["c360"].merge.rule_for("phone").sources[0] == "loyalty_members"
 

@@ -1,0 +1,180 @@
+"""Activation - orchestrations: send a segment's members or a saved query's rows to a destination
+every time they are rebuilt, and remember who was sent what, when and where.
+
+    orchestrations:
+      bakery_fans_to_esp:
+        segment: bakery_fans            # or  query: <saved query file stem>
+        destination: esp_webhook        # a file, postgres or webhook destination
+        fields: {email: email, first_name: given_name}   # field sent -> column; all when empty
+        campaign: spring_bakery         # default: the orchestration's name
+
+Each orchestration is the asset `activation/send_<name>` (with a retry policy: a failed send is
+retried with exponential backoff, every attempt visible in the run's page in the UI), its own job
+`orchestration_<name>`, and a sensor `orchestrate_<name>` that launches the job whenever the
+segment or query asset is materialized again.
+
+What was sent is kept in `orchestrations.<name>` (the last payload, which a postgres destination
+receives as that table) and every recipient is appended to `activation.campaign_recipients`
+(campaign, orchestration, destination, kind, cdp_id, sent_at, run_id).
+"""
+
+from datetime import datetime, timezone
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from .activation import export_file_name, file_suffix, send_webhook, write_atomically
+from .bi import publish_to_postgres
+from .config import Destination, Orchestration, Postgres, TenantConfig, Webhook
+from .queries import SCHEMA as QUERY_SCHEMA
+from .segments import SCHEMA as SEGMENT_SCHEMA, segment_asset_key
+from .warehouse import preview_md, transaction
+
+GROUP = "activation"
+PAYLOAD_SCHEMA = "orchestrations"
+RECIPIENTS = "activation.campaign_recipients"
+RECIPIENTS_DDL = f"""create table if not exists {RECIPIENTS} (
+    campaign varchar, orchestration varchar, destination varchar, destination_kind varchar,
+    cdp_id varchar, sent_at timestamp, run_id varchar)"""
+
+
+class OrchestrationError(ValueError):
+    """An orchestration whose source or field mapping does not fit the warehouse."""
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def upstream_key(orch: Orchestration) -> dg.AssetKey:
+    return segment_asset_key(orch.segment) if orch.segment else dg.AssetKey([QUERY_SCHEMA, orch.query])
+
+
+def source_relation(orch: Orchestration) -> str:
+    if orch.segment:
+        return (f"(select c.* from c360.customer_360 c join {SEGMENT_SCHEMA}."
+                f"{_quote('segment_' + orch.segment)} s using (cdp_id))")
+    return f"{QUERY_SCHEMA}.{_quote(orch.query)}"
+
+
+def payload_sql(con, name: str, orch: Orchestration) -> str:
+    """The rows to send with the field mapping applied; columns checked against the warehouse."""
+    relation = source_relation(orch)
+    columns = [r[0] for r in con.execute(f"describe select * from {relation}").fetchall()]
+    if not orch.fields:
+        return f"select * from {relation} src"
+    missing = [c for c in orch.fields.values() if c not in columns]
+    if missing:
+        raise OrchestrationError(f"orchestrations.{name}.fields: {', '.join(missing)} not among the "
+                                 f"columns of its source: {', '.join(columns)}")
+    select = [f"src.{_quote(col)} as {_quote(out)}" for out, col in orch.fields.items()]
+    if "cdp_id" in columns and "cdp_id" not in orch.fields:
+        select.append("src.cdp_id as cdp_id")  # who was sent: kept for campaign_recipients
+    return f"select {', '.join(select)} from {relation} src"
+
+
+def run_orchestration(cfg: TenantConfig, name: str, con, run_id: str, log=None) -> dict:
+    """Stage the payload, send it to the destination, record the recipients. Returns metadata."""
+    orch = cfg.orchestrations[name]
+    dest = cfg.destinations[orch.destination]
+    campaign = orch.campaign or name
+    staged = f"{PAYLOAD_SCHEMA}.{_quote(name)}"
+    con.execute(f"create schema if not exists {PAYLOAD_SCHEMA}")
+    with transaction(con):
+        con.execute(f"create or replace table {staged} as {payload_sql(con, name, orch)}")
+    rows = con.execute(f"select count(*) from {staged}").fetchone()[0]
+    columns = [r[0] for r in con.execute(f"describe {staged}").fetchall()]
+    # who is being sent, recorded once the send succeeded
+    con.execute(f"create or replace temp table _cdp_recipients as select "
+                f"{'cdp_id' if 'cdp_id' in columns else 'null::varchar as cdp_id'} from {staged}")
+    sent_fields = [c for c in columns if c != "cdp_id" or "cdp_id" in orch.fields or not orch.fields]
+    outgoing = f"select {', '.join(_quote(c) for c in sent_fields)} from {staged}"
+    meta: dict = {"dagster/row_count": rows, "destination": orch.destination, "campaign": campaign}
+
+    if isinstance(dest, Destination):
+        folder = cfg.resolve(dest.path)
+        file_name = export_file_name(cfg.tenant, name, run_id, file_suffix(dest.format, dest.gzip))
+        path = write_atomically(con, outgoing, folder, file_name, dest.format, dest.gzip)
+        meta.update(path=dg.MetadataValue.path(str(path)), bytes=path.stat().st_size)
+        kind = "file"
+    elif isinstance(dest, Postgres):
+        import os
+
+        url = os.environ.get(dest.url_env)
+        if not url:
+            raise dg.Failure(f"destinations.{orch.destination}.url_env: environment variable {dest.url_env} "
+                             "is not set")
+        # the table published is the staged payload with exactly the fields sent
+        with transaction(con):
+            con.execute(f"create or replace table {staged} as {outgoing}")
+        counts = publish_to_postgres(con, url, [f"{PAYLOAD_SCHEMA}.{name}"])
+        meta["postgres_table"] = f"{PAYLOAD_SCHEMA}.{name}"
+        meta["postgres_rows"] = counts[f"{PAYLOAD_SCHEMA}.{name}"]
+        kind = "postgres"
+    elif isinstance(dest, Webhook):
+        records = [r[0] for r in con.execute(f"select to_json(t)::varchar from ({outgoing}) t").fetchall()]
+        result = send_webhook(records, dest.url, orchestration=name, campaign=campaign, run_id=run_id,
+                              batch_size=dest.batch_size, max_retries=dest.max_retries,
+                              backoff_seconds=dest.backoff_seconds, timeout_seconds=dest.timeout_seconds,
+                              log=log)
+        meta.update(batches=result.batches, retries=result.retries)
+        kind = "webhook"
+    else:
+        raise OrchestrationError(f"orchestrations.{name}.destination: unsupported destination kind")
+
+    con.execute(f"create schema if not exists activation")
+    con.execute(RECIPIENTS_DDL)
+    con.execute(f"insert into {RECIPIENTS} select ?, ?, ?, ?, cdp_id, ?, ? from _cdp_recipients",
+                [campaign, name, orch.destination, kind, datetime.now(timezone.utc).replace(tzinfo=None), run_id])
+    con.execute("drop table _cdp_recipients")
+    meta["preview"] = dg.MetadataValue.md(preview_md(con.execute(f"{outgoing} limit 5").df()))
+    return meta
+
+
+def send_asset_key(name: str) -> dg.AssetKey:
+    return dg.AssetKey(["activation", f"send_{name}"])
+
+
+def build_orchestration_asset(cfg: TenantConfig, name: str) -> dg.AssetsDefinition:
+    orch = cfg.orchestrations[name]
+    what = f"segment `{orch.segment}`" if orch.segment else f"query `{orch.query}`"
+
+    @dg.asset(key=send_asset_key(name), group_name=GROUP, deps=[upstream_key(orch)],
+              kinds={type(cfg.destinations[orch.destination]).__name__.lower(), "activation"},
+              retry_policy=dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL),
+              description=f"Orchestration: sends {what} to destination `{orch.destination}` "
+                          f"(campaign {orch.campaign or name}) whenever it is rebuilt; recipients are "
+                          f"appended to {RECIPIENTS}.")
+    def _send(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
+        with warehouse.get_connection() as con:
+            meta = run_orchestration(cfg, name, con, context.run.run_id, log=context.log)
+        context.log.info(f"orchestration {name}: sent {meta['dagster/row_count']} rows to {orch.destination}")
+        return dg.MaterializeResult(metadata=meta)
+
+    return _send
+
+
+def build_orchestration_definitions(cfg: TenantConfig) -> dict:
+    from .queries import saved_queries
+
+    queries = saved_queries(cfg)
+    assets, jobs, sensors = [], [], []
+    for name, orch in cfg.orchestrations.items():
+        if orch.query is not None and orch.query not in queries:
+            raise OrchestrationError(f"orchestrations.{name}.query: no saved query {orch.query!r} in the "
+                                     f"queries folder; found: {', '.join(sorted(queries)) or 'none'}")
+        assets.append(build_orchestration_asset(cfg, name))
+        job = dg.define_asset_job(f"orchestration_{name}", selection=[send_asset_key(name)],
+                                  description=f"Run orchestration {name}.")
+        jobs.append(job)
+
+        @dg.asset_sensor(asset_key=upstream_key(orch), job=job, name=f"orchestrate_{name}",
+                         default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30,
+                         description=f"Runs orchestration {name} whenever "
+                                     f"{upstream_key(orch).to_user_string()} is materialized again.")
+        def _on_refresh(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
+            yield dg.RunRequest(run_key=f"{asset_event.run_id}:{asset_event.timestamp}",
+                                tags={"cdp/trigger": "orchestration"})
+
+        sensors.append(_on_refresh)
+    return {"assets": assets, "jobs": jobs, "sensors": sensors}

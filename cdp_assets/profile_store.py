@@ -1,0 +1,159 @@
+"""Activation - the Profile API's serving copy.
+
+The asset `activation/profile_store` writes a separate DuckDB file holding, per cdp_id, the
+whole profile document the API returns (customer 360 row, transaction attributes, predictive
+scores, current segment memberships) as ready-made JSON, plus lookup tables from email, phone
+and (source, pk) to cdp_id. The file is written under a temporary name beside the final one and
+moved into place with `os.replace`, so the API never reads a half-written store and never
+holds a lock on the warehouse; the API re-opens the file when it changes.
+"""
+
+
+import os
+import tempfile
+from pathlib import Path
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from .config import SourceKind, TenantConfig
+from .warehouse import preview_md
+
+GROUP = "activation"
+STORE_KEY = dg.AssetKey(["activation", "profile_store"])
+
+# (schema, table, the key in the profile document); one row per cdp_id in each
+ONE_ROW_SECTIONS = [
+    ("interactions", "transaction_attributes", "transaction_attributes"),
+    ("interactions", "transaction_attributes_extended", "transaction_attributes_extended"),
+    ("predictive", "predicted_clv_attributes", "predicted_clv"),
+]
+
+
+def _exists(con, schema: str, table: str) -> bool:
+    return con.execute("select count(*) from information_schema.tables where table_schema = ? "
+                       "and table_name = ?", [schema, table]).fetchone()[0] > 0
+
+
+def _columns(con, schema: str, table: str) -> list[str]:
+    return [r[0] for r in con.execute(
+        "select column_name from information_schema.columns where table_schema = ? and table_name = ? "
+        "order by ordinal_position", [schema, table]).fetchall()]
+
+
+def profile_document_sql(con, segment_tables: list[tuple[str, str]]) -> str:
+    """SQL selecting (cdp_id, profile json) for every person in the customer 360."""
+    joins, fields = [], ["'cdp_id': c.cdp_id", "'customer': c"]
+    for i, (schema, table, key) in enumerate(ONE_ROW_SECTIONS):
+        if _exists(con, schema, table):
+            joins.append(f'left join "{schema}"."{table}" s{i} on s{i}.cdp_id = c.cdp_id')
+            fields.append(f"'{key}': case when s{i}.cdp_id is null then null "
+                          f"else s{i} end")
+    if _exists(con, "predictive", "product_category_propensity"):
+        joins.append("""left join (select cdp_id, map_from_entries(list((product_category, propensity)
+                           order by product_category)) as m
+                         from predictive.product_category_propensity group by cdp_id) pp
+                        on pp.cdp_id = c.cdp_id""")
+        fields.append("'category_propensity': pp.m")
+    if _exists(con, "predictive", "recommendations"):
+        joins.append("""left join (select cdp_id, list({'rank': rank, 'product_category': product_category,
+                           'product_id': recommended_product_id, 'product': recommended_product}
+                           order by rank) as l
+                         from predictive.recommendations group by cdp_id) rc on rc.cdp_id = c.cdp_id""")
+        fields.append("'recommendations': coalesce(rc.l, [])")
+    present = [(t.removeprefix("segment_"), s, t) for s, t in segment_tables if _exists(con, s, t)]
+    if present:
+        union = " union all ".join(f"select cdp_id, '{name}' as segment from \"{s}\".\"{t}\""
+                                   for name, s, t in present)
+        joins.append(f"""left join (select cdp_id, list(segment order by segment) as l from ({union})
+                          group by cdp_id) sg on sg.cdp_id = c.cdp_id""")
+        fields.append("'segments': coalesce(sg.l, [])")
+    else:
+        fields.append("'segments': []::varchar[]")
+    return (f"select c.cdp_id, to_json({{{', '.join(fields)}}})::varchar as profile "
+            f"from c360.customer_360 c {' '.join(joins)}")
+
+
+def identity_lookup_sql(cfg: TenantConfig, con, column: str) -> str | None:
+    """(value, cdp_id) for an identity column over every customers record, via Stitch."""
+    parts = []
+    for name in cfg.sources_of(SourceKind.customers):
+        if column in _columns(con, "domain", name):
+            parts.append(f"""select d."{column}" as value, u.cdp_id from domain."{name}" d
+                             join stitch.unified_coalesced u on u.source = '{name}' and u.pk = d.pk
+                             where d."{column}" is not null""")
+    return " union ".join(parts) if parts else None
+
+
+def build_profile_store(cfg: TenantConfig, con, path: Path,
+                        segment_tables: list[tuple[str, str]] = ()) -> dict[str, int]:
+    """Write the serving copy to `path` atomically; returns row counts per table."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".incoming", dir=path.parent)
+    os.close(fd)
+    os.unlink(tmp)  # DuckDB creates the file itself
+    try:
+        con.execute(f"attach '{tmp}' as store")
+        try:
+            con.execute(f"create table store.profiles (cdp_id varchar primary key, profile varchar not null)")
+            con.execute(f"insert into store.profiles {profile_document_sql(con, list(segment_tables))}")
+            for column in ("email", "phone"):
+                con.execute(f"create table store.by_{column} (value varchar, cdp_id varchar)")
+                query = identity_lookup_sql(cfg, con, column)
+                if query:
+                    con.execute(f"insert into store.by_{column} select distinct * from ({query}) order by value")
+                con.execute(f"create index by_{column}_value on store.by_{column} (value)")
+            con.execute("""create table store.by_source_pk as
+                           select source, pk, cdp_id from stitch.unified_coalesced order by source, pk""")
+            con.execute("create index by_source_pk_key on store.by_source_pk (source, pk)")
+            counts = {t: con.execute(f"select count(*) from store.{t}").fetchone()[0]
+                      for t in ("profiles", "by_email", "by_phone", "by_source_pk")}
+        finally:
+            con.execute("detach store")
+        os.replace(tmp, path)
+        return counts
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        Path(tmp + ".wal").unlink(missing_ok=True)
+        raise
+
+
+def build_profile_store_asset(cfg: TenantConfig, segment_keys: list[dg.AssetKey] = ()) -> dg.AssetsDefinition:
+    path = cfg.resolve(cfg.profile_api.store).resolve()
+    deps = [dg.AssetKey(["c360", "customer_360"]), dg.AssetKey(["stitch", "unified_coalesced"]),
+            *(dg.AssetKey([s, t]) for s, t, _ in ONE_ROW_SECTIONS),
+            dg.AssetKey(["predictive", "product_category_propensity"]),
+            dg.AssetKey(["predictive", "recommendations"]), *segment_keys]
+
+    @dg.asset(key=STORE_KEY, group_name=GROUP, deps=deps, kinds={"duckdb", "api"},
+              check_specs=[dg.AssetCheckSpec("every_person_served", asset=STORE_KEY,
+                                             description="one profile per customer_360 row, each source "
+                                                         "record's (source, pk) resolvable")],
+              description="Serving copy for the Profile API (`cdp serve`): one JSON profile per cdp_id "
+                          "and lookups by email, phone and (source, pk), written to a separate DuckDB "
+                          "file and swapped in atomically after each rebuild.",
+              metadata={"store_path": dg.MetadataValue.path(str(path))})
+    def _store(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
+        segment_tables = [(k.path[0], k.path[1]) for k in segment_keys]
+        with warehouse.get_connection() as con:
+            counts = build_profile_store(cfg, con, path, segment_tables)
+            people = con.execute("select count(*) from c360.customer_360").fetchone()[0]
+            records = con.execute("select count(*) from stitch.unified_coalesced").fetchone()[0]
+            con.execute(f"attach '{path}' as served (read_only)")
+            try:
+                sample = con.execute("select cdp_id, left(profile, 160) as profile from served.profiles "
+                                     "order by cdp_id limit 3").df()
+            finally:
+                con.execute("detach served")
+        context.log.info(f"profile store {path}: {counts}")
+        served = counts["profiles"] == people and counts["by_source_pk"] == records
+        check = dg.AssetCheckResult(
+            check_name="every_person_served", passed=served,
+            metadata={"profiles": counts["profiles"], "customer_360_rows": people,
+                      "source_records": counts["by_source_pk"], "unified_coalesced_rows": records})
+        return dg.MaterializeResult(check_results=[check], metadata={"dagster/row_count": counts["profiles"],
+                                              **{f"rows_{k}": v for k, v in counts.items()},
+                                              "bytes": path.stat().st_size,
+                                              "preview": dg.MetadataValue.md(preview_md(sample))})
+
+    return _store
