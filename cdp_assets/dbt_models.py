@@ -2,14 +2,19 @@
 
 The tenant config reaches dbt in two ways:
   * `--vars` carries sources, merge rules and the address group to every dbt command;
-  * `models/_tenant_sources.yml` is generated from the config so each `domain.<source>` table is
-    a declared dbt source, which gives true lineage from source assets to models in Dagster.
+  * files generated from the config: `models/_tenant_sources.yml` declares each
+    `domain.<source>` table as a dbt source (true lineage from source assets to models in
+    Dagster), and `models/databases/<db>/` holds each customer 360 database's models.
+dbt runs each tenant in its own project folder next to its warehouse (`.dbt_project/`): every
+file of dbt_project/ linked there (an engineer's edit is seen at once) plus the tenant's
+generated files, so two tenants - or a test run and a benchmark - never overwrite each other's.
 The manifest is re-parsed only when that tenant-derived input changes.
 """
 
 
 import contextlib
 import functools
+import hashlib
 import json
 import os
 import sys
@@ -27,10 +32,41 @@ from .config import SourceKind, TenantConfig
 from .warehouse import table_preview
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
-TENANT_SOURCES_FILE = DBT_PROJECT_DIR / "models" / "_tenant_sources.yml"
+TENANT_SOURCES = "_tenant_sources.yml"
+GENERATED_MODELS = {TENANT_SOURCES, "databases"}       # under models/, written per tenant
+NOT_LINKED = {"target", "logs", "dbt_packages"}
 
 # dbt model folder -> Dagster group (the stage it belongs to)
 GROUP_BY_FOLDER = {"c360": "c360", "interactions": "interactions", "bi": "bi", "custom": "custom"}
+
+
+def tenant_project_dir(cfg: TenantConfig) -> Path:
+    return cfg.warehouse_path.parent / ".dbt_project"
+
+
+def _generated(rel: Path) -> bool:
+    return len(rel.parts) > 1 and rel.parts[0] == "models" and rel.parts[1] in GENERATED_MODELS
+
+
+def link_project_files(project: Path) -> None:
+    """Link every file of dbt_project/ into `project` (dbt does not walk into linked folders,
+    so files are linked one by one) and drop links whose file is gone."""
+    wanted = set()
+    for src in sorted(DBT_PROJECT_DIR.rglob("*")):
+        rel = src.relative_to(DBT_PROJECT_DIR)
+        if not src.is_file() or rel.parts[0] in NOT_LINKED or _generated(rel):
+            continue
+        dst = project / rel
+        wanted.add(dst)
+        if dst.is_symlink() and os.readlink(dst) == str(src):
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if dst.is_symlink() or dst.exists():
+            dst.unlink()
+        dst.symlink_to(src)
+    for dst in sorted(project.rglob("*")):
+        if dst.is_symlink() and dst not in wanted:
+            dst.unlink()
 
 
 def target_path(cfg: TenantConfig) -> Path:
@@ -86,25 +122,31 @@ def buildable_tests_only():
 
 def dbt_resource(cfg: TenantConfig) -> DbtCliResource:
     venv_dbt = Path(sys.executable).parent / "dbt"
-    return DbtCliResource(project_dir=str(DBT_PROJECT_DIR), profiles_dir=str(DBT_PROJECT_DIR),
+    return DbtCliResource(project_dir=str(tenant_project_dir(cfg)), profiles_dir=str(DBT_PROJECT_DIR),
                           dbt_executable=str(venv_dbt) if venv_dbt.exists() else "dbt")
 
 
 def prepare_manifest(cfg: TenantConfig) -> Path:
-    """Write the tenant's dbt sources and parse the project when its inputs changed."""
+    """Lay out the tenant's dbt project (linked files + generated ones) and parse it when its
+    inputs changed."""
     from .merge import write_database_models  # merge builds on this module
 
+    project = tenant_project_dir(cfg)
+    link_project_files(project)
+    sources_file = project / "models" / TENANT_SOURCES
     content = tenant_sources_yaml(cfg)
-    if not TENANT_SOURCES_FILE.exists() or TENANT_SOURCES_FILE.read_text() != content:
-        TENANT_SOURCES_FILE.write_text(content)
-    write_database_models(cfg)
+    if not sources_file.exists() or sources_file.read_text() != content:
+        sources_file.write_text(content)
+    write_database_models(cfg, project / "models" / "databases")
     target = target_path(cfg)
     manifest = target / "manifest.json"
     stamp = target / "cdp_fingerprint"
-    project_files = sorted(p for p in DBT_PROJECT_DIR.rglob("*")
+    project_files = sorted(p for p in project.rglob("*")
                            if p.is_file() and p.suffix in (".sql", ".yml", ".yaml")
-                           and "target" not in p.parts and "logs" not in p.parts)
-    fingerprint = cfg.fingerprint() + ":" + str(max((p.stat().st_mtime_ns for p in project_files), default=0))
+                           and p.relative_to(project).parts[0] not in NOT_LINKED)
+    layout = hashlib.sha256("\n".join(str(p.relative_to(project)) for p in project_files).encode()).hexdigest()
+    fingerprint = (f"{cfg.fingerprint()}:{layout[:16]}:"
+                   f"{max((p.stat().st_mtime_ns for p in project_files), default=0)}")
     if manifest.exists() and stamp.exists() and stamp.read_text() == fingerprint:
         return manifest
     target.mkdir(parents=True, exist_ok=True)
