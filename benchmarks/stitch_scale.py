@@ -127,7 +127,9 @@ def main() -> int:
     root.mkdir(parents=True, exist_ok=True)
     doc = yaml.safe_load(DEFAULT_CONFIG.read_text())
     doc["sources"] = {k: v for k, v in doc["sources"].items() if v["kind"] == "customers"}
-    doc["destinations"] = {}
+    # customers only: nothing downstream of the customer 360 is built or sent
+    doc["destinations"], doc["orchestrations"], doc["segments"] = {}, {}, {}
+    doc.pop("queries", None)
     (root / "tenant.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     config = str(root / "tenant.yaml")
     os.environ.pop("CDP_WAREHOUSE", None)

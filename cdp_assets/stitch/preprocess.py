@@ -99,13 +99,22 @@ def alias_misspelt_nicknames(con) -> int:
                        where given_name is not null group by 1),
              known as (select nickname as name, formal from {NICKNAME_TABLE}
                        union select formal, formal from {NICKNAME_TABLE}),
+             unknown as (select * from names where length(name) >= 3
+                         and name not in (select name from known)),
+             -- one edit leaves the first or the last letter in place (names of 3+ letters):
+             -- two equi-joins instead of an edit distance for every pair of names
+             pairs as (
+                select u.name, u.n, k.name as known_name, k.formal
+                from unknown u join known k on left(k.name, 1) = left(u.name, 1)
+                union
+                select u.name, u.n, k.name, k.formal
+                from unknown u join known k on right(k.name, 1) = right(u.name, 1)),
              candidates as (
-                select u.name, k.formal
-                from names u
-                join known k on length(u.name) >= 3 and abs(length(u.name) - length(k.name)) <= 1
-                     and damerau_levenshtein(u.name, k.name) = 1
-                join names kn on kn.name = k.name and kn.n > u.n
-                where u.name not in (select name from known))
+                select p.name, p.formal
+                from pairs p
+                join names kn on kn.name = p.known_name and kn.n > p.n
+                where abs(length(p.name) - length(p.known_name)) <= 1
+                  and damerau_levenshtein(p.name, p.known_name) = 1)
         select name, min(formal) as formal from candidates group by name
         having count(distinct formal) = 1""")
     con.execute(f"""update {RECORDS} r set given_name_alias = m.formal
