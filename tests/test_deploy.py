@@ -22,7 +22,7 @@ PG_URL = os.environ.get("CDP_TEST_POSTGRES_URL")
 DEPLOY = Path(__file__).parent.parent / "deploy"
 SENSOR = "export_on_c360_customer_360_refresh"
 PEOPLE = 200
-DAEMON_TIMEOUT_S = 150
+DAEMON_TIMEOUT_S = 240  # generous: only a failing run waits this long
 
 needs_postgres = pytest.mark.skipif(
     not PG_URL, reason="CDP_TEST_POSTGRES_URL is not set: .ci/run starts PostgreSQL "
