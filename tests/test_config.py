@@ -27,6 +27,34 @@ def test_demo_config_is_valid():
     assert cfg.merge.rule_for("city").rule == "most_recent"  # address group
 
 
+# the customer 360 databases: each error names the database and its field
+DATABASE_ERRORS = [
+    (lambda d: d["databases"]["email_c360"]["merge"]["fields"]["email"].update(sources=["crm"]),
+     "databases.email_c360.merge.fields.email.sources: 'crm' is not a customers source"),
+    (lambda d: d["databases"].update(stitch={}),
+     "databases.stitch: 'stitch' is a schema of cdp itself"),
+    (lambda d: d["databases"].update({"Email-360": {}}),
+     "databases.Email-360: database names must be lowercase identifiers"),
+    (lambda d: d["databases"]["email_c360"].update(stitch_mode=0.5),
+     "databases.email_c360.stitch_mode: 0.5 is below stitch.match_threshold"),
+    (lambda d: d["databases"]["email_c360"].update(stitch_mode="fuzzy"),
+     "databases.email_c360.stitch_mode"),
+    (lambda d: d["databases"].update(c360={}),
+     "merge: the rules of database c360 are set in databases.c360.merge"),
+    (lambda d: d["databases"]["paid_media_c360"]["merge"]["fields"].update(
+        address_group={"rule": "all_values"}),
+     "address_group: the address group is taken from one record"),
+    (lambda d: d["databases"]["paid_media_c360"]["merge"]["fields"].update(
+        email={"rule": "cheapest"}),
+     "databases.paid_media_c360.merge.fields.email.rule: Input should be"),
+    (lambda d: d["databases"]["paid_media_c360"]["merge"]["fields"].update(
+        email={"rule": "source_priority"}),
+     "databases.paid_media_c360.merge.fields.email.sources: source_priority needs a list"),
+    (lambda d: d["databases"]["paid_media_c360"]["merge"].update(default={"rule": "all_values"}),
+     "all_values is a rule for a field"),
+]
+
+
 @pytest.mark.parametrize("mutate, expected", [
     (lambda d: d["sources"]["pos_customers"]["columns"].update(FirstName="givenname"),
      "sources.pos_customers.columns.FirstName: 'givenname' is not a semantic tag"),
@@ -59,7 +87,7 @@ def test_demo_config_is_valid():
      "bi.fiscal_year_start_month: Input should be less than or equal to 12"),
     (lambda d: d["interactions"].update(as_of_date="yesterday"),
      "interactions.as_of_date: Input should be a valid date"),
-])
+] + DATABASE_ERRORS)
 def test_config_errors_name_file_and_field(tmp_path, mutate, expected):
     doc = demo_doc()
     mutate(doc)
@@ -102,35 +130,3 @@ def test_customer_databases_from_config_and_the_default_c360():
     assert list(only) == ["c360"] and only["c360"].merge.rule_for("phone").sources[0] == "loyalty_members"
 
 
-@pytest.mark.parametrize("mutate, expected", [
-    (lambda d: d["databases"]["email_c360"]["merge"]["fields"]["email"].update(sources=["crm"]),
-     "databases.email_c360.merge.fields.email.sources: 'crm' is not a customers source"),
-    (lambda d: d["databases"].update(stitch={}),
-     "databases.stitch: 'stitch' is a schema of cdp itself"),
-    (lambda d: d["databases"].update({"Email-360": {}}),
-     "databases.Email-360: database names must be lowercase identifiers"),
-    (lambda d: d["databases"]["email_c360"].update(stitch_mode=0.5),
-     "databases.email_c360.stitch_mode: 0.5 is below stitch.match_threshold"),
-    (lambda d: d["databases"]["email_c360"].update(stitch_mode="fuzzy"),
-     "databases.email_c360.stitch_mode"),
-    (lambda d: d["databases"].update(c360={}),
-     "merge: the rules of database c360 are set in databases.c360.merge"),
-    (lambda d: d["databases"]["paid_media_c360"]["merge"]["fields"].update(
-        address_group={"rule": "all_values"}),
-     "address_group: the address group is taken from one record"),
-    (lambda d: d["databases"]["paid_media_c360"]["merge"]["fields"].update(
-        email={"rule": "cheapest"}),
-     "databases.paid_media_c360.merge.fields.email.rule: Input should be"),
-    (lambda d: d["databases"]["paid_media_c360"]["merge"]["fields"].update(
-        email={"rule": "source_priority"}),
-     "databases.paid_media_c360.merge.fields.email.sources: source_priority needs a list"),
-    (lambda d: d["databases"]["paid_media_c360"]["merge"].update(default={"rule": "all_values"}),
-     "all_values is a rule for a field"),
-])
-def test_database_config_errors_name_the_field(tmp_path, mutate, expected):
-    doc = demo_doc()
-    mutate(doc)
-    path = write(tmp_path, doc)
-    with pytest.raises(ConfigError) as err:
-        load_config(path)
-    assert expected in str(err.value), str(err.value)
