@@ -175,9 +175,9 @@ def main() -> int:
     ours, bare = rounds[-1]
 
     con = duckdb.connect(str(cfg.warehouse_path), read_only=True)
-    records, people = con.execute("select count(*), count(distinct cdp_id) from stitch.unified_coalesced").fetchone()
     assigned = con.execute("select source, pk, cdp_id from stitch.unified_coalesced").df()
     con.close()
+    records, people = len(assigned), assigned["cdp_id"].nunique()
     import pandas as pd
 
     from cdp_assets.stitch import pairwise_quality

@@ -88,11 +88,11 @@ def stage_customer_records(con, cfg: TenantConfig) -> int:
     return con.execute(f"select count(*) from {RECORDS}").fetchall()[0][0]
 
 
-def alias_misspelt_nicknames(con) -> int:
+def alias_misspelt_nicknames(con) -> None:
     """A given name we do not know, one typo away from exactly one known nickname or formal
     name that is more common in the data ('jtff' -> jeff, 'stpeh' -> steph), takes that name's
     alias: 'jtff' and 'jeffrey' are then a nickname match, not a conflict. A real name is
-    common in its own right ('mary' is never read as 'marty'). Returns the names aliased."""
+    common in its own right ('mary' is never read as 'marty')."""
     con.execute(f"""
         create or replace temp table _stitch_misspelt as
         with names as (select given_name as name, count(*) as n from {RECORDS}
@@ -119,7 +119,6 @@ def alias_misspelt_nicknames(con) -> int:
         having count(distinct formal) = 1""")
     con.execute(f"""update {RECORDS} r set given_name_alias = m.formal
                     from _stitch_misspelt m where r.given_name = m.name""")
-    return con.execute("select count(*) from _stitch_misspelt").fetchone()[0]
 
 
 def register_nicknames(con) -> None:
