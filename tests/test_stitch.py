@@ -266,7 +266,8 @@ def test_blocklist_configured_and_detected_households_spared():
 
 def test_a_mailbox_that_spells_a_name_is_compared_only_within_its_postal_code():
     """A newsletter sign-up (mailbox, maybe a first name) meets the named records whose full name
-    its mailbox spells, in its own postal code; never a namesake elsewhere, never via initials."""
+    its mailbox spells, in its own postal code; never a namesake elsewhere. A nickname spells the
+    formal name too. Initials count only where a single person in the postal code fits them."""
     from cdp_assets.stitch.model import _name_in_email_blocking_rules
 
     cfg = load_config(DEFAULT_CONFIG)
@@ -274,17 +275,22 @@ def test_a_mailbox_that_spells_a_name_is_compared_only_within_its_postal_code():
         {"source": "pos", "pk": "1", "given_name": "Mary", "surname": "Poole", "postal": "02494"},
         {"source": "pos", "pk": "2", "given_name": "Mary", "surname": "Poole", "postal": "90210"},
         {"source": "pos", "pk": "3", "given_name": "Juan", "surname": "Galloway", "postal": "49844"},
+        {"source": "pos", "pk": "4", "given_name": "Michael", "surname": "Poole", "postal": "02494"},
+        {"source": "pos", "pk": "5", "given_name": "Maggie", "surname": "Fleming", "postal": "28833"},
         {"source": "news", "pk": "a", "email": "poole.mary47@gmail.com", "postal": "02494"},
         {"source": "news", "pk": "b", "given_name": "Juan", "email": "juan_galloway@yahoo.com",
          "postal": "49844"},
         {"source": "news", "pk": "c", "email": "jgalloway@yahoo.com", "postal": "49844"},
+        {"source": "news", "pk": "d", "email": "mpoole@gmail.com", "postal": "02494"},
+        {"source": "news", "pk": "e", "email": "margaret.fleming@comcast.net", "postal": "28833"},
     ])
     prepare_for_matching(con, pd.DataFrame({"field": [], "value": []}, dtype=str), "prepared")
     rules = " or ".join(f"({r})" for r in _name_in_email_blocking_rules())
     pairs = {tuple(sorted(p)) for p in con.execute(
         f"select l.unique_id, r.unique_id from prepared l join prepared r "
         f"on l.unique_id < r.unique_id and ({rules})").fetchall()}
-    assert pairs == {("news|a", "pos|1"), ("news|b", "pos|3")}
+    # 'mpoole' fits Mary and Michael Poole in 02494: evidence for neither
+    assert pairs == {("news|a", "pos|1"), ("news|b", "pos|3"), ("news|c", "pos|3"), ("news|e", "pos|5")}
 
 
 def test_a_misspelt_nickname_takes_the_alias_of_the_more_common_name():
@@ -359,6 +365,25 @@ def test_match_model_is_reused_until_retrain_is_asked(pipeline_run, dagster_inst
     for chart in ("match_weights", "m_u_parameters"):
         html = (demo_tenant.parent / "stitch_artefacts" / "charts" / f"{chart}.html").read_text()
         assert "vega" in html.lower()
+
+
+def test_clusters_over_the_size_limit_are_flagged(pipeline_run, warehouse, demo_tenant):
+    """The check runs in the stitch step on the published table; a limit below the largest real
+    cluster flags exactly the clusters over it, as a warning (the run goes on)."""
+    import dagster as dg
+
+    from cdp_assets.stitch.assets import no_implausible_clusters
+
+    evaluations = {c.check_name: c for c in pipeline_run.get_asset_check_evaluations()
+                   if c.asset_key == dg.AssetKey(["stitch", "unified_coalesced"])}
+    assert evaluations["no_implausible_clusters"].passed
+    assert evaluations["every_domain_record_once"].passed
+    cfg = load_config(demo_tenant)
+    sizes = warehouse.execute("select count(*) n from stitch.unified_coalesced group by cdp_id").df()["n"]
+    cfg.stitch.max_cluster_size = int(sizes.max()) - 1
+    result = no_implausible_clusters(warehouse, cfg)
+    assert not result.passed and result.severity == dg.AssetCheckSeverity.WARN
+    assert result.metadata["clusters_over_limit"].value == int((sizes > cfg.stitch.max_cluster_size).sum()) > 0
 
 
 # ---- end to end: the next delivery changes only the people it touches --------------------------

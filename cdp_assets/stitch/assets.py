@@ -89,7 +89,7 @@ def build_stitch_definitions(cfg: TenantConfig) -> tuple[list, list]:
         fingerprint = settings_fingerprint(cfg)
         current = store.current()
         reuse = current is not None and current.settings_fingerprint == fingerprint and not config.retrain
-        train_s = 0.0
+        train_s, skipped = 0.0, []
         if reuse:
             model = current.load()
             version = current
@@ -100,9 +100,11 @@ def build_stitch_definitions(cfg: TenantConfig) -> tuple[list, list]:
             with warehouse.get_connection() as con:
                 con.execute("create temp table prepared as select * from stitch.unified_preprocessed_raw")
                 records = con.execute("select count(*) from prepared").fetchall()[0][0]
-                model, train_s = train_model(con, "prepared", cfg)
+                model, train_s, skipped = train_model(con, "prepared", cfg)
             version = store.save(model, fingerprint, records)
             context.log.info(f"trained Splink model v{version.version} in {train_s:.1f}s ({why})")
+            for session in skipped:
+                context.log.warning(f"EM session blocked on {session['blocked_on']} skipped: {session['reason']}")
         charts = model_charts(model, version, artefacts / "charts")
         return dg.MaterializeResult(metadata={
             "dagster/row_count": len(model["comparisons"]),
@@ -110,6 +112,7 @@ def build_stitch_definitions(cfg: TenantConfig) -> tuple[list, list]:
             "model_file": dg.MetadataValue.path(str(version.path)),
             "settings_fingerprint": fingerprint, "trained_at": version.trained_at,
             "trained_on_records": version.trained_on_records, "train_seconds": round(train_s, 2),
+            "em_sessions_skipped": dg.MetadataValue.json(skipped),
             "parameters": dg.MetadataValue.json(model_summary(model)),
             **{f"chart_{name}": dg.MetadataValue.path(str(path)) for name, path in charts.items()},
             "preview": dg.MetadataValue.md(preview_md(pd.DataFrame(
@@ -145,6 +148,7 @@ def build_stitch_definitions(cfg: TenantConfig) -> tuple[list, list]:
                          description="A sample of clusters (largest, changed, random): every record "
                                      "with its PII and the pair scores inside the cluster."),
         ],
+        check_specs=check_specs(cfg),
     )
     def stitch_match(context: dg.AssetExecutionContext, warehouse: DuckDBResource):
         current = store.current()
@@ -154,8 +158,7 @@ def build_stitch_definitions(cfg: TenantConfig) -> tuple[list, list]:
         with warehouse.get_connection() as con:
             yield from _match(context, cfg, con, model, current.version, artefacts)
 
-    checks = [_every_domain_record_once(cfg), _no_implausible_clusters(cfg)]
-    return [stitch_preprocess, match_model, stitch_match], checks
+    return [stitch_preprocess, match_model, stitch_match], []
 
 
 # ---- matching -----------------------------------------------------------------------------------
@@ -250,6 +253,8 @@ def _match(context, cfg: TenantConfig, con, model: dict, model_version: int, art
                   preview=dg.MetadataValue.md(preview_md(history_preview)))
     yield _result("detailed_examples", rows=counts["detailed_examples"], preview=md("detailed_examples"),
                   clusters=int(example_clusters))
+    yield every_domain_record_once(con, cfg)
+    yield no_implausible_clusters(con, cfg)
 
 
 class Stopwatch:
@@ -354,40 +359,42 @@ def _borderline_pairs(con, n: int = 4) -> list[tuple[str, str]]:
 
 
 # ---- checks -------------------------------------------------------------------------------------
+# Evaluated inside the stitch_match step, on the tables it has just published: no second step
+# re-opens the warehouse to scan a million records again.
 
-def _every_domain_record_once(cfg: TenantConfig):
-    @dg.asset_check(asset=KEY["unified_coalesced"], name="every_domain_record_once",
-                    description="Every customer domain row appears exactly once in unified_coalesced.")
-    def every_domain_record_once(warehouse: DuckDBResource) -> dg.AssetCheckResult:
-        union = " union all ".join(f"select source, pk from domain.\"{s}\"" for s in cfg.customer_sources)
-        with warehouse.get_connection() as con:
-            missing, duplicated, extra = con.execute(f"""
-                with d as ({union}),
-                     u as (select source, pk, count(*) n from stitch.unified_coalesced group by all)
-                select (select count(*) from d anti join u using (source, pk)),
-                       (select count(*) from u where n > 1),
-                       (select count(*) from u anti join d using (source, pk))""").fetchone()
-        return dg.AssetCheckResult(passed=missing == duplicated == extra == 0, metadata={
-            "domain_records_missing": missing, "records_duplicated": duplicated,
-            "records_not_in_domain": extra})
-
-    return every_domain_record_once
+def check_specs(cfg: TenantConfig) -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec("every_domain_record_once", asset=KEY["unified_coalesced"],
+                          description="Every customer domain row appears exactly once in unified_coalesced."),
+        dg.AssetCheckSpec("no_implausible_clusters", asset=KEY["unified_coalesced"],
+                          description=f"No cdp_id holds more than stitch.max_cluster_size "
+                                      f"({cfg.stitch.max_cluster_size}) records (a sign of junk values "
+                                      "or a chain of weak links)."),
+    ]
 
 
-def _no_implausible_clusters(cfg: TenantConfig):
+def every_domain_record_once(con, cfg: TenantConfig) -> dg.AssetCheckResult:
+    union = " union all ".join(f"select source, pk from domain.\"{s}\"" for s in cfg.customer_sources)
+    missing, duplicated, extra = con.execute(f"""
+        with d as ({union}),
+             u as (select source, pk, count(*) n from stitch.unified_coalesced group by all)
+        select (select count(*) from d anti join u using (source, pk)),
+               (select count(*) from u where n > 1),
+               (select count(*) from u anti join d using (source, pk))""").fetchone()
+    return dg.AssetCheckResult(
+        asset_key=KEY["unified_coalesced"], check_name="every_domain_record_once",
+        passed=missing == duplicated == extra == 0,
+        metadata={"domain_records_missing": missing, "records_duplicated": duplicated,
+                  "records_not_in_domain": extra})
+
+
+def no_implausible_clusters(con, cfg: TenantConfig) -> dg.AssetCheckResult:
     limit = cfg.stitch.max_cluster_size
-
-    @dg.asset_check(asset=KEY["unified_coalesced"], name="no_implausible_clusters",
-                    description=f"No cdp_id holds more than stitch.max_cluster_size ({limit}) records "
-                                "(a sign of junk values or a chain of weak links).")
-    def no_implausible_clusters(warehouse: DuckDBResource) -> dg.AssetCheckResult:
-        with warehouse.get_connection() as con:
-            big = con.execute("""select cdp_id, count(*) records, count(distinct source) sources
-                                 from stitch.unified_coalesced group by cdp_id having count(*) > ?
-                                 order by records desc""", [limit]).df()
-        return dg.AssetCheckResult(
-            passed=big.empty, severity=dg.AssetCheckSeverity.WARN,
-            metadata={"clusters_over_limit": len(big), "max_cluster_size": limit,
-                      "largest": dg.MetadataValue.md(preview_md(big, 10))})
-
-    return no_implausible_clusters
+    big = con.execute("""select cdp_id, count(*) records, count(distinct source) sources
+                         from stitch.unified_coalesced group by cdp_id having count(*) > ?
+                         order by records desc""", [limit]).df()
+    return dg.AssetCheckResult(
+        asset_key=KEY["unified_coalesced"], check_name="no_implausible_clusters",
+        passed=big.empty, severity=dg.AssetCheckSeverity.WARN,
+        metadata={"clusters_over_limit": len(big), "max_cluster_size": limit,
+                  "largest": dg.MetadataValue.md(preview_md(big, 10))})

@@ -100,32 +100,40 @@ def _location_comparison():
         comparison_description="Street address + postal code")
 
 
-def _incomplete_name_side(a: str, b: str) -> str:
-    """SQL: record `a` has a mailbox but lacks a given name or surname; record `b` has both."""
+def _incomplete_name_side(a: str, b: str, key: str = "name_key_full") -> str:
+    """SQL: record `a` has a mailbox but lacks a given name or surname; record `b` has `key`."""
     return (f"(email_letters_{a} is not null and (given_name_{a} is null or surname_{a} is null) "
-            f"and name_key_full_{b} is not null)")
+            f"and {key}_{b} is not null)")
 
 
 def _email_spells_name(a: str, b: str, keys: tuple[str, ...]) -> str:
-    return (f"({_incomplete_name_side(a, b)} and email_letters_{a} in "
+    return (f"({_incomplete_name_side(a, b, keys[0])} and email_letters_{a} in "
             f"({', '.join(f'{k}_{b}' for k in keys)}))")
+
+
+def _either_way(keys: tuple[str, ...]) -> str:
+    return f"{_email_spells_name('l', 'r', keys)} or {_email_spells_name('r', 'l', keys)}"
 
 
 def _name_in_email_comparison():
     """An email-only record (a newsletter sign-up: a mailbox and perhaps a first name) against a
-    record with a full name: does the mailbox spell that name? Only records whose own name is
-    incomplete are compared this way, so a full name is never counted twice."""
+    record with a full name: does the mailbox spell that name, or that name with an initial
+    ('mpoole', 'maryp') where only one person in the postal code fits it? Only records whose own
+    name is incomplete are compared this way, so a full name is never counted twice."""
     import splink.comparison_level_library as cll
     import splink.comparison_library as cl
 
-    full = ("name_key_full", "name_key_reversed")
+    from .preprocess import INITIAL_KEYS, NAME_KEYS
+
+    full, initials = tuple(NAME_KEYS), tuple(INITIAL_KEYS)
     return cl.CustomComparison(
         output_column_name="name_in_email",
         comparison_levels=[
             cll.CustomLevel(f"not ({_incomplete_name_side('l', 'r')} or {_incomplete_name_side('r', 'l')})"
                             ).configure(is_null_level=True),
-            cll.CustomLevel(f"{_email_spells_name('l', 'r', full)} or {_email_spells_name('r', 'l', full)}",
-                            label_for_charts="Mailbox spells the other's full name"),
+            cll.CustomLevel(_either_way(full), label_for_charts="Mailbox spells the other's full name"),
+            cll.CustomLevel(" or ".join(_either_way((k,)) for k in initials),
+                            label_for_charts="Mailbox spells the other's name with an initial"),
             cll.ElseLevel(),
         ],
         comparison_description="Mailbox of a record without a full name vs the other's full name")
@@ -136,10 +144,10 @@ def _name_in_email_blocking_rules() -> list[str]:
     full name: an equi-join on the spelled key and the postal code (both orientations: dedupe
     compares each pair once). Without the postal code a common name ('mary.poole') pairs every
     sign-up with every namesake in the country: at a million records that costs precision."""
-    from .preprocess import NAME_KEYS
+    from .preprocess import INITIAL_KEYS, NAME_KEYS
 
     rules = []
-    for key in NAME_KEYS:
+    for key in (*NAME_KEYS, *INITIAL_KEYS):
         for a, b in (("l", "r"), ("r", "l")):
             rules.append(f"{a}.email_letters = {b}.{key} and {a}.postal = {b}.postal "
                          f"and ({a}.given_name is null or {a}.surname is null)")
@@ -192,7 +200,7 @@ def settings_fingerprint(cfg: TenantConfig) -> str:
 # Deterministic-looking rules for the prior (lambda), and the EM sessions: each comparison is
 # estimated in at least one session that does not block on it.
 LAMBDA_RULES = (("email", "surname"), ("phone", "given_name"), ("loyalty_id",))
-EM_RULES = (("given_name_alias", "surname"), ("birthdate",), ("email", "surname"))
+EM_RULES = (("given_name_alias", "surname"), ("birthdate",), ("email", "surname"), ("email",))
 
 SCRATCH = "stitch_scratch"
 
@@ -219,9 +227,9 @@ def _linker(con, table: str, settings):
     return Linker(sdf, settings, log_level=logging.ERROR), db_api
 
 
-def train_model(con, table: str, cfg: TenantConfig) -> tuple[dict, float]:
+def train_model(con, table: str, cfg: TenantConfig) -> tuple[dict, float, list[dict]]:
     """Estimate lambda, u (random sampling) and m (EM) on the records of `table`; return the
-    calibrated model and seconds."""
+    calibrated model, seconds, and the EM sessions that could not run on this data."""
     from splink import block_on
 
     t0 = time.perf_counter()
@@ -231,10 +239,17 @@ def train_model(con, table: str, cfg: TenantConfig) -> tuple[dict, float]:
             [block_on(*cols) for cols in LAMBDA_RULES], recall=0.7)
         linker.training.estimate_u_using_random_sampling(
             max_pairs=cfg.stitch.u_sampling_max_pairs, seed=cfg.stitch.seed)
+        skipped = []
         for cols in EM_RULES:
-            linker.training.estimate_parameters_using_expectation_maximisation(block_on(*cols))
+            try:
+                linker.training.estimate_parameters_using_expectation_maximisation(block_on(*cols))
+            except ValueError as exc:
+                # On small data a session's pairs can all be near-certain non-matches (a family
+                # email shared by people with conflicting given names), and EM then drives an m to
+                # exactly 0, which Splink refuses. The other sessions still estimate every m.
+                skipped.append({"blocked_on": list(cols), "reason": str(exc).split(". ")[0]})
         model = calibrate(linker.misc.save_model_to_json(None))
-    return model, time.perf_counter() - t0
+    return model, time.perf_counter() - t0, skipped
 
 
 def calibrate(model: dict) -> dict:

@@ -14,16 +14,27 @@ import pandas as pd
 from .. import standardize as std
 from ..config import TenantConfig
 
-MATCH_COLUMNS = ["given_name", "given_name_alias", "surname", "email", "email_user", "email_letters",
-                 "phone", "birthdate", "address", "postal", "city", "state", "loyalty_id",
-                 "name_key_full", "name_key_reversed"]
-
-# How people spell their own full name in a mailbox (letters only). Initials ('mpoole',
-# 'maryp') are left out on purpose: in a household they fit several people.
+# How people spell their own full name in a mailbox (letters only), from the given name as
+# written and from its formal alias ('maggie fleming' writes margaret.fleming@...).
 NAME_KEYS = {
     "name_key_full": "g || s",              # mary.poole, mary_poole47, marypoole
     "name_key_reversed": "s || g",          # poole.mary
+    "name_key_alias_full": "a || s",
+    "name_key_alias_reversed": "s || a",
 }
+# ... and with an initial. 'mpoole' fits Mary and Michael Poole of one household alike, so a
+# record carries such a key only where it fits a single person (given name alias + surname) in
+# its postal code; where two people share it, the mailbox is evidence for neither.
+INITIAL_KEYS = {
+    "name_key_initial_surname": "left(g, 1) || s",   # mpoole, m.poole
+    "name_key_given_initial": "g || left(s, 1)",     # maryp
+    "name_key_alias_initial_surname": "left(a, 1) || s",
+    "name_key_alias_given_initial": "a || left(s, 1)",
+}
+
+MATCH_COLUMNS = ["given_name", "given_name_alias", "surname", "email", "email_user", "email_letters",
+                 "phone", "birthdate", "address", "postal", "city", "state", "loyalty_id",
+                 *NAME_KEYS, *INITIAL_KEYS]
 
 # Common English nicknames -> formal given name; lets 'Bob Smith' match 'Robert Smith'.
 NICKNAMES = {
@@ -216,10 +227,12 @@ def prepare_for_matching(con, blocklist: pd.DataFrame, table: str) -> None:
         blocked = {f: f"{f} in (select value from _stitch_blocklist where field = '{f}')"
                    for f in BLOCKED_FIELDS}
         keep = {f: f"case when {blocked[f]} then null else {f} end" for f in BLOCKED_FIELDS}
-        name_keys = ",\n".join(f"case when g <> '' and s <> '' then {sql} end as {key}"
-                                for key, sql in NAME_KEYS.items())
+        # an alias key only where the alias differs from the name as written
+        name_keys = ",\n".join(
+            f"case when g <> '' and s <> '' {'and a <> g' if '_alias_' in key else ''} then {sql} end as {key}"
+            for key, sql in {**NAME_KEYS, **INITIAL_KEYS}.items())
         con.execute(f"""
-            create or replace table {table} as
+            create or replace temp table _stitch_matchable as
             with kept as (
                 select unique_id, source, pk,
                        {keep['given_name']} as given_name,
@@ -235,6 +248,20 @@ def prepare_for_matching(con, blocklist: pd.DataFrame, table: str) -> None:
                    phone, birthdate, address, postal, city, state, loyalty_id,
                    {name_keys}
             from (select *, regexp_replace(coalesce(given_name, ''), '[^a-z]', '', 'g') as g,
+                            regexp_replace(coalesce(given_name_alias, given_name, ''), '[^a-z]', '', 'g') as a,
                             regexp_replace(coalesce(surname, ''), '[^a-z]', '', 'g') as s from kept)""")
+        # initial keys that fit two or more people (alias + surname) in one postal code; without
+        # a postal code nobody can tell
+        person = "coalesce(given_name_alias, given_name) || '|' || surname"
+        con.execute("create or replace temp table _stitch_ambiguous as " + " union all ".join(
+            f"select '{key}' as key_name, {key} || '|' || postal as key_postal from _stitch_matchable "
+            f"where {key} is not null and postal is not null group by {key}, postal "
+            f"having min({person}) <> max({person})" for key in INITIAL_KEYS))
+        unambiguous = ", ".join(
+            f"case when postal is null or {key} || '|' || postal in (select key_postal from _stitch_ambiguous "
+            f"where key_name = '{key}') then null else {key} end as {key}" for key in INITIAL_KEYS)
+        con.execute(f"create or replace table {table} as "
+                    f"select * replace ({unambiguous}) from _stitch_matchable")
+        con.execute("drop table _stitch_matchable; drop table _stitch_ambiguous")
     finally:
         con.unregister("_stitch_blocklist")
