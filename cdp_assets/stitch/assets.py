@@ -216,9 +216,15 @@ def _match(context, cfg: TenantConfig, con, model: dict, model_version: int, art
     lap("publish")
     opened = idm.record_history(con, "ids", "changes_pks", context.run.run_id, pd.Timestamp.now())
     lap("history")
+    # the published tables are not sorted (a million-row sort per table for nobody: readers
+    # order what they read); previews show the strongest pairs and one whole person
     previews = {t: con.execute(f"select * from stitch.{t} limit 5").df() for t in (
-        "unified_scores", "unified_coalesced", "unified_changes_clusters", "unified_changes_pks",
-        "detailed_examples")}
+        "unified_changes_clusters", "unified_changes_pks", "detailed_examples")}
+    previews["unified_scores"] = con.execute(
+        "select * from stitch.unified_scores order by match_probability desc nulls first limit 5").df()
+    previews["unified_coalesced"] = con.execute(
+        "select * from stitch.unified_coalesced where cdp_id = (select cdp_id from stitch.unified_coalesced "
+        "limit 1) order by source, pk").df()
     history_rows = con.execute("select count(*) from stitch.cdp_id_history").fetchall()[0][0]
     history_preview = con.execute("select * from stitch.cdp_id_history "
                                   "order by valid_from desc, source, pk limit 5").df()
@@ -296,8 +302,7 @@ def write_scores(con, out: str) -> None:
                {"e.match_key" if "match_key" in columns else "null::varchar as match_key"}
                {"".join(", " + c for c in levels)}
         from evidence e
-        join ids il on il.unique_id = e.unique_id_l join ids ir on ir.unique_id = e.unique_id_r
-        order by match_probability desc nulls first, source_l, pk_l, source_r, pk_r""")
+        join ids il on il.unique_id = e.unique_id_l join ids ir on ir.unique_id = e.unique_id_r""")
 
 
 def write_coalesced(con, cfg: TenantConfig, ids: str) -> None:
@@ -306,8 +311,7 @@ def write_coalesced(con, cfg: TenantConfig, ids: str) -> None:
         select i.cdp_id, r.source, r.pk, r.given_name, r.surname, r.full_name, r.email,
                r.phone, r.address, r.city, r.state, r.postal, r.country, r.birthdate,
                r.gender, r.loyalty_id, r.created_at, r.updated_at
-        from ({customer_union_sql(cfg)}) r join {ids} i on i.unique_id = r.source || '|' || r.pk
-        order by i.cdp_id, r.source, r.pk""")
+        from ({customer_union_sql(cfg)}) r join {ids} i on i.unique_id = r.source || '|' || r.pk""")
 
 
 def write_detailed_examples(con, out: str, sample: int, seed: int) -> None:

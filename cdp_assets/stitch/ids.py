@@ -205,7 +205,7 @@ def _record_changes(con, previous: str) -> None:
         select split_part(unique_id, '|', 1) as source,
                substr(unique_id, length(split_part(unique_id, '|', 1)) + 2) as pk,
                previous_id, cdp_id, reason
-        from rows order by source, pk""")
+        from rows""")
 
 
 # ---- history in the warehouse ------------------------------------------------------------------
