@@ -228,11 +228,13 @@ def prepare_for_matching(con, blocklist: pd.DataFrame, table: str) -> None:
                    for f in BLOCKED_FIELDS}
         keep = {f: f"case when {blocked[f]} then null else {f} end" for f in BLOCKED_FIELDS}
         # an alias key only where the alias differs from the name as written
+        # (an initial key needs a postal code: only there can we tell whom it fits)
         name_keys = ",\n".join(
-            f"case when g <> '' and s <> '' {'and a <> g' if '_alias_' in key else ''} then {sql} end as {key}"
+            f"case when g <> '' and s <> '' {'and a <> g' if '_alias_' in key else ''}"
+            f"{' and postal is not null' if key in INITIAL_KEYS else ''} then {sql} end as {key}"
             for key, sql in {**NAME_KEYS, **INITIAL_KEYS}.items())
         con.execute(f"""
-            create or replace temp table _stitch_matchable as
+            create or replace table {table} as
             with kept as (
                 select unique_id, source, pk,
                        {keep['given_name']} as given_name,
@@ -250,18 +252,14 @@ def prepare_for_matching(con, blocklist: pd.DataFrame, table: str) -> None:
             from (select *, regexp_replace(coalesce(given_name, ''), '[^a-z]', '', 'g') as g,
                             regexp_replace(coalesce(given_name_alias, given_name, ''), '[^a-z]', '', 'g') as a,
                             regexp_replace(coalesce(surname, ''), '[^a-z]', '', 'g') as s from kept)""")
-        # initial keys that fit two or more people (alias + surname) in one postal code; without
-        # a postal code nobody can tell
+        # an initial key that fits two or more people (alias + surname) in one postal code is
+        # evidence for none of them (few rows: updated in place)
         person = "coalesce(given_name_alias, given_name) || '|' || surname"
-        con.execute("create or replace temp table _stitch_ambiguous as " + " union all ".join(
-            f"select '{key}' as key_name, {key} || '|' || postal as key_postal from _stitch_matchable "
-            f"where {key} is not null and postal is not null group by {key}, postal "
-            f"having min({person}) <> max({person})" for key in INITIAL_KEYS))
-        unambiguous = ", ".join(
-            f"case when postal is null or {key} || '|' || postal in (select key_postal from _stitch_ambiguous "
-            f"where key_name = '{key}') then null else {key} end as {key}" for key in INITIAL_KEYS)
-        con.execute(f"create or replace table {table} as "
-                    f"select * replace ({unambiguous}) from _stitch_matchable")
-        con.execute("drop table _stitch_matchable; drop table _stitch_ambiguous")
+        for key in INITIAL_KEYS:
+            con.execute(f"""
+                update {table} set {key} = null
+                where {key} || '|' || postal in (
+                    select {key} || '|' || postal from {table} where {key} is not null
+                    group by {key}, postal having min({person}) <> max({person}))""")
     finally:
         con.unregister("_stitch_blocklist")
