@@ -263,3 +263,14 @@ def test_passwords_and_the_users_file(tmp_path):
     path.write_text(yaml.safe_dump({"users": {"bo": "plaintext"}}))
     with pytest.raises(UsersFileError, match=r"users\.bo: expected an scrypt hash"):
         load_users(path)
+
+
+def test_a_runaway_query_is_interrupted():
+    from cdp_assets.workspace.app import _time_limit
+
+    con = duckdb.connect()
+    started = time.monotonic()
+    with pytest.raises(duckdb.Error, match="ran longer than 1 s and was stopped"):
+        with _time_limit(con, 1):
+            con.execute("select count(*) from range(1000000000000)").fetchall()
+    assert time.monotonic() - started < 10

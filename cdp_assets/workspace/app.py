@@ -13,11 +13,14 @@ reader.py); the `Server-Timing` header carries the server time of each response.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import io
 import logging
 import math
 import os
 import secrets
+import threading
 import time
 from pathlib import Path
 from urllib.parse import quote as url_quote
@@ -42,6 +45,7 @@ PREFIX = "/workspace"
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
 CSV_MAX_ROWS = 1_000_000
+QUERY_SECONDS = 60  # an ad hoc query running longer is interrupted (it holds a worker thread)
 log = logging.getLogger("cdp.workspace")
 
 
@@ -54,6 +58,7 @@ class Workspace:
 
     def __init__(self, cfg: TenantConfig, api_key: str, instance=None):
         self.cfg, self.api_key, self.instance = cfg, api_key, instance
+        self.figures = customer360.FigureCache()
 
     @property
     def users_path(self) -> Path:
@@ -158,13 +163,17 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
     @app.get(f"{PREFIX}/", response_class=HTMLResponse, include_in_schema=False)
     def customer_360(request: Request):
         user = who(request)
-        try:
+        def figures():
             with read_warehouse(ws.cfg.warehouse_path) as con:
-                cards = [customer360.database_card(con, ws.cfg, name, ws.instance)
-                         for name in ws.cfg.customer_databases]
-                stitch = customer360.stitch_figures(con, ws.cfg)
+                return ([customer360.database_card(con, ws.cfg, name) for name in ws.cfg.customer_databases],
+                        customer360.stitch_figures(con, ws.cfg))
+
+        try:
+            cards, stitch = ws.figures.get(ws.cfg.warehouse_path, figures)
         except WarehouseBusy as exc:
             return busy(request, exc)
+        rebuilds = {card.name: customer360.last_rebuild(ws.instance, card.name) for card in cards}
+        cards = [dataclasses.replace(card, rebuild=rebuilds[card.name]) for card in cards]
         return page(request, "customer360.html", user=user, cards=cards, stitch=stitch, nav="c360")
 
     # ---- profile viewer ---------------------------------------------------------------------
@@ -225,7 +234,7 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
             return page(request, "_error.html", status=422, message="limit: a whole number of rows, please")
         t0 = time.perf_counter()
         try:
-            with read_warehouse(ws.cfg.warehouse_path) as con:
+            with read_warehouse(ws.cfg.warehouse_path) as con, _time_limit(con):
                 df = run_query(con, sql, source="query", limit=limit + 1)
         except WarehouseBusy as exc:
             return busy(request, exc, partial=True)
@@ -244,7 +253,7 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
         who(request)
         form = await request.form()
         try:
-            with read_warehouse(ws.cfg.warehouse_path) as con:
+            with read_warehouse(ws.cfg.warehouse_path) as con, _time_limit(con):
                 df = run_query(con, str(form.get("sql", "")), source="query", limit=CSV_MAX_ROWS)
         except WarehouseBusy as exc:
             return Response(str(exc), status_code=503, media_type="text/plain")
@@ -358,6 +367,20 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
                             f"asset activation/segment_{form.name} on its next run")
 
     return ws
+
+
+@contextlib.contextmanager
+def _time_limit(con, seconds: float = QUERY_SECONDS):
+    """Interrupt the connection's query after `seconds` (DuckDB raises InterruptException)."""
+    timer = threading.Timer(seconds, con.interrupt)
+    timer.start()
+    try:
+        yield
+    except duckdb.InterruptException:
+        raise duckdb.Error(f"the query ran longer than {seconds:.0f} s and was stopped; "
+                           "add filters or save it as a query for the pipeline to build") from None
+    finally:
+        timer.cancel()
 
 
 def _saved_queries(cfg: TenantConfig) -> dict[str, Path]:

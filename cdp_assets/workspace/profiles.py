@@ -112,7 +112,8 @@ def person(con, cfg: TenantConfig, cdp_id: str) -> Person | None:
     for name in cfg.sources_of(SourceKind.customers):
         if not table_exists(con, "domain", name):
             continue
-        cur = con.execute(f"""select d.* exclude (source) from domain.{quote(name)} d
+        shown = ", ".join(f"d.{quote(c)}" for c in columns_of(con, "domain", name) if c != "source")
+        cur = con.execute(f"""select {shown} from domain.{quote(name)} d
                               join stitch.unified_coalesced u on u.source = ? and u.pk = d.pk
                               where u.cdp_id = ? order by d.pk""", [name, cdp_id])
         table = Table.of(cur)
