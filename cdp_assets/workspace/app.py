@@ -35,7 +35,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from ..config import SEGMENT_OPS, TenantConfig
 from ..queries import QueryError, run_query
-from ..segments import UNIVERSE, Catalog, preview_segment
+from ..segments import UNIVERSE, Catalog
 from . import builder, customer360, profiles
 from .auth import UsersFileError, load_users, verify_password
 from .reader import WarehouseBusy, read_warehouse
@@ -45,6 +45,7 @@ PREFIX = "/workspace"
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
 CSV_MAX_ROWS = 1_000_000
+SAMPLE_MEMBERS = 5
 QUERY_SECONDS = 60  # an ad hoc query running longer is interrupted (it holds a worker thread)
 log = logging.getLogger("cdp.workspace")
 
@@ -80,6 +81,7 @@ def _fmt(value) -> str:
 
 def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None) -> Workspace:
     ws = Workspace(cfg, api_key, instance)
+    app.state.workspace = ws
     secret = os.environ.get(cfg.workspace.session_secret_env)
     if not secret:
         log.warning(f"workspace.session_secret_env: {cfg.workspace.session_secret_env} is not set; "
@@ -292,15 +294,16 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
                 else sorted(ws.cfg.segments)}
 
     def preview(con, form: builder.BuilderForm) -> dict:
-        defn, draft = builder.validated_segment(ws.cfg, form, con)
-        name = form.name or "draft"
-        count, sample = preview_segment(draft, name, con, sample=5)
-        from ..segments import compile_segment
-
-        compiled = compile_segment(draft, name, con)
+        """The live count, a few members, the SQL (the segments module's compiler) and the YAML."""
+        defn, compiled = builder.validated_segment(ws.cfg, form, con)
+        count = con.execute(f"select count(*) from ({compiled.sql})", compiled.params).fetchone()[0]
+        # any 5 members: without the compiled query's order by, the scan stops early
+        sample = con.execute(f"""select c.* from {UNIVERSE[0]}.{UNIVERSE[1]} c where c.cdp_id in
+                                 (select cdp_id from ({compiled.sql}) limit {SAMPLE_MEMBERS})
+                                 order by c.cdp_id""", compiled.params).df()
         total = con.execute(f"select count(*) from {UNIVERSE[0]}.{UNIVERSE[1]}").fetchone()[0]
         return {"count": count, "total": total, "sql": compiled.sql, "params": compiled.params,
-                "yaml": builder.yaml_text(name, defn), "sample": sample}
+                "yaml": builder.yaml_text(form.name or "draft", defn), "sample": sample}
 
     @app.get(f"{PREFIX}/segments", response_class=HTMLResponse, include_in_schema=False)
     def segments_page(request: Request, segment: str = ""):

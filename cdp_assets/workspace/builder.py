@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from ..config import IDENTIFIER, SEGMENT_OPS, ConfigError, Segment, TenantConfig, _segment_cycle, load_config
 from ..queries import QUERY_NAME, QueryError, parse_presto
-from ..segments import UNIVERSE, Catalog, SegmentError, compile_segment
+from ..segments import UNIVERSE, Catalog, CompiledSegment, SegmentError, compile_segment
 
 MAX_ROWS = 20
 NUMERIC = re.compile(r"^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|FLOAT|"
@@ -173,8 +173,8 @@ def definition(form: BuilderForm, catalog: Catalog) -> dict:
     return out
 
 
-def validated_segment(cfg: TenantConfig, form: BuilderForm, con) -> tuple[dict, TenantConfig]:
-    """(the definition, a config holding it) - checked as `cdp run` would check it, and compiled."""
+def validated_segment(cfg: TenantConfig, form: BuilderForm, con) -> tuple[dict, CompiledSegment]:
+    """(the definition, its compiled SQL) - checked as `cdp run` would check it, and compiled."""
     catalog = Catalog(con)
     defn = definition(form, catalog)
     name = form.name or "draft"
@@ -197,10 +197,9 @@ def validated_segment(cfg: TenantConfig, form: BuilderForm, con) -> tuple[dict, 
         raise BuilderError(f"segments.{name}: segments refer to each other in a cycle: " + " -> ".join(cycle))
     draft = cfg.model_copy(update={"segments": segments})
     try:
-        compile_segment(draft, name, con)
+        return defn, compile_segment(draft, name, con)
     except SegmentError as exc:
         raise BuilderError(str(exc)) from None
-    return defn, draft
 
 
 def _round_trip_yaml():

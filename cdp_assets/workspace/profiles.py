@@ -113,9 +113,9 @@ def person(con, cfg: TenantConfig, cdp_id: str) -> Person | None:
         if not table_exists(con, "domain", name):
             continue
         shown = ", ".join(f"d.{quote(c)}" for c in columns_of(con, "domain", name) if c != "source")
-        cur = con.execute(f"""select {shown} from domain.{quote(name)} d
-                              join stitch.unified_coalesced u on u.source = ? and u.pk = d.pk
-                              where u.cdp_id = ? order by d.pk""", [name, cdp_id])
+        cur = con.execute(f"""select {shown} from domain.{quote(name)} d where d.pk in
+                              (select pk from stitch.unified_coalesced where source = ? and cdp_id = ?)
+                              order by d.pk""", [name, cdp_id])
         table = Table.of(cur)
         if table.rows:
             out.records[name] = table
