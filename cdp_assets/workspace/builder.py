@@ -62,7 +62,10 @@ class BuilderForm:
     def parse(cls, form) -> "BuilderForm":
         out = cls(name=(form.get("name") or "").strip(), description=(form.get("description") or "").strip(),
                   combine="any" if form.get("combine") == "any" else "all", rows=[])
-        count = min(int(form.get("row_count") or 0), MAX_ROWS)
+        try:
+            count = min(int(form.get("row_count") or 0), MAX_ROWS)
+        except ValueError:
+            count = 0
         for i in range(count):
             if form.get(f"row-{i}-removed"):
                 continue
