@@ -70,13 +70,17 @@ class Workspace:
 
 
 def _fmt(value) -> str:
-    if value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
+    if _is_null(value):
         return ""
     if isinstance(value, float):
         return f"{value:,.4f}".rstrip("0").rstrip(".") if abs(value) < 1000 else f"{value:,.2f}"
     if isinstance(value, list):
         return ", ".join(_fmt(v) for v in value)
     return str(value)
+
+
+def _is_null(value) -> bool:
+    return value is None or value is pd.NaT or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
 def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None) -> Workspace:
@@ -91,6 +95,7 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
                        max_age=12 * 3600, same_site="lax", path="/")
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters["fmt"] = _fmt
+    templates.env.tests["null"] = _is_null
     templates.env.globals.update(prefix=PREFIX, tenant=cfg.tenant)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=str(HERE / "static")), name="workspace_static")
 
