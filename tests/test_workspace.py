@@ -223,6 +223,8 @@ def test_bad_segment_and_query_are_refused_naming_the_field(client, workspace_te
     assert "segments.bad_one.all[0].column: column &#39;shoe_size&#39; is not in c360.customer_360" in r.text
     r = client.post("/workspace/segments/save", data={**form, "name": "Bad-Name", "row-0-value": "1"})
     assert "segments.Bad-Name: names must be lowercase identifiers" in r.text
+    r = client.post("/workspace/segments/save", data={**form, "name": "bakery_fans", "row-0-value": "1"})
+    assert "segments.bakery_fans: a segment of this name already exists" in r.text
     assert workspace_tenant.read_text() == before  # nothing written
     r = client.post("/workspace/sql/save", data={"name": "oops", "sql": "drop table c360.customer_360"})
     assert r.status_code == 422 and "queries.oops: only SELECT" in r.text
@@ -274,3 +276,24 @@ def test_a_runaway_query_is_interrupted():
         with _time_limit(con, 1):
             con.execute("select count(*) from range(1000000000000)").fetchall()
     assert time.monotonic() - started < 10
+
+
+def test_a_saved_segment_opens_in_the_builder_and_saves_back(client, workspace_tenant):
+    login(client)
+    page = client.get("/workspace/segments?segment=lapsing_high_value").text
+    assert 'name="editing" value="lapsing_high_value"' in page
+    form = {"name": "lapsing_high_value", "editing": "lapsing_high_value", "combine": "all", "row_count": "3",
+            "description": "Top CLV tiers whose last order is over 90 days old, not bakery fans",
+            "row-0-kind": "condition", "row-0-table": "predictive.predicted_clv_attributes",
+            "row-0-column": "clv_tier", "row-0-op": "in", "row-0-value": "platinum, gold",
+            "row-1-kind": "condition", "row-1-table": "interactions.transaction_attributes",
+            "row-1-column": "days_since_last_order", "row-1-op": ">", "row-1-value": "90",
+            "row-2-kind": "segment", "row-2-segment": "bakery_fans", "row-2-negate": "on"}
+    for i, needle in enumerate(['value="clv_tier" selected', 'value="days_since_last_order" selected']):
+        assert needle in page, i
+    r = client.post("/workspace/segments/save", data=form)
+    assert r.status_code == 200, r.text
+    seg = load_config(workspace_tenant).segments["lapsing_high_value"]
+    assert seg.all[0].value == ["platinum", "gold"] and seg.all[1].value == 90
+    assert seg.all[2].not_.segment == "bakery_fans"
+    assert "# all / any / not and by naming other segments" in workspace_tenant.read_text()

@@ -363,6 +363,7 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
         try:
             if not form.name:
                 raise builder.BuilderError("segments: give the segment a name before saving")
+            builder.check_not_overwriting(ws.cfg, form)
             with read_warehouse(ws.cfg.warehouse_path) as con:
                 defn, _ = builder.validated_segment(ws.cfg, form, con)
             ws.cfg = builder.save_segment(ws.cfg, form.name, defn)

@@ -57,11 +57,13 @@ class BuilderForm:
     description: str = ""
     combine: str = "all"
     rows: list[Row] = field(default_factory=lambda: [Row()])
+    editing: str = ""                # the saved segment this form was opened from, if any
 
     @classmethod
     def parse(cls, form) -> "BuilderForm":
         out = cls(name=(form.get("name") or "").strip(), description=(form.get("description") or "").strip(),
-                  combine="any" if form.get("combine") == "any" else "all", rows=[])
+                  combine="any" if form.get("combine") == "any" else "all", rows=[],
+                  editing=(form.get("editing") or "").strip())
         try:
             count = min(int(form.get("row_count") or 0), MAX_ROWS)
         except ValueError:
@@ -104,7 +106,7 @@ class BuilderForm:
                                 where_column=wc, where_value=str(wv)))
             else:
                 return None
-        return cls(name=name, description=seg.description, combine=combine, rows=rows)
+        return cls(name=name, description=seg.description, combine=combine, rows=rows, editing=name)
 
 
 def _typed(text: str, dtype: str, where: str):
@@ -213,6 +215,13 @@ def _round_trip_yaml():
     rt.width = 110
     rt.indent(mapping=2, sequence=4, offset=2)
     return rt
+
+
+def check_not_overwriting(cfg: TenantConfig, form: BuilderForm) -> None:
+    """Saving under the name of another saved segment would silently replace it."""
+    if form.name in cfg.segments and form.name != form.editing:
+        raise BuilderError(f"segments.{form.name}: a segment of this name already exists; open it from "
+                           "the list to change it, or choose another name")
 
 
 def save_segment(cfg: TenantConfig, name: str, defn: dict) -> TenantConfig:
