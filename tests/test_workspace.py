@@ -297,3 +297,27 @@ def test_a_saved_segment_opens_in_the_builder_and_saves_back(client, workspace_t
     assert seg.all[0].value == ["platinum", "gold"] and seg.all[1].value == 90
     assert seg.all[2].not_.segment == "bakery_fans"
     assert "# all / any / not and by naming other segments" in workspace_tenant.read_text()
+
+
+def test_saving_a_segment_changes_only_its_own_lines():
+    from cdp_assets.config import DEFAULT_CONFIG
+    from cdp_assets.workspace.builder import splice_segment
+
+    text = DEFAULT_CONFIG.read_text()
+    new = splice_segment(text, "big_buyers", {"all": [{"column": "order_count", "op": ">=", "value": 3}]})
+    new = splice_segment(new, "bakery_fans", {"description": "Bakery: likely", "all": [
+        {"table": "predictive.product_category_propensity", "where": {"product_category": "Bakery"},
+         "column": "propensity", "op": ">=", "value": 0.7}]})
+    old_lines, new_lines = text.splitlines(), new.splitlines()
+    changed = [line for line in new_lines if line not in old_lines]
+    assert changed == ["    description: 'Bakery: likely'",
+                       "      - {table: predictive.product_category_propensity, where: {product_category: Bakery}, "
+                       "column: propensity, op: '>=', value: 0.7}",
+                       "  big_buyers:", "      - {column: order_count, op: '>=', value: 3}"]
+    gone = [line for line in old_lines if line not in new_lines]
+    assert all("Snacks" in g or "Bakery" in g or "propensity" in g or "Likely to buy bakery" in g
+               or "reachable_by_email" in g for g in gone), gone  # only bakery_fans' own lines
+    doc = yaml.safe_load(new)
+    assert doc["segments"]["big_buyers"] == {"all": [{"column": "order_count", "op": ">=", "value": 3}]}
+    assert doc["segments"]["lapsing_high_value"] == yaml.safe_load(text)["segments"]["lapsing_high_value"]
+    assert "# send a segment or saved query whenever it is rebuilt" in new

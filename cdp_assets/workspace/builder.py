@@ -7,14 +7,14 @@ catalog (numbers, dates, booleans, text); `between` takes "low, high" and `in` a
 
 Saving validates the new definition with the same pydantic models `cdp run` uses (inside the
 whole tenant config, so references and cycles are checked too), compiles it against the warehouse,
-and only then writes it into the tenant YAML's `segments:` with ruamel.yaml's round-trip mode,
-which keeps the file's comments, order and layout. Saved queries are `.sql` files in the
+and only then writes it into the tenant YAML's `segments:`, replacing only that segment's lines
+(found with ruamel.yaml's round-trip parser), so the rest of the file and its comments stay as
+they were. Saved queries are `.sql` files in the
 tenant's queries folder, checked by the same Presto parser as `cdp query`.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import re
 from dataclasses import dataclass, field
@@ -207,16 +207,6 @@ def validated_segment(cfg: TenantConfig, form: BuilderForm, con) -> tuple[dict, 
         raise BuilderError(str(exc)) from None
 
 
-def _round_trip_yaml():
-    from ruamel.yaml import YAML
-
-    rt = YAML()  # round-trip: comments, key order and flow/block style are kept
-    rt.preserve_quotes = True
-    rt.width = 110
-    rt.indent(mapping=2, sequence=4, offset=2)
-    return rt
-
-
 def check_not_overwriting(cfg: TenantConfig, form: BuilderForm) -> None:
     """Saving under the name of another saved segment would silently replace it."""
     if form.name in cfg.segments and form.name != form.editing:
@@ -224,20 +214,74 @@ def check_not_overwriting(cfg: TenantConfig, form: BuilderForm) -> None:
                            "the list to change it, or choose another name")
 
 
+def _flow(value) -> str:
+    text = yaml.safe_dump(value, default_flow_style=True, width=10 ** 6, sort_keys=False)
+    return text.removesuffix("\n").removesuffix("\n...").strip()
+
+
+def _entry_text(name: str, defn: dict, indent: int) -> list[str]:
+    """segments.<name> as YAML lines at the given indent: block keys, each rule one flow mapping
+    (the demo config's own style)."""
+    pad = " " * indent
+    out = [f"{pad}{name}:\n"]
+    for key, value in defn.items():
+        if isinstance(value, list) and key in ("all", "any"):
+            out.append(f"{pad}  {key}:\n")
+            out.extend(f"{pad}    - {_flow(rule)}\n" for rule in value)
+        else:
+            out.append(f"{pad}  {key}: {_flow(value)}\n")
+    return out
+
+
+def splice_segment(text: str, name: str, defn: dict) -> str:
+    """The tenant YAML text with segments.<name> replaced (or added); every other line of the file
+    is kept byte for byte, comments included. ruamel.yaml's round-trip parser says where each key
+    starts; re-dumping the whole file with it would re-wrap the flow mappings of other segments."""
+    from ruamel.yaml import YAML
+
+    doc = YAML().load(text) or {}
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    top = list(doc)
+    if "segments" not in doc:
+        return "".join(lines) + "\nsegments:\n" + "".join(_entry_text(name, defn, 2))
+    after = top.index("segments") + 1
+    block_end = doc.lc.key(top[after])[0] if after < len(top) else len(lines)
+    segments = doc["segments"]
+
+    def trim(end: int, floor: int) -> int:
+        # blank lines and column-0 comments before the next top-level key belong to it
+        while end > floor and (not lines[end - 1].strip() or lines[end - 1].startswith("#")):
+            end -= 1
+        return end
+
+    if not segments:  # `segments:` with nothing under it
+        at = doc.lc.key("segments")[0]
+        lines[at] = re.sub(r"^segments:[ \t]*(\{[ \t]*\}|null|~)?", "segments:", lines[at])
+        return "".join(lines[:at + 1] + _entry_text(name, defn, 2) + lines[at + 1:])
+    names = list(segments)
+    indent = segments.lc.key(names[0])[1]
+    if name in segments:
+        i = names.index(name)
+        start = segments.lc.key(name)[0]
+        end = trim(segments.lc.key(names[i + 1])[0] if i + 1 < len(names) else block_end, start + 1)
+        entry = _entry_text(name, defn, indent)
+        comment = re.search(r"\s+#.*$", lines[start].rstrip("\n"))
+        if comment:
+            entry[0] = entry[0].rstrip("\n") + comment.group(0) + "\n"  # the key line's comment
+        return "".join(lines[:start] + entry + lines[end:])
+    at = trim(block_end, doc.lc.key("segments")[0] + 1)
+    return "".join(lines[:at] + _entry_text(name, defn, indent) + lines[at:])
+
+
 def save_segment(cfg: TenantConfig, name: str, defn: dict) -> TenantConfig:
-    """Write segments.<name> into the tenant YAML (comments kept); returns the reloaded config.
-    The whole file is validated by the pipeline's own loader before it replaces the old one."""
+    """Write segments.<name> into the tenant YAML (other lines untouched); returns the reloaded
+    config. The whole file is validated by the pipeline's own loader before it replaces the old one."""
     path = cfg.config_path
     if path is None:
         raise BuilderError("segments: this config was not loaded from a file; nowhere to save")
-    rt = _round_trip_yaml()
-    doc = rt.load(path.read_text())
-    if doc.get("segments") is None:
-        doc["segments"] = {}
-    doc["segments"][name] = defn
-    buf = io.StringIO()
-    rt.dump(doc, buf)
-    text = buf.getvalue()
+    text = splice_segment(path.read_text(), name, defn)
     tmp = path.with_name(f".{path.name}.incoming")
     tmp.write_text(text)
     try:
