@@ -2,7 +2,8 @@
 
 The warehouse DuckDB file has one writer: the Dagster run. DuckDB lets a file be open either by
 one read-write process or by any number of read-only ones, so the server never keeps it open:
-each request opens it read-only (external file and network access off), reads, and closes it.
+each request opens it read-only (external file and network access off; one DuckDB thread, as
+a page is a dozen small queries that a second thread only slows down), reads, and closes it.
 While a run is writing, the open fails with a lock error; the page then says "the warehouse is
 being rebuilt, retry in a moment" (HTTP 503) instead of failing, and a run that starts while a
 request reads waits (dagster-duckdb retries its connection) for a few milliseconds.
@@ -28,7 +29,7 @@ def read_warehouse(path: Path):
                             "(cdp run, or Materialize all in the Dagster UI)")
     try:
         con = duckdb.connect(str(path), read_only=True,
-                             config={"enable_external_access": False, "threads": 2})
+                             config={"enable_external_access": False, "threads": 1})
     except (duckdb.IOException, duckdb.ConnectionException) as exc:
         raise WarehouseBusy("the warehouse is being rebuilt by a pipeline run; retry in a moment "
                             f"({str(exc).splitlines()[0][:200]})") from None
