@@ -251,6 +251,21 @@ def test_a_warehouse_being_rebuilt_gives_a_clear_retry_page(workspace_tenant, tm
     finally:
         writer.stdin.close()
         writer.wait(10)
+    with TestClient(create_server(cfg, api_key=KEY)) as c:  # the run is over: an empty warehouse
+        r = c.get("/workspace/", headers={"X-API-Key": KEY})
+        assert r.status_code == 200
+        assert "c360.customer_360 has not been built yet" in r.text
+
+
+def test_without_a_dagster_instance_the_page_says_when_the_warehouse_was_written(workspace_tenant, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)  # cdp serve finds the instance through it
+
+    with TestClient(create_server(load_config(workspace_tenant), api_key=KEY)) as c:
+        r = c.get("/workspace/", headers={"X-API-Key": KEY})
+    assert r.status_code == 200
+    assert r.text.count("warehouse last written") == 4  # one per customer 360 database
 
 
 def test_passwords_and_the_users_file(tmp_path):
@@ -321,3 +336,12 @@ def test_saving_a_segment_changes_only_its_own_lines():
     assert doc["segments"]["big_buyers"] == {"all": [{"column": "order_count", "op": ">=", "value": 3}]}
     assert doc["segments"]["lapsing_high_value"] == yaml.safe_load(text)["segments"]["lapsing_high_value"]
     assert "# send a segment or saved query whenever it is rebuilt" in new
+
+
+def test_password_guessing_is_throttled(client):
+    for _ in range(5):
+        r = client.post("/workspace/login", data={"username": "bo", "password": "guess"}, follow_redirects=False)
+        assert r.status_code == 401
+    r = client.post("/workspace/login", data={"username": "bo", "password": "guess"}, follow_redirects=False)
+    assert r.status_code == 429 and "too many failed logins for bo" in r.text
+    login(client)  # other people are not locked out

@@ -31,6 +31,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
 
 from ..config import SEGMENT_OPS, TenantConfig
@@ -54,12 +55,43 @@ class NotLoggedIn(Exception):
     pass
 
 
+class LoginThrottle:
+    """After FAILURES failed logins for a name within WINDOW seconds, refuse it until the oldest
+    of them is WINDOW seconds old (password guessing; kept in memory, per server process)."""
+    FAILURES, WINDOW = 5, 300.0
+
+    def __init__(self):
+        self._failed: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, name: str, now: float) -> list[float]:
+        times = [t for t in self._failed.get(name, []) if now - t < self.WINDOW]
+        self._failed[name] = times
+        return times
+
+    def wait(self, name: str) -> float:
+        now = time.monotonic()
+        with self._lock:
+            times = self._recent(name, now)
+            return self.WINDOW - (now - times[0]) if len(times) >= self.FAILURES else 0.0
+
+    def failed(self, name: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._recent(name, now).append(now)
+
+    def succeeded(self, name: str) -> None:
+        with self._lock:
+            self._failed.pop(name, None)
+
+
 class Workspace:
     """Per-server state: the tenant config (reloaded after a save), the users, the Dagster instance."""
 
     def __init__(self, cfg: TenantConfig, api_key: str, instance=None):
         self.cfg, self.api_key, self.instance = cfg, api_key, instance
         self.figures = customer360.FigureCache()
+        self.throttle = LoginThrottle()
 
     @property
     def users_path(self) -> Path:
@@ -148,11 +180,18 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
             users = ws.users()
         except UsersFileError as exc:
             return page(request, "login.html", status=500, next=target, error=str(exc))
-        if name in users and verify_password(password, users[name]):
+        wait = ws.throttle.wait(name)
+        if wait:
+            return page(request, "login.html", status=429, next=target,
+                        error=f"too many failed logins for {name}; try again in {wait:.0f} s")
+        # scrypt takes tens of milliseconds: off the event loop; an unknown name costs the same
+        stored = users.get(name, next(iter(users.values()), "scrypt$16384$8$1$00$00"))
+        if await run_in_threadpool(verify_password, password, stored) and name in users:
+            ws.throttle.succeeded(name)
             request.session.clear()
             request.session["user"] = name
             return RedirectResponse(target, status_code=303)
-        verify_password(password, next(iter(users.values()), "scrypt$16384$8$1$00$00"))  # same time either way
+        ws.throttle.failed(name)
         error = "wrong user name or password" if users else (
             f"nobody can log in yet: add a user with `cdp user add NAME` (writes {ws.users_path})")
         return page(request, "login.html", status=401, next=target, error=error)
@@ -179,7 +218,8 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
             cards, stitch = ws.figures.get(ws.cfg.warehouse_path, figures)
         except WarehouseBusy as exc:
             return busy(request, exc)
-        rebuilds = {card.name: customer360.last_rebuild(ws.instance, card.name) for card in cards}
+        rebuilds = {card.name: customer360.last_rebuild(ws.instance, card.name, ws.cfg.warehouse_path)
+                    for card in cards}
         cards = [dataclasses.replace(card, rebuild=rebuilds[card.name]) for card in cards]
         return page(request, "customer360.html", user=user, cards=cards, stitch=stitch, nav="c360")
 
