@@ -207,5 +207,8 @@ def standard_phone(raw: str) -> str | None:
 def serve(cfg: TenantConfig, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
     import uvicorn
 
-    # uvloop and httptools when installed (uvicorn[standard]), else asyncio and h11
-    uvicorn.run(create_app(cfg), host=host, port=port, log_level="warning", access_log=False)
+    from .workspace import create_server
+
+    # uvloop and httptools when installed (uvicorn[standard]), else asyncio and h11;
+    # the analyst workspace (/workspace) is served beside the Profile API
+    uvicorn.run(create_server(cfg), host=host, port=port, log_level="warning", access_log=False)

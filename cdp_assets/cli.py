@@ -7,6 +7,7 @@
     cdp query "SQL" | --file F [--config PATH] [--csv OUT] [--limit N]
     cdp serve [--config PATH] [--host H] [--port P]
     cdp segment preview NAME [--config PATH] [--sample N]
+    cdp user add NAME [--config PATH] [--password-stdin]
 """
 
 from __future__ import annotations
@@ -228,6 +229,30 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_user_add(args) -> int:
+    """Add a person who may log in to the analyst workspace (scrypt hash in workspace.users_file)."""
+    import getpass
+
+    from .workspace.auth import UsersFileError, add_user
+
+    cfg = load_config(args.config)
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            print("cdp user add: the passwords differ", file=sys.stderr)
+            return 2
+    path = cfg.resolve(cfg.workspace.users_file)
+    try:
+        add_user(path, args.name, password)
+    except UsersFileError as exc:
+        print(f"cdp user add: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.name} can log in to the workspace ({path})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cdp", description="Open customer data platform on Dagster")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -269,7 +294,15 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--sample", type=int, default=10, help="members shown (default 10)")
     sp.set_defaults(func=cmd_segment_preview)
 
-    sv = sub.add_parser("serve", help="serve the Profile API (FastAPI; docs at /docs)")
+    us = sub.add_parser("user", help="people who may log in to the analyst workspace")
+    us_sub = us.add_subparsers(dest="user_command", required=True)
+    ua = us_sub.add_parser("add", help="add a user (or set a new password)")
+    ua.add_argument("name")
+    ua.add_argument("--config", default=None, help="tenant YAML (default: $CDP_CONFIG or the demo)")
+    ua.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    ua.set_defaults(func=cmd_user_add)
+
+    sv = sub.add_parser("serve", help="serve the Profile API and the analyst workspace (/workspace)")
     sv.add_argument("--config", default=None, help="tenant YAML (default: $CDP_CONFIG or the demo)")
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8000)

@@ -410,6 +410,16 @@ class ProfileApiSettings(_Strict):
                        description="the serving copy the Profile API reads, relative to the config file")
 
 
+class WorkspaceSettings(_Strict):
+    users_file: str = Field(default="users.yaml",
+                            description="people who may log in to the analyst workspace (`cdp serve`): "
+                                        "name -> scrypt hash, written by `cdp user add`; relative to the "
+                                        "config file")
+    session_secret_env: str = Field(default="CDP_SESSION_SECRET",
+                                    description="environment variable holding the key that signs login "
+                                                "cookies (unset: a random key per server start)")
+
+
 SEGMENT_OPS = ("=", "!=", "<", "<=", ">", ">=", "between", "in", "is_null", "not_null", "contains")
 Scalar = Union[bool, int, float, date, str]
 
@@ -513,6 +523,7 @@ class TenantConfig(_Strict):
     rebuild_cron: str = Field(default="0 3 * * *", description="daily rebuild schedule")
     queries: QuerySettings | None = Field(default=None, description="saved Presto SQL queries")
     profile_api: ProfileApiSettings = Field(default_factory=ProfileApiSettings)
+    workspace: WorkspaceSettings = Field(default_factory=WorkspaceSettings)
     segments: dict[str, Segment] = Field(default_factory=dict, description="audiences, see segments.py")
     orchestrations: dict[str, Orchestration] = Field(default_factory=dict,
                                                      description="segment/query -> destination bindings")
