@@ -23,6 +23,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import pandas as pd
 import sqlglot
 from sqlglot import exp
@@ -64,8 +65,6 @@ def spark_conf(cfg: TenantConfig) -> dict[str, str]:
 
 def spark_resource(cfg: TenantConfig):
     """dagster-pyspark's PySparkResource configured for the tenant (master + conf)."""
-    from dagster_pyspark import PySparkResource
-
     return PySparkResource(spark_config={"spark.master": cfg.spark.master, **spark_conf(cfg)})
 
 
@@ -164,7 +163,7 @@ class SparkConnection:
       no multi-table transactions on Parquet);
     - `update t set c = e [from s] where cond` on a temp table: t is rebuilt by a select (a
       left join to s), each matched row taking the new values;
-    - UPDATE of a lakehouse table and DELETE raise UnsupportedOnSpark.
+    - UPDATE / DELETE of a lakehouse table rewrite its Parquet folder (whole-table replace).
     """
 
     engine = "spark"
@@ -194,7 +193,7 @@ class SparkConnection:
         if isinstance(tree, exp.Update):
             return self._update(tree)
         if isinstance(tree, exp.Delete):
-            raise UnsupportedOnSpark(f"{tree.key.upper()} is not supported on Parquet tables: {sql[:120]}")
+            return self._delete(tree)
         return SparkResult(self.spark.sql(_spark_tree(tree).sql(dialect="spark")))
 
     def executemany(self, sql: str, rows) -> None:
@@ -252,7 +251,7 @@ class SparkConnection:
         self.spark.sql(f"refresh table `{schema}`.`{table}`")
 
     def _set_temp(self, name: str, frame, materialize: bool = True) -> None:
-        if materialize:
+        if materialize:  # computed once, now (a table, not a view)
             frame = frame.localCheckpoint(eager=True)
         frame.createOrReplaceTempView(name)
         self._temp[name] = frame
@@ -294,15 +293,16 @@ class SparkConnection:
         target = tree.this.this if isinstance(tree.this, exp.Schema) else tree.this
         name, schema = target.name, target.db
         incoming = self._select(tree.expression)
-        count = incoming.localCheckpoint(eager=True)
         if schema:
+            incoming = incoming.localCheckpoint(eager=True)
             current = self.spark.table(f"`{schema}`.`{name}`")
-            combined = current.unionByName(count.toDF(*current.columns)).localCheckpoint(eager=True)
+            combined = current.unionByName(incoming.toDF(*current.columns)).localCheckpoint(eager=True)
             self.write_table(schema, name, combined)
         else:
+            incoming = incoming.localCheckpoint(eager=True)
             current = self._temp[name]
-            self._set_temp(name, current.unionByName(count.toDF(*current.columns)))
-        return SparkResult(self.spark.createDataFrame([(count.count(),)], "count long"))
+            self._set_temp(name, current.unionByName(incoming.toDF(*current.columns)))
+        return SparkResult(incoming.groupBy().count())
 
     def _update(self, tree: exp.Update) -> SparkResult:
         """UPDATE as a select that rebuilds the table. `update t [alias] set c = e from s [alias]
@@ -335,6 +335,19 @@ class SparkConnection:
             query = (f"select {changed} from {table.sql(dialect='duckdb')} where {cond} union all "
                      f"select * from {table.sql(dialect='duckdb')} where ({cond}) is not true")
         frame = self.spark.sql(to_spark_sql(query)).localCheckpoint(eager=True)
+        if table.db:
+            self.write_table(table.db, table.name, frame)
+        else:
+            self._set_temp(table.name, frame, materialize=False)
+        return SparkResult()
+
+    def _delete(self, tree: exp.Delete) -> SparkResult:
+        """DELETE as the rows that stay: `select * from t where (cond) is not true`."""
+        table = tree.this
+        where = tree.args.get("where")
+        cond = where.this.sql(dialect="duckdb") if where is not None else "true"
+        frame = self.spark.sql(to_spark_sql(f"select * from {table.sql(dialect='duckdb')} "
+                                            f"where ({cond}) is not true")).localCheckpoint(eager=True)
         if table.db:
             self.write_table(table.db, table.name, frame)
         else:
@@ -412,6 +425,40 @@ def register_lakehouse_tables(spark, lakehouse: Path) -> list[str]:
     return names
 
 
+# ---- the warehouse resource on Spark ------------------------------------------------------------
+
+try:  # the `spark` extra
+    from dagster_pyspark import PySparkResource
+except ImportError:  # pragma: no cover - DuckDB-only installs
+    PySparkResource = None
+
+
+if PySparkResource is not None:
+    class SparkWarehouse(dg.ConfigurableResource):
+        """cdp's warehouse on Spark: the same `get_connection()` as the DuckDB resource, giving a
+        SparkConnection over dagster-pyspark's session; tables are Parquet in the lakehouse."""
+
+        pyspark: PySparkResource
+        lakehouse: str
+
+        @contextlib.contextmanager
+        def get_connection(self):
+            session = self.pyspark.spark_session
+            session.sparkContext.setLogLevel("ERROR")
+            con = SparkConnection(session, Path(self.lakehouse))
+            try:
+                yield con
+            finally:
+                con.close()
+
+
+def spark_warehouse_resource(cfg: TenantConfig):
+    """The `warehouse` resource of a Spark tenant."""
+    if PySparkResource is None:
+        raise RuntimeError("engine spark needs the spark extra: pip install 'cdp[spark]'")
+    return SparkWarehouse(pyspark=spark_resource(cfg), lakehouse=str(cfg.lakehouse_path))
+
+
 # ---- Splink on either engine --------------------------------------------------------------------
 
 def _splink_spark_api():
@@ -465,6 +512,23 @@ def model_for_engine(model: dict, con) -> dict:
             {**lvl, "sql_condition": _spark_condition(lvl["sql_condition"])}
             for lvl in comp["comparison_levels"]]}
         for comp in model["comparisons"]]
+    return out
+
+
+def duckdb_dialect_model(trained: dict, settings: dict) -> dict:
+    """A model trained on Spark, saved as the DuckDB engine saves it: the DuckDB settings (SQL)
+    with the trained parameters (lambda, m and u per level - the levels are the same, in the
+    same order). So a saved model serves either engine and its fingerprint is engine-free."""
+    out = {**settings, "probability_two_random_records_match":
+           trained["probability_two_random_records_match"]}
+    comparisons = []
+    for ours, theirs in zip(settings["comparisons"], trained["comparisons"], strict=True):
+        levels = []
+        for lvl, fitted in zip(ours["comparison_levels"], theirs["comparison_levels"], strict=True):
+            levels.append({**lvl, **{k: fitted[k] for k in ("m_probability", "u_probability")
+                                     if k in fitted}})
+        comparisons.append({**ours, "comparison_levels": levels})
+    out["comparisons"] = comparisons
     return out
 
 

@@ -17,7 +17,7 @@ import duckdb
 import pandas as pd
 
 from ..config import TenantConfig
-from ..scale_out import is_spark, model_for_engine, splink_db_api
+from ..scale_out import duckdb_dialect_model, is_spark, model_for_engine, splink_db_api
 from .preprocess import MATCH_COLUMNS
 
 # A given-name disagreement (not equal, not a nickname, not a likely typo) is near-proof of two
@@ -242,7 +242,11 @@ def train_model(con, table: str, cfg: TenantConfig) -> tuple[dict, float]:
             max_pairs=cfg.stitch.u_sampling_max_pairs, seed=cfg.stitch.seed)
         for cols in EM_RULES:
             linker.training.estimate_parameters_using_expectation_maximisation(block_on(*cols))
-        model = calibrate(linker.misc.save_model_to_json(None))
+        trained = linker.misc.save_model_to_json(None)
+        if is_spark(con):  # saved in DuckDB SQL, whichever engine trained it
+            trained = duckdb_dialect_model(trained, splink_settings(cfg).create_settings_dict(
+                sql_dialect_str="duckdb"))
+        model = calibrate(trained)
     return model, time.perf_counter() - t0
 
 
