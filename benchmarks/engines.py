@@ -37,11 +37,13 @@ SCALE_OUT_NOTE = """\
 How the Spark path scales out: every step of Stitch on Spark is a Spark SQL job over Parquet
 (Splink's blocking, scoring and connected components included), so on a cluster
 (`spark.master: spark://...`, `yarn`, `k8s://...`, or Databricks) the work spreads across
-executors and the lakehouse folder is shared storage (s3://, abfss://, dbfs:/). On local[2] it
+executors; the lakehouse folder must then be a filesystem path every node sees (a shared
+mount; object-store URIs like s3:// are not supported yet - tables are replaced with local
+file operations). On local[2] it
 shares the same 2 cores DuckDB uses, and pays for Spark's per-job scheduling and Parquet
-round trips: DuckDB is the faster engine on one machine. What stays on the driver: stable id
-assignment and the blocklist's people count (one row per record / per shared value) and the
-charts - linear in records, not in pairs."""
+round trips: DuckDB is the faster engine on one machine. What comes to the driver: values
+shared by several given names (blocklist), contested stable-id choices, labels and the model
+charts - per value or per record, never per pair; and the Sources standardisation (pandas)."""
 
 
 def tree_rss_gib(pid: int) -> float:
