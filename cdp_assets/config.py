@@ -505,10 +505,34 @@ def _segment_cycle(segments: dict[str, Segment]) -> list[str] | None:
     return None
 
 
+EngineName = Literal["duckdb", "spark"]
+
+
+class SparkSettings(_Strict):
+    """Where and how the Spark engine runs (used when engine is spark)."""
+    master: str = Field(default="local[2]", description="Spark master URL, e.g. local[2], spark://host:7077")
+    lakehouse: str | None = Field(
+        default=None, description="folder of the Spark tables (Parquet, one folder per schema/table), "
+                                  "relative to the config; default: 'lakehouse' next to the warehouse")
+    shuffle_partitions: int = Field(default=8, ge=1, description="spark.sql.shuffle.partitions")
+    conf: dict[str, str] = Field(default_factory=dict, description="extra Spark configuration")
+
+    @field_validator("master")
+    @classmethod
+    def _master_url(cls, v: str) -> str:
+        if not re.match(r"^(local(\[(\*|\d+)(,\d+)?\])?|(spark|yarn|k8s|mesos)(://\S+)?)$", v):
+            raise ValueError(f"{v!r} is not a Spark master URL (local[N], spark://host:port, yarn, "
+                             "k8s://...)")
+        return v
+
+
 class TenantConfig(_Strict):
     tenant: str
     warehouse: str = Field(default="warehouse.duckdb",
                            description="DuckDB file, relative to the config file")
+    engine: EngineName = Field(default="duckdb", description="duckdb (embedded) or spark; "
+                                                           "$CDP_ENGINE overrides")
+    spark: SparkSettings = Field(default_factory=SparkSettings)
     sources: dict[str, Source]
     stitch: StitchSettings = Field(default_factory=StitchSettings)
     merge: MergeSettings = Field(default_factory=MergeSettings)
@@ -642,6 +666,23 @@ class TenantConfig(_Strict):
     def warehouse_path(self) -> Path:
         override = os.environ.get("CDP_WAREHOUSE")
         return Path(override).resolve() if override else self.resolve(self.warehouse).resolve()
+
+    @property
+    def active_engine(self) -> str:
+        """The engine this run uses: $CDP_ENGINE if set, else the config's `engine`."""
+        override = os.environ.get("CDP_ENGINE")
+        if override is None or override == "":
+            return self.engine
+        if override not in ("duckdb", "spark"):
+            raise ConfigError(f"CDP_ENGINE: {override!r} is not an engine; expected duckdb or spark")
+        return override
+
+    @property
+    def lakehouse_path(self) -> Path:
+        """Folder of the Spark engine's tables (Parquet)."""
+        if self.spark.lakehouse:
+            return self.resolve(self.spark.lakehouse).resolve()
+        return self.warehouse_path.parent / "lakehouse"
 
     @property
     def customer_databases(self) -> dict[str, Database]:

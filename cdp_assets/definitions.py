@@ -47,12 +47,21 @@ def build_definitions(cfg: TenantConfig) -> dg.Definitions:
         sensors=[*activation["sensors"], *orchestrations["sensors"]],
         schedules=activation["schedules"],
         resources={
-            "warehouse": DuckDBResource(database=str(cfg.warehouse_path)),
+            "warehouse": warehouse_resource(cfg),
             "dbt": dbt_resource(cfg),
         },
         # One DuckDB file has one writer: steps run one after another in the run's process.
         executor=dg.in_process_executor,
     )
+
+
+def warehouse_resource(cfg: TenantConfig):
+    """DuckDB file by default; with engine spark, the lakehouse on Spark (cdp_assets/scale_out.py)."""
+    if cfg.active_engine == "spark":
+        from .scale_out import spark_warehouse_resource
+
+        return spark_warehouse_resource(cfg)
+    return DuckDBResource(database=str(cfg.warehouse_path))
 
 
 @dg.definitions

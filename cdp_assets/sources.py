@@ -353,7 +353,7 @@ def build_source_asset(cfg: TenantConfig, name: str, source: Source) -> dg.Asset
         group_name=GROUP,
         description=(f"{source.description or name}: `{source.path}` ({source.kind.value}) standardised "
                      f"into `domain.{name}`; rejected rows go to `domain.quarantine`."),
-        kinds={"duckdb", source.format or "csv"},
+        kinds={cfg.active_engine, source.format or "csv"},
         metadata={"source_file": str(path), "semantic_tags": dg.MetadataValue.json(source.columns)},
         tags={"cdp/kind": source.kind.value},
     )

@@ -87,6 +87,8 @@ DATABASE_ERRORS = [
      "bi.fiscal_year_start_month: Input should be less than or equal to 12"),
     (lambda d: d["interactions"].update(as_of_date="yesterday"),
      "interactions.as_of_date: Input should be a valid date"),
+    (lambda d: d.update(engine="presto"), "engine: Input should be 'duckdb' or 'spark'"),
+    (lambda d: d.update(spark={"master": "localhost"}), "spark.master: 'localhost' is not a Spark master URL"),
 ] + DATABASE_ERRORS)
 def test_config_errors_name_file_and_field(tmp_path, mutate, expected):
     doc = demo_doc()

@@ -51,14 +51,15 @@ def build_stitch_definitions(cfg: TenantConfig) -> tuple[list, list]:
     customer_keys = [dg.AssetKey(["domain", s]) for s in cfg.customer_sources]
     artefacts = artefacts_dir(cfg)
     store = ModelStore(artefacts)
+    engine = cfg.active_engine  # duckdb | spark: where the stitch tables are computed and kept
 
     @dg.multi_asset(
         specs=[
-            dg.AssetSpec(KEY["blocklist"], group_name=GROUP, kinds={"duckdb"}, deps=customer_keys,
+            dg.AssetSpec(KEY["blocklist"], group_name=GROUP, kinds={engine}, deps=customer_keys,
                          description="Values never used as matching evidence: configured junk plus "
                                      "values carried by too many different people, with the reason "
                                      "and how many records they touched."),
-            dg.AssetSpec(KEY["unified_preprocessed_raw"], group_name=GROUP, kinds={"duckdb"},
+            dg.AssetSpec(KEY["unified_preprocessed_raw"], group_name=GROUP, kinds={engine},
                          deps=customer_keys,
                          description="Exactly what the matcher sees per source record, after "
                                      "standardisation, nickname aliasing and blocklisting."),
@@ -123,27 +124,27 @@ def build_stitch_definitions(cfg: TenantConfig) -> tuple[list, list]:
 
     @dg.multi_asset(
         specs=[
-            dg.AssetSpec(KEY["unified_scores"], group_name=GROUP, kinds={"duckdb", "splink"},
+            dg.AssetSpec(KEY["unified_scores"], group_name=GROUP, kinds={engine, "splink"},
                          deps=[KEY["match_model"], KEY["unified_preprocessed_raw"]],
                          description="Scored candidate pairs: both records, match weight, "
                                      "probability, per-comparison levels, the deterministic rule or "
                                      "analyst label that applies, and whether they were linked."),
-            dg.AssetSpec(KEY["unified_coalesced"], group_name=GROUP, kinds={"duckdb", "splink"},
+            dg.AssetSpec(KEY["unified_coalesced"], group_name=GROUP, kinds={engine, "splink"},
                          deps=[KEY["match_model"], KEY["unified_preprocessed_raw"]],
                          description="One row per source customer record with its stable `cdp_id` "
                                      "and the standardised PII: the input of every customer 360."),
-            dg.AssetSpec(KEY["unified_changes_clusters"], group_name=GROUP, kinds={"duckdb"},
+            dg.AssetSpec(KEY["unified_changes_clusters"], group_name=GROUP, kinds={engine},
                          deps=[KEY["match_model"]],
                          description="Per cluster: previous and new id and the change since the "
                                      "last run (new, unchanged, changed, merged, split, retired)."),
-            dg.AssetSpec(KEY["unified_changes_pks"], group_name=GROUP, kinds={"duckdb"},
+            dg.AssetSpec(KEY["unified_changes_pks"], group_name=GROUP, kinds={engine},
                          deps=[KEY["match_model"]],
                          description="Per source record whose cdp_id changed since the last run "
                                      "(or that arrived or left): old id, new id and why."),
-            dg.AssetSpec(KEY["cdp_id_history"], group_name=GROUP, kinds={"duckdb"},
+            dg.AssetSpec(KEY["cdp_id_history"], group_name=GROUP, kinds={engine},
                          deps=[KEY["match_model"]],
                          description="Every record's cdp_id over time (valid_from / valid_to)."),
-            dg.AssetSpec(KEY["detailed_examples"], group_name=GROUP, kinds={"duckdb"},
+            dg.AssetSpec(KEY["detailed_examples"], group_name=GROUP, kinds={engine},
                          deps=[KEY["match_model"]],
                          description="A sample of clusters (largest, changed, random): every record "
                                      "with its PII and the pair scores inside the cluster."),

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..scale_out import splink_db_api
 from .model import splink_scratch
 from .preprocess import people_per_value
 
@@ -170,7 +171,6 @@ def cluster_records(con, nodes: str, evidence: str, out: str = "clusters",
     different, or (with birthdate_gap_days) two birth dates further apart than that, is
     rebuilt greedily, strongest link first. Needs combine_evidence first. Returns how many
     components were rebuilt for labels and for birth dates."""
-    from splink import DuckDBAPI
     from splink.clustering import cluster_pairwise_predictions_at_threshold
 
     con.execute(f"create or replace temp table _nodes as select unique_id from {nodes}")
@@ -178,7 +178,7 @@ def cluster_records(con, nodes: str, evidence: str, out: str = "clusters",
                     select unique_id_l, unique_id_r from {evidence} where linked""")
     with splink_scratch(con):
         components = cluster_pairwise_predictions_at_threshold(
-            "_nodes", "_links", DuckDBAPI(connection=con), node_id_column_name="unique_id")
+            "_nodes", "_links", splink_db_api(con), node_id_column_name="unique_id")
         con.execute(f"create or replace temp table {out} as "
                     f"select unique_id, cluster_id from {components.physical_name}")
         components.drop_table_from_database_and_remove_from_cache()

@@ -37,16 +37,17 @@ def cdp_id_for(tenant: str, anchor_record: str, attempt: int = 0) -> str:
 
 
 def uuid5_sha1_sql(name_sql: str) -> str:
-    """SQL: the SHA-1 (hex) that uuid5(CDP_ID_NAMESPACE, name) is cut from."""
-    namespace = "".join(f"\\x{b:02X}" for b in CDP_ID_NAMESPACE.bytes)
-    return f"sha1('{namespace}'::blob || encode({name_sql}))"
+    """SQL: the SHA-1 (hex) that uuid5(CDP_ID_NAMESPACE, name) is cut from (portable: DuckDB
+    and Spark SQL)."""
+    return f"sha1(unhex('{CDP_ID_NAMESPACE.bytes.hex()}') || encode({name_sql}))"
 
 
 def uuid_from_sha1_sql(h: str) -> str:
     """SQL: a uuid5 string from its SHA-1 hex column h - the same value as Python's uuid.uuid5,
-    at column speed."""
-    return (f"{h}[1:8] || '-' || {h}[9:12] || '-5' || {h}[14:16] || '-' || "
-            f"substr('89ab', (('0x' || {h}[17])::int & 3) + 1, 1) || {h}[18:20] || '-' || {h}[21:32]")
+    at column speed (portable: DuckDB and Spark SQL)."""
+    variant = f"(strpos('0123456789abcdef', substr({h}, 17, 1)) - 1) & 3"
+    return (f"substr({h}, 1, 8) || '-' || substr({h}, 9, 4) || '-5' || substr({h}, 14, 3) || '-' || "
+            f"substr('89ab', ({variant}) + 1, 1) || substr({h}, 18, 3) || '-' || substr({h}, 21, 12)")
 
 
 @dataclass

@@ -17,6 +17,7 @@ import duckdb
 import pandas as pd
 
 from ..config import TenantConfig
+from ..scale_out import duckdb_dialect_model, is_spark, model_for_engine, splink_db_api
 from .preprocess import MATCH_COLUMNS
 
 # A given-name disagreement (not equal, not a nickname, not a likely typo) is near-proof of two
@@ -208,7 +209,11 @@ SCRATCH = "stitch_scratch"
 @contextlib.contextmanager
 def splink_scratch(con):
     """Splink's own tables go to an in-memory catalog attached to con, never into the warehouse
-    file; our tables (temp tables) and the warehouse stay visible while it works."""
+    file; our tables (temp tables) and the warehouse stay visible while it works. (Spark: its
+    temp views are already out of the lakehouse.)"""
+    if is_spark(con):
+        yield con
+        return
     home = con.execute("select current_database()").fetchall()[0][0]
     con.execute(f"attach if not exists ':memory:' as {SCRATCH}")
     con.execute(f"use {SCRATCH}")
@@ -219,10 +224,14 @@ def splink_scratch(con):
 
 
 def _linker(con, table: str, settings):
-    """A Splink linker over `table` of DuckDB connection con (read in place, not copied)."""
-    from splink import DuckDBAPI, Linker
+    """A Splink linker over `table` of connection con (read in place, not copied)."""
+    from splink import Linker
 
-    db_api = DuckDBAPI(connection=con)
+    db_api = splink_db_api(con)
+    if is_spark(con):
+        if not isinstance(settings, dict):
+            settings = settings.create_settings_dict(sql_dialect_str="duckdb")
+        settings = model_for_engine(settings, con)
     sdf = db_api.register(table, table_name="unified_preprocessed")
     return Linker(sdf, settings, log_level=logging.ERROR), db_api
 
@@ -248,7 +257,11 @@ def train_model(con, table: str, cfg: TenantConfig) -> tuple[dict, float, list[d
                 # email shared by people with conflicting given names), and EM then drives an m to
                 # exactly 0, which Splink refuses. The other sessions still estimate every m.
                 skipped.append({"blocked_on": list(cols), "reason": str(exc).split(". ")[0]})
-        model = calibrate(linker.misc.save_model_to_json(None))
+        trained = linker.misc.save_model_to_json(None)
+        if is_spark(con):  # saved in DuckDB SQL, whichever engine trained it
+            trained = duckdb_dialect_model(trained, splink_settings(cfg).create_settings_dict(
+                sql_dialect_str="duckdb"))
+        model = calibrate(trained)
     return model, time.perf_counter() - t0, skipped
 
 
@@ -355,7 +368,8 @@ def score_pairs(con, table: str, model: dict, threshold: float, out: str = "scor
     with splink_scratch(con):
         linker, _ = _linker(con, table, model)
         predictions = linker.inference.predict(threshold_match_probability=threshold)
-    con.execute(f"create or replace temp view {out} as select * from {SCRATCH}.{predictions.physical_name}")
+    scratch = "" if is_spark(con) else f"{SCRATCH}."
+    con.execute(f"create or replace temp view {out} as select * from {scratch}{predictions.physical_name}")
 
 
 def save_model_charts(model: dict, folder: Path) -> dict[str, Path]:

@@ -1,0 +1,198 @@
+"""The same stitch on both engines: DuckDB (embedded) and Spark (local[2]), one run.
+
+    .venv/bin/python benchmarks/engines.py [--records 1000000] [--seed 3] [--data DIR] [--spark-master local[2]]
+
+1. generates customer sources for about --records source records (customers only; the
+   generator of benchmarks/stitch_scale.py),
+2. materializes the domain tables on each engine through Dagster (DuckDB warehouse file; Spark
+   Parquet lakehouse) - reported, not part of the stitch times,
+3. trains the Splink model once (untimed): the model JSON serves both engines,
+4. in a fresh process each: materializes the stitch asset group through Dagster - on DuckDB, then
+   with CDP_ENGINE=spark - from a first-run state (no id history), the saved model reused by
+   both. Wall time of the job and peak RSS of the whole process tree (Python + Spark's JVM),
+   sampled from /proc every 0.2 s.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from stitch_scale import OURS  # noqa: E402 - the timed stitch job, shared with stitch_scale.py
+
+SCALE_OUT_NOTE = """\
+How the Spark path scales out: every step of Stitch on Spark is a Spark SQL job over Parquet
+(Splink's blocking, scoring and connected components included), so on a cluster
+(`spark.master: spark://...`, `yarn`, `k8s://...`, or Databricks) the work spreads across
+executors; the lakehouse folder must then be a filesystem path every node sees (a shared
+mount; object-store URIs like s3:// are not supported yet - tables are replaced with local
+file operations). On local[2] it
+shares the same 2 cores DuckDB uses, and pays for Spark's per-job scheduling and Parquet
+round trips: DuckDB is the faster engine on one machine. What comes to the driver: values
+shared by several given names (blocklist), contested stable-id choices, labels and the model
+charts - per value or per record, never per pair; and the Sources standardisation (pandas)."""
+
+
+def tree_rss_gib(pid: int) -> float:
+    """Resident memory of a process and all its descendants (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        todo.extend(children.get(p, []))
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 2**20
+
+
+def run_measured(code: str, engine: str, *args: str) -> tuple[dict, float]:
+    """Run code in a fresh Python with CDP_ENGINE=engine; its JSON line, with peak_gib
+    replaced by the peak RSS of its whole process tree."""
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), "CDP_ENGINE": engine})
+    peak = [0.0]
+
+    def sample():
+        while proc.poll() is None:
+            peak[0] = max(peak[0], tree_rss_gib(proc.pid))
+            time.sleep(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = proc.communicate()
+    sampler.join()
+    if proc.returncode != 0:
+        sys.stderr.write(err[-5000:])
+        raise SystemExit(f"{engine} stitch failed ({proc.returncode})")
+    result = json.loads(out.strip().splitlines()[-1])
+    result["peak_gib"] = peak[0]
+    return result, peak[0]
+
+
+def materialize(cfg_path: str, engine: str, groups: tuple[str, ...]) -> float:
+    import dagster as dg
+
+    from cdp_assets.config import load_config
+    from cdp_assets.definitions import build_definitions
+
+    os.environ["CDP_ENGINE"] = engine
+    try:
+        defs = build_definitions(load_config(cfg_path))
+        t0 = time.perf_counter()
+        with dg.instance_for_test() as instance:
+            job = defs.resolve_implicit_global_asset_job_def()
+            assert job.execute_in_process(
+                instance=instance, run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+                asset_selection=sorted(dg.AssetSelection.groups(*groups).resolve(defs.resolve_asset_graph())),
+            ).success
+        return time.perf_counter() - t0
+    finally:
+        os.environ.pop("CDP_ENGINE", None)
+
+
+def main() -> int:
+    from cdp_assets.config import DEFAULT_CONFIG, load_config
+    from cdp_assets.generate import generate_demo_data
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--data", help="folder for the tenant (default: a temp dir)")
+    parser.add_argument("--spark-master", default="local[2]")
+    parser.add_argument("--spark-driver-memory", default="12g")
+    args = parser.parse_args()
+
+    root = Path(args.data or tempfile.mkdtemp(prefix="cdp_engines_"))
+    root.mkdir(parents=True, exist_ok=True)
+    doc = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    doc["sources"] = {k: v for k, v in doc["sources"].items() if v["kind"] == "customers"}
+    doc["destinations"], doc["orchestrations"], doc["segments"] = {}, {}, {}
+    doc.pop("queries", None)
+    doc["spark"] = {"master": args.spark_master, "shuffle_partitions": 8,
+                    "conf": {"spark.driver.memory": args.spark_driver_memory}}
+    (root / "tenant.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    config = str(root / "tenant.yaml")
+    os.environ.pop("CDP_WAREHOUSE", None)
+    os.environ.pop("CDP_ENGINE", None)
+
+    t0 = time.perf_counter()
+    if not (root / "data" / "ground_truth.csv").exists():
+        generate_demo_data(root / "data", people=round(args.records / 1.995), seed=args.seed,
+                           customers_only=True)
+    gen_s = time.perf_counter() - t0
+    cfg = load_config(config)
+    domain_s = {engine: materialize(config, engine, ("sources",)) for engine in ("duckdb", "spark")}
+    import duckdb
+
+    models = cfg.warehouse_path.parent / "stitch_artefacts" / "models"
+    t0 = time.perf_counter()
+    if not (models / "current.json").exists():
+        materialize(config, "duckdb", ("stitch",))
+    train_s = time.perf_counter() - t0
+
+    def first_run_state():
+        """No id history, no stitch tables, on either engine; the saved model stays."""
+        with duckdb.connect(str(cfg.warehouse_path)) as con:
+            con.execute("drop schema if exists stitch cascade")
+        shutil.rmtree(cfg.lakehouse_path / "stitch", ignore_errors=True)
+
+    runs = {}
+    first_run_state()
+    for engine in ("duckdb", "spark"):
+        runs[engine], _ = run_measured(OURS, engine, config)
+        print(f"  {engine}: {runs[engine]['seconds']:.1f}s, peak {runs[engine]['peak_gib']:.2f} GiB", flush=True)
+
+    with duckdb.connect(str(cfg.warehouse_path), read_only=True) as con:
+        on_duckdb = con.execute("select source || '|' || pk as uid, cdp_id from stitch.unified_coalesced").df()
+    on_spark = duckdb.sql(f"select source || '|' || pk as uid, cdp_id from "
+                          f"read_parquet('{cfg.lakehouse_path / 'stitch' / 'unified_coalesced'}/*.parquet')").df()
+
+    def people(frame):
+        return {frozenset(g) for _, g in frame.groupby("cdp_id")["uid"]}
+
+    same = people(on_duckdb) == people(on_spark)
+    duck, spark = runs["duckdb"], runs["spark"]
+    print(f"# engines - the same stitch of {len(on_duckdb):,} source records -> "
+          f"{on_duckdb['cdp_id'].nunique():,} cdp_ids (DuckDB) / {on_spark['cdp_id'].nunique():,} (Spark)")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, "
+          f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, Python {platform.python_version()}")
+    print(f"data generated in {gen_s:.0f}s; domain tables: DuckDB {domain_s['duckdb']:.0f}s, "
+          f"Spark {domain_s['spark']:.0f}s; model trained in {train_s:.0f}s (not timed below)")
+    print(f"{'stitch asset group':34}{'wall':>10}{'peak RSS':>12}")
+    print(f"{'DuckDB':34}{duck['seconds']:>9.1f}s{duck['peak_gib']:>10.2f}GiB")
+    print(f"{'Spark ' + args.spark_master:34}{spark['seconds']:>9.1f}s{spark['peak_gib']:>10.2f}GiB")
+    print(f"ratio Spark / DuckDB: time {spark['seconds'] / duck['seconds']:.2f}x, "
+          f"memory {spark['peak_gib'] / duck['peak_gib']:.2f}x; same people on both: {same}")
+    print("DuckDB stitch_match phases:", ", ".join(f"{k} {v}s" for k, v in duck["stitch_match_phases"].items()))
+    print("Spark stitch_match phases:", ", ".join(f"{k} {v}s" for k, v in spark["stitch_match_phases"].items()))
+    print(SCALE_OUT_NOTE)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
