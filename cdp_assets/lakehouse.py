@@ -28,10 +28,9 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 from dagster_duckdb import DuckDBResource
 
+from .activation import EXPORT_JOB, GROUP  # synced like the file exports: group activation
 from .config import LakehouseSync, TenantConfig
 from .warehouse import preview_md
-
-from .activation import EXPORT_JOB, GROUP  # synced like the file exports: group activation
 
 
 # ---- reading sources ----------------------------------------------------------------------------
