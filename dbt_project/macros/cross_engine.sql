@@ -273,3 +273,15 @@
 {% macro duckdb__cdp_int_div(a, b) -%}{{ a }} // {{ b }}{%- endmacro %}
 
 {% macro spark__cdp_int_div(a, b) -%}({{ a }} div {{ b }}){%- endmacro %}
+
+
+{# The materialization of a model that is only a thin layer over another table: a view on
+   DuckDB; a table on Spark, whose catalog (in-memory, one per dbt process) would lose the view
+   before the next step - or a Dagster run of a subset of a database's models - reads it. #}
+{% macro cdp_view_materialization() -%}
+    {{- return(adapter.dispatch('cdp_view_materialization')()) -}}
+{%- endmacro %}
+
+{% macro duckdb__cdp_view_materialization() -%}{{- return('view') -}}{%- endmacro %}
+
+{% macro spark__cdp_view_materialization() -%}{{- return('table') -}}{%- endmacro %}

@@ -64,7 +64,7 @@
     {%- elif ranking == 'most_frequent' %}
     {{ freq_key }}__freq desc, {{ most_recent_order() }},
     {%- elif ranking == 'longest' %}
-    length(cast({{ value_sql }} as varchar)) desc nulls last, {{ most_recent_order() }},
+    length(cast({{ value_sql }} as {{ dbt.type_string() }})) desc nulls last, {{ most_recent_order() }},
     {%- elif ranking == 'max' %}
     {{ value_sql }} desc nulls last, {{ most_recent_order() }},
     {%- elif ranking == 'min' %}
