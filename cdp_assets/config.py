@@ -109,10 +109,11 @@ class _Strict(BaseModel):
 
 
 class Source(_Strict):
-    path: str = Field(description="CSV or Parquet file, relative to the config file's folder")
+    path: str = Field(description="CSV or Parquet file, a lakehouse folder of Parquet files (hive "
+                                  "partitions too) or a Delta table; relative to the config file's folder")
     kind: SourceKind
-    format: Literal["csv", "parquet"] | None = Field(
-        default=None, description="defaults to the path's suffix")
+    format: Literal["csv", "parquet", "delta"] | None = Field(
+        default=None, description="defaults to the path's suffix; set parquet or delta for a folder")
     columns: dict[str, str] = Field(description="source column -> semantic tag")
     customer_source: str | None = Field(
         default=None, description="for transactions: the customers source their customer-pk refers to")
@@ -142,7 +143,8 @@ class Source(_Strict):
         if self.format is None:
             suffix = Path(self.path).suffix.lower().lstrip(".")
             if suffix not in ("csv", "parquet"):
-                raise ValueError(f"path: cannot tell the format of {self.path!r}; set format: csv|parquet")
+                raise ValueError(f"path: cannot tell the format of {self.path!r}; set format: "
+                                 "csv|parquet|delta")
             self.format = suffix  # type: ignore[assignment]
         if self.kind == SourceKind.transactions and not self.customer_source:
             raise ValueError("customer_source: a transactions source must name the customers source "
@@ -307,6 +309,29 @@ class Destination(_Strict):
         parts = v.split(".")
         if len(parts) != 2 or not all(IDENTIFIER.match(p) for p in parts):
             raise ValueError(f"{v!r} is not schema.table (lowercase identifiers)")
+        return v
+
+
+class LakehouseSync(_Strict):
+    """Output tables written to a lakehouse folder (Parquet or Delta), so a team on Databricks or
+    Spark reads cdp's tables where they are (see lakehouse.py)."""
+    folder: str = Field(description="lakehouse folder, relative to the config file (or absolute, e.g. "
+                                    "a mounted cloud path); each table goes to <folder>/<schema>/<table>")
+    format: Literal["parquet", "delta"] = Field(
+        default="parquet", description="parquet: a folder of Parquet files per table, replaced "
+                                       "atomically; delta: a Delta table, overwritten as a new version")
+    tables: list[str] = Field(default_factory=lambda: ["c360.customer_360"], min_length=1,
+                              description="schema.table of each output to write")
+
+    @field_validator("tables")
+    @classmethod
+    def _schema_tables(cls, v: list[str]) -> list[str]:
+        for t in v:
+            parts = t.split(".")
+            if len(parts) != 2 or not all(IDENTIFIER.match(p) for p in parts):
+                raise ValueError(f"{t!r} is not schema.table (lowercase identifiers)")
+        if len(set(v)) != len(v):
+            raise ValueError("a table is listed twice")
         return v
 
 
@@ -551,6 +576,8 @@ class TenantConfig(_Strict):
     segments: dict[str, Segment] = Field(default_factory=dict, description="audiences, see segments.py")
     orchestrations: dict[str, Orchestration] = Field(default_factory=dict,
                                                      description="segment/query -> destination bindings")
+    lakehouse: LakehouseSync | None = Field(default=None, description="outputs synced to a lakehouse "
+                                                                      "folder (Parquet or Delta)")
 
     # set by load_config, not by the YAML
     base_dir: Path = Field(default=Path("."), exclude=True)

@@ -69,8 +69,39 @@ def link_project_files(project: Path) -> None:
             dst.unlink()
 
 
+# ---- the engine dbt runs on ---------------------------------------------------------------------
+
+def dbt_engine(cfg: TenantConfig) -> str:
+    """duckdb (dbt-duckdb on the warehouse file) or spark (dbt-spark in session mode on the
+    lakehouse folder): the tenant's engine (`engine:`; $CDP_ENGINE overrides)."""
+    return cfg.active_engine
+
+
+def lakehouse_path(cfg: TenantConfig) -> Path:
+    """The Spark engine's table folder: <lakehouse>/<schema>/<table>/ Parquet files."""
+    return cfg.lakehouse_path
+
+
+def lakehouse_tables(root: Path) -> list[str]:
+    """schema.table of every table folder in the lakehouse (one that holds Parquet files)."""
+    if not root.is_dir():
+        return []
+    return sorted(f"{table.parent.name}.{table.name}" for table in root.glob("*/*")
+                  if table.is_dir() and not table.parent.name.startswith("_")
+                  and any(table.glob("**/*.parquet")))
+
+
+def lakehouse_relation(cfg: TenantConfig, schema: str, table: str) -> str:
+    """A lakehouse table as a DuckDB relation (for previews and row counts in Dagster)."""
+    folder = lakehouse_path(cfg) / schema / table
+    return f"read_parquet('{folder}/**/*.parquet')"
+
+
 def target_path(cfg: TenantConfig) -> Path:
-    return cfg.warehouse_path.parent / ".dbt_target"
+    """dbt's target folder (manifest, partial parse state), one per engine: switching a tenant
+    between engines does not throw away the other's parse."""
+    suffix = "" if dbt_engine(cfg) == "duckdb" else f"_{dbt_engine(cfg)}"
+    return cfg.warehouse_path.parent / f".dbt_target{suffix}"
 
 
 def tenant_sources_yaml(cfg: TenantConfig) -> str:
@@ -90,19 +121,44 @@ def dbt_vars_arg(cfg: TenantConfig) -> list[str]:
     return ["--vars", json.dumps(cfg.dbt_vars(), sort_keys=True)]
 
 
+def dbt_env(cfg: TenantConfig) -> dict[str, str]:
+    """What profiles.yml and macros/lakehouse.sql read from the dbt process's environment."""
+    env = {"CDP_WAREHOUSE": str(cfg.warehouse_path)}
+    if dbt_engine(cfg) == "spark":
+        root = lakehouse_path(cfg)
+        spark = cfg.spark
+        env.update({
+            "CDP_DBT_TARGET": "spark",
+            "CDP_LAKEHOUSE": str(root),
+            "CDP_LAKEHOUSE_TABLES": ",".join(lakehouse_tables(root)),
+            "CDP_SPARK_MASTER": spark.master,
+            "CDP_SPARK_SHUFFLE_PARTITIONS": str(spark.shuffle_partitions),
+        })
+    return env
+
+
 @contextlib.contextmanager
 def warehouse_env(cfg: TenantConfig):
-    """profiles.yml reads the warehouse path from the dbt process's environment: set it for one
-    dbt invocation only, so no other tenant in this process is pointed at this one's file."""
-    previous = os.environ.get("CDP_WAREHOUSE")
-    os.environ["CDP_WAREHOUSE"] = str(cfg.warehouse_path)
+    """profiles.yml reads the warehouse path (on Spark: the target, lakehouse folder and its
+    tables) from the dbt process's environment: set it for one dbt invocation only, so no other
+    tenant in this process is pointed at this one's file."""
+    env = dbt_env(cfg)
+    keys = ("CDP_WAREHOUSE", "CDP_DBT_TARGET", "CDP_LAKEHOUSE", "CDP_LAKEHOUSE_TABLES",
+            "CDP_SPARK_MASTER", "CDP_SPARK_SHUFFLE_PARTITIONS")
+    previous = {key: os.environ.get(key) for key in keys}
+    for key in keys:
+        if key in env:
+            os.environ[key] = env[key]
+        elif key != "CDP_WAREHOUSE":
+            os.environ.pop(key, None)
     try:
         yield
     finally:
-        if previous is None:
-            os.environ.pop("CDP_WAREHOUSE", None)
-        else:
-            os.environ["CDP_WAREHOUSE"] = previous
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @contextlib.contextmanager
@@ -205,11 +261,17 @@ def build_dbt_assets(cfg: TenantConfig, manifest: Path, folder: str, name: str) 
             # dbt holds the DuckDB file while it runs: collect its events, then add row counts
             # and a preview from the finished tables.
             events = list(invocation.stream())
+        stored = lakehouse_tables(lakehouse_path(cfg)) if dbt_engine(cfg) == "spark" else None
         with warehouse.get_connection() as con:
             for event in events:
                 if isinstance(event, dg.Output):
                     key = context.asset_key_for_output(event.output_name)
                     relation = ".".join(f'"{p}"' for p in key.path)
+                    if stored is not None:
+                        if f"{key.path[0]}.{key.path[-1]}" not in stored:
+                            yield event          # a view: nothing stored to count
+                            continue
+                        relation = lakehouse_relation(cfg, key.path[0], key.path[-1])
                     rows, preview = table_preview(con, relation)
                     event = event.with_metadata({**event.metadata, "dagster/row_count": rows,
                                                  "preview": dg.MetadataValue.md(preview)})

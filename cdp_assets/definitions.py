@@ -18,6 +18,7 @@ from .config import TenantConfig, load_config
 from .custom import build_custom_definitions
 from .dbt_models import dbt_resource, prepare_manifest
 from .interactions import build_interaction_definitions
+from .lakehouse import build_lakehouse_definitions
 from .merge import build_merge_definitions
 from .orchestrations import build_orchestration_definitions
 from .predictive import build_predictive_definitions
@@ -35,16 +36,17 @@ def build_definitions(cfg: TenantConfig) -> dg.Definitions:
     stitch_assets, stitch_checks = build_stitch_definitions(cfg)
     activation = build_activation_definitions(cfg)
     orchestrations = build_orchestration_definitions(cfg)
+    lakehouse = build_lakehouse_definitions(cfg)
     return dg.Definitions(
         assets=[*source_assets, *stitch_assets, *build_merge_definitions(cfg, manifest),
                 *build_interaction_definitions(cfg, manifest), *build_bi_definitions(cfg, manifest),
                 *build_predictive_definitions(cfg), *build_custom_definitions(cfg, manifest),
                 *activation["assets"], *build_query_definitions(cfg), *build_segment_definitions(cfg),
                 build_profile_store_asset(cfg, [segment_asset_key(n) for n in cfg.segments]),
-                *orchestrations["assets"]],
+                *orchestrations["assets"], *lakehouse["assets"]],
         asset_checks=[*source_checks, *stitch_checks],
         jobs=[*activation["jobs"], *orchestrations["jobs"]],
-        sensors=[*activation["sensors"], *orchestrations["sensors"]],
+        sensors=[*activation["sensors"], *orchestrations["sensors"], *lakehouse["sensors"]],
         schedules=activation["schedules"],
         resources={
             "warehouse": warehouse_resource(cfg),

@@ -33,8 +33,10 @@ def model_name(db: str, table: str) -> str:
 
 def _model_sql(db: str, table: str, macro: str, settings: dict, materialized: str = "table") -> str:
     args = json.dumps(settings, sort_keys=True)
+    # a view is a view where the engine keeps it (DuckDB); on Spark a table (macros/cross_engine.sql)
+    how = "cdp_view_materialization()" if materialized == "view" else f"'{materialized}'"
     return (GENERATED.format(db=db)
-            + f"{{{{ config(schema='{db}', alias='{table}', materialized='{materialized}') }}}}\n"
+            + f"{{{{ config(schema='{db}', alias='{table}', materialized={how}) }}}}\n"
             + f"{{{{ {macro}(fromjson('{args}')) }}}}\n")
 
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
-import pyarrow.parquet as pq
 from dagster_duckdb import DuckDBResource
 
 from . import standardize as std
 from .config import Source, SourceKind, TenantConfig
+from .lakehouse import count_lakehouse_rows, read_lakehouse_table
 from .warehouse import preview_md, replace_table
 
 GROUP = "sources"
@@ -87,14 +87,14 @@ def read_source_file(name: str, source: Source, path: Path) -> Batch:
     """Read every row as text. Unreadable CSV lines are quarantined, never dropped."""
     if not path.exists():
         raise SourceFileError(f"source {name!r}: file not found: {path}")
-    if source.format == "parquet":
+    if source.format in ("parquet", "delta"):
         try:
-            table = pq.read_table(path)
+            table = read_lakehouse_table(path, source.format)
         except Exception as exc:  # noqa: BLE001 - any arrow error means the file is unreadable
-            raise SourceFileError(f"source {name!r}: cannot read Parquet file {path}: {exc}") from exc
+            raise SourceFileError(f"source {name!r}: cannot read {source.format} {path}: {exc}") from exc
         df = table.to_pandas()
         for col in df.columns:
-            df[col] = df[col].map(_to_text)
+            df[col] = df[col].astype(object).map(_to_text)
         df["source_row"] = range(1, len(df) + 1)
         batch = Batch(name, df)
     else:
@@ -157,8 +157,8 @@ def _read_csv(name: str, path: Path) -> Batch:
 
 def count_file_rows(source: Source, path: Path) -> int:
     """Data rows in the file, counted independently of the loader (for the accounting check)."""
-    if source.format == "parquet":
-        return pq.ParquetFile(path).metadata.num_rows
+    if source.format in ("parquet", "delta"):
+        return count_lakehouse_rows(path, source.format)
     with open(path, newline="", encoding="utf-8", errors="replace") as fh:
         reader = csv.reader(fh)
         next(reader, None)

@@ -32,7 +32,7 @@
 #}
 {% macro cdp_database_records(db) -%}
 {%- if db.stitch_mode == 'probabilistic' -%}
-select cdp_id, cdp_id as stitch_cdp_id, * exclude (cdp_id)
+select cdp_id, cdp_id as stitch_cdp_id, {{ cdp_star_except(none, ['cdp_id']) }}
 from {{ source('stitch', 'unified_coalesced') }}
 {%- else -%}
 with recursive records as (
@@ -56,7 +56,7 @@ edges as (
 {# every record reaches every record of its component; UNION stops when nothing new is reached #}
 reach(record_key, root) as (
     select record_key, record_key from records
-    union
+    {{ cdp_recursive_union(db) }}
     select e.b, r.root from reach r join edges e on e.a = r.record_key
 ),
 
@@ -72,9 +72,9 @@ parts as (
 )
 
 select case when p.part_rank = 1 then r.cdp_id
-            else cast(md5(r.cdp_id || '|' || c.component) as uuid)::varchar end as cdp_id,
+            else {{ cdp_uuid_from_text("r.cdp_id || '|' || c.component") }} end as cdp_id,
        r.cdp_id as stitch_cdp_id,
-       r.* exclude (cdp_id, record_key)
+       {{ cdp_star_except('r', ['cdp_id', 'record_key']) }}
 from records r
 join components c using (record_key)
 join parts p on p.cdp_id = r.cdp_id and p.component = c.component
@@ -90,8 +90,12 @@ join parts p on p.cdp_id = r.cdp_id and p.component = c.component
 {%- set group_rule = rules['address'] -%}
 {%- set fields = single_fields() -%}
 {%- set listed = all_values_fields(rules) -%}
+{%- set picks = [] -%}
+{%- for f in fields %}{% do picks.append(merge_field_pick(f, rules[f])) %}{% endfor -%}
+{%- set address_pick = merge_group_pick('address_group', address_group, group_rule) -%}
+{%- do picks.append(address_pick) -%}
 {#- materialized: read by the merge and by every all_values list, computed once #}
-with records as materialized (
+with records as {{ cdp_materialized_cte() }} (
     select *
         {%- for f in fields if needs_frequency(rules[f]) %},
         {{ frequency_column([f], f) }}
@@ -106,19 +110,24 @@ with records as materialized (
     {{ all_values(f, 'records') }}
 ),
 {% endfor %}
+picked as (
+    select *{{ cdp_pick_columns(picks, 'cdp_id') }}
+    from records
+),
+
 merged as (
     select
         cdp_id,
-        {%- for f in fields %}
-        {{ merge_field_struct(f, rules[f]) }} as {{ f }}__merged,
+        {%- for p in picks[:-1] %}
+        {{ cdp_pick(p) }} as {{ p.name }},
         {%- endfor %}
-        {{ merge_group('address_group', address_group, group_rule) }} as address_record,
+        {{ cdp_pick(address_pick) }} as address_record,
         count(*) as record_count,
         count(distinct source) as source_count,
-        list_sort(list_distinct(list(source))) as sources,
+        {{ cdp_sorted_distinct_list('source') }} as sources,
         min(created_at) as first_seen_at,
         max(updated_at) as last_updated_at
-    from records
+    from picked
     group by cdp_id
 )
 
@@ -136,7 +145,7 @@ select
     m.gender__merged.val as gender,
     m.loyalty_id__merged.val as loyalty_id,
     {%- for f in listed %}
-    coalesce({{ f }}__values.{{ f }}__all, []) as {{ f }}__all,
+    coalesce({{ f }}__values.{{ f }}__all, {{ cdp_empty_list() }}) as {{ f }}__all,
     {%- endfor %}
     m.record_count,
     m.source_count,
@@ -176,13 +185,13 @@ with merged as (
 
 chosen as (
     {%- for f in single_fields() %}
-    select cdp_id, '{{ f }}' as field, cast({{ f }} as varchar) as value,
+    select cdp_id, '{{ f }}' as field, cast({{ f }} as {{ dbt.type_string() }}) as value,
            '{{ describe_rule(rules[f]) }}' as rule, {{ f }}__from as record_key
     from merged where {{ f }}__from is not null
     union all
     {%- endfor %}
     {%- for f in address_group %}
-    select cdp_id, '{{ f }}', cast({{ f }} as varchar),
+    select cdp_id, '{{ f }}', cast({{ f }} as {{ dbt.type_string() }}),
            '{{ describe_rule(rules["address"]) }} (address group: one record)', address__from
     from merged where address__from is not null
     {%- if not loop.last %}
@@ -224,7 +233,7 @@ attributes as (
 {%- endif %}
 
 select
-    m.* exclude (source_count, last_updated_at, {{ provenance | join(', ') }}),
+    {{ cdp_star_except('m', ['source_count', 'last_updated_at'] + provenance) }},
     t.first_order_date,
     t.last_order_date,
     coalesce(t.order_count, 0) as order_count,

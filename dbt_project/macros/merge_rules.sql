@@ -64,7 +64,7 @@
     {%- elif ranking == 'most_frequent' %}
     {{ freq_key }}__freq desc, {{ most_recent_order() }},
     {%- elif ranking == 'longest' %}
-    length(cast({{ value_sql }} as varchar)) desc nulls last, {{ most_recent_order() }},
+    length(cast({{ value_sql }} as {{ dbt.type_string() }})) desc nulls last, {{ most_recent_order() }},
     {%- elif ranking == 'max' %}
     {{ value_sql }} desc nulls last, {{ most_recent_order() }},
     {%- elif ranking == 'min' %}
@@ -80,10 +80,13 @@
     count(*) over (partition by cdp_id, {{ fields | join(', ') }}) as {{ key }}__freq
 {%- endmacro %}
 
-{# The merged value of one field and its record: struct {val, from_record}. #}
-{% macro merge_field_struct(field, rule=none) -%}
-    first(struct_pack(val := {{ field }}, from_record := source || '|' || pk)
-          order by {{ merge_order(rule, field) }}) filter (where {{ field }} is not null)
+{# The merged value of one field and its record, struct {val, from_record}, as a pick (see
+   cdp_pick in cross_engine.sql): the first record in rule order that has a value. #}
+{% macro merge_field_pick(field, rule=none) -%}
+    {{- return({'name': field ~ '__merged',
+                'value': cdp_struct([('val', field), ('from_record', "source || '|' || pk")]),
+                'order': merge_order(rule, field),
+                'filter': field ~ ' is not null'}) -}}
 {%- endmacro %}
 
 {# The merged value of one field: first non-null value in rule order. #}
@@ -103,12 +106,17 @@
   rule applied to whole records: most_frequent counts records carrying the same full address,
   longest compares street lines.
 #}
-{% macro merge_group(group_name, fields, rule=none) -%}
+{% macro merge_group_pick(group_name, fields, rule=none) -%}
     {%- set rule = rule if rule is not none else merge_rule_for(fields[0]) -%}
-    first(struct_pack(
-        {%- for f in fields %}{{ f }} := {{ f }}, {% endfor %}record_key := source || '|' || pk)
-        order by ({{ fields[0] }} is null), {{ merge_order(rule, fields[0], fields[0], group_name) }})
-        filter (where {% for f in fields %}{{ f }} is not null{% if not loop.last %} or {% endif %}{% endfor %})
+    {%- set parts = [] -%}
+    {%- for f in fields %}{% do parts.append((f, f)) %}{% endfor -%}
+    {%- do parts.append(('record_key', "source || '|' || pk")) -%}
+    {%- set filters = [] -%}
+    {%- for f in fields %}{% do filters.append(f ~ ' is not null') %}{% endfor -%}
+    {{- return({'name': group_name ~ '__record',
+                'value': cdp_struct(parts),
+                'order': '(' ~ fields[0] ~ ' is null), ' ~ merge_order(rule, fields[0], fields[0], group_name),
+                'filter': '(' ~ (filters | join(' or ')) ~ ')'}) -}}
 {%- endmacro %}
 
 {# all_values: every distinct value of a field per person, with the sources and records that
@@ -116,12 +124,12 @@
    ordered aggregates: same order, a third of the time at 1M records.) #}
 {% macro all_values(field, records) -%}
     select cdp_id,
-           list_sort(list(struct_pack("value" := {{ field }}, sources := sources,
-                                      records := record_keys))) as {{ field }}__all
+           {{ cdp_sorted_list(cdp_struct([('value', field), ('sources', 'sources'),
+                                          ('records', 'record_keys')])) }} as {{ field }}__all
     from (
         select cdp_id, {{ field }},
-               list_sort(list_distinct(list(source))) as sources,
-               list_sort(list(source || '|' || pk)) as record_keys
+               {{ cdp_sorted_distinct_list('source') }} as sources,
+               {{ cdp_sorted_list("source || '|' || pk") }} as record_keys
         from {{ records }}
         where {{ field }} is not null
         group by cdp_id, {{ field }}

@@ -9,8 +9,8 @@ select
     min(order_date) as first_order_date,
     max(order_date) as last_order_date,
     count(*) filter (where not is_fully_returned) as order_count,
-    round(sum(net_revenue), 2) as lifetime_revenue,
-    round(sum(net_revenue) / nullif(count(*) filter (where not is_fully_returned), 0), 2) as average_order_value
+    {{ cdp_round("sum(net_revenue)", 2) }} as lifetime_revenue,
+    {{ cdp_round("sum(net_revenue) / nullif(count(*) filter (where not is_fully_returned), 0)", 2) }} as average_order_value
 from {{ purchases }}
 group by cdp_id
 {%- endmacro %}

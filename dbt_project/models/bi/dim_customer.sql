@@ -12,7 +12,7 @@ select
     {%- for col in attributes if col not in in_c360 %}
     a.{{ col }},
     {%- endfor %}
-    e.* exclude (cdp_id),
+    {{ cdp_star_except('e', ['cdp_id']) }},
     p.predicted_orders_12m,
     p.predicted_revenue_12m,
     p.probability_alive,

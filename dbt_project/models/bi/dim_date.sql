@@ -7,32 +7,31 @@
 {%- set m = bi.fiscal_year_start_month | int -%}
 
 with days as (
-    select cast(d as date) as calendar_date
-    from range(date '{{ bi.calendar_start_year }}-01-01',
-               date '{{ bi.calendar_start_year + bi.calendar_years }}-01-01', interval 1 day) t(d)
+    {{ cdp_days("date '" ~ bi.calendar_start_year ~ "-01-01'",
+                "date '" ~ (bi.calendar_start_year + bi.calendar_years) ~ "-01-01'") }}
 )
 
 select
-    cast(strftime(calendar_date, '%Y%m%d') as integer) as date_key,
+    {{ cdp_date_key('calendar_date') }} as date_key,
     calendar_date,
     year(calendar_date) as calendar_year,
     quarter(calendar_date) as calendar_quarter,
     month(calendar_date) as calendar_month,
-    monthname(calendar_date) as month_name,
+    {{ cdp_month_name('calendar_date') }} as month_name,
     day(calendar_date) as day_of_month,
     dayofyear(calendar_date) as day_of_year,
-    isodow(calendar_date) as day_of_week,
-    dayname(calendar_date) as weekday_name,
-    isodow(calendar_date) >= 6 as is_weekend,
+    {{ cdp_iso_day_of_week('calendar_date') }} as day_of_week,
+    {{ cdp_day_name('calendar_date') }} as weekday_name,
+    {{ cdp_iso_day_of_week('calendar_date') }} >= 6 as is_weekend,
     weekofyear(calendar_date) as iso_week,
-    strftime(calendar_date, '%Y-%m') as year_month,
+    {{ cdp_year_month('calendar_date') }} as year_month,
     {%- if m == 1 %}
     year(calendar_date) as fiscal_year,
     {%- else %}
     year(calendar_date) + case when month(calendar_date) >= {{ m }} then 1 else 0 end as fiscal_year,
     {%- endif %}
     (month(calendar_date) - {{ m }} + 12) % 12 + 1 as fiscal_month,
-    ((month(calendar_date) - {{ m }} + 12) % 12) // 3 + 1 as fiscal_quarter,
+    {{ cdp_int_div('((month(calendar_date) - ' ~ m ~ ' + 12) % 12)', 3) }} + 1 as fiscal_quarter,
     h.holiday_name is not null as is_holiday,
     h.holiday_name
 from days

@@ -2,7 +2,7 @@
 select
     order_key,
     cdp_id as customer_key,
-    cast(strftime(order_date, '%Y%m%d') as integer) as date_key,
+    {{ cdp_date_key('order_date') }} as date_key,
     order_datetime,
     source,
     order_id,

@@ -3,7 +3,7 @@ select
     item_key,
     order_key,
     cdp_id as customer_key,
-    cast(strftime(order_date, '%Y%m%d') as integer) as date_key,
+    {{ cdp_date_key('order_date') }} as date_key,
     product_id as product_key,
     line_number,
     channel,

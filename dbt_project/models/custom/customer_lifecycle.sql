@@ -16,12 +16,12 @@ select
     p.cdp_id,
     p.order_count,
     p.lifetime_revenue,
-    date_diff('day', p.last_order_date, l.as_of) as days_since_last_order,
+    {{ dbt.datediff('p.last_order_date', 'l.as_of', 'day') }} as days_since_last_order,
     case
         when p.order_count = 0 then 'prospect'
-        when date_diff('day', p.last_order_date, l.as_of) > 365 then 'lapsed'
+        when {{ dbt.datediff('p.last_order_date', 'l.as_of', 'day') }} > 365 then 'lapsed'
         when p.order_count = 1 then 'new'
-        when date_diff('day', p.last_order_date, l.as_of) > 180 then 'at_risk'
+        when {{ dbt.datediff('p.last_order_date', 'l.as_of', 'day') }} > 180 then 'at_risk'
         else 'active'
     end as lifecycle_stage,
     case when p.order_count = 0 then null

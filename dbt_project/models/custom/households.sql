@@ -10,15 +10,15 @@ with people as (
 )
 
 select
-    cast(md5(lower(address) || '|' || postal) as uuid)::varchar as household_id,
+    {{ cdp_uuid_from_text("lower(address) || '|' || postal") }} as household_id,
     address,
     postal,
     min(city) as city,
     min(state) as state,
     count(*) as member_count,
-    list(cdp_id order by cdp_id) as members,
-    list(distinct surname order by surname) filter (where surname is not null) as surnames,
+    {{ cdp_sorted_list('cdp_id') }} as members,
+    {{ cdp_sorted_distinct_values('surname') }} as surnames,
     sum(order_count) as order_count,
-    round(sum(lifetime_revenue), 2) as lifetime_revenue
+    {{ cdp_round("sum(lifetime_revenue)", 2) }} as lifetime_revenue
 from people
 group by address, postal

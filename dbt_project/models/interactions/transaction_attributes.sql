@@ -30,12 +30,12 @@ select
     any_value(channel) filter (where nth_last = 1) as last_order_channel,
     count(*) filter (where is_counted) as order_count,
     count(*) filter (where is_return) as return_count,
-    round(sum(net_revenue), 2) as lifetime_revenue,
-    round(sum(returned_revenue), 2) as returned_revenue,
-    round(sum(net_revenue) / nullif(count(*) filter (where is_counted), 0), 2) as average_order_value,
+    {{ cdp_round("sum(net_revenue)", 2) }} as lifetime_revenue,
+    {{ cdp_round("sum(returned_revenue)", 2) }} as returned_revenue,
+    {{ cdp_round("sum(net_revenue) / nullif(count(*) filter (where is_counted), 0)", 2) }} as average_order_value,
     count(*) filter (where is_counted and in_last_12m) as orders_12m,
-    round(coalesce(sum(net_revenue) filter (where in_last_12m), 0), 2) as revenue_12m,
-    {{ as_of }} - max(order_date) as days_since_last_order,
+    {{ cdp_round("coalesce(sum(net_revenue) filter (where in_last_12m), 0)", 2) }} as revenue_12m,
+    {{ dbt.datediff('max(order_date)', as_of, 'day') }} as days_since_last_order,
     {{ as_of }} as as_of_date
 from ranked
 group by cdp_id

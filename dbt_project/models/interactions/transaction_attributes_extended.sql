@@ -89,7 +89,7 @@ select
     st.preferred_store,
     so.second_order_date,
     a.order_count = 1 as is_one_and_done,
-    coalesce(so.second_order_date - a.first_order_date <= {{ var('early_repeat_days') }}, false)
+    coalesce({{ dbt.datediff('a.first_order_date', 'so.second_order_date', 'day') }} <= {{ var('early_repeat_days') }}, false)
         as is_early_repeat_purchaser,
     p.channel_count,
     p.channel_count >= 2 as is_multichannel_buyer,

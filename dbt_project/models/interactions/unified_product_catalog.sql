@@ -3,6 +3,7 @@
   list the same product id), plus products that were sold but are in no catalogue, so no order
   line points at a missing product.
 #}
+{%- set text = dbt.type_string() %}{# varchar / string: the engine's text type #}
 {%- set products = var('product_sources') -%}
 {%- set items = var('item_sources') -%}
 
@@ -13,8 +14,8 @@ with catalog as (
     from {{ source('domain', s.name) }}
     union all
     {%- endfor %}
-    select null::varchar, null::varchar, null::varchar, null::varchar, null::double,
-           null::varchar, null::integer
+    select null::{{ text }}, null::{{ text }}, null::{{ text }}, null::{{ text }}, null::double,
+           null::{{ text }}, null::integer
     where false
 ),
 
@@ -24,7 +25,7 @@ sold as (
     from {{ source('domain', s.name) }}
     union all
     {%- endfor %}
-    select null::varchar, null::varchar, null::double where false
+    select null::{{ text }}, null::{{ text }}, null::double where false
 ),
 
 first_listing as (
@@ -35,11 +36,11 @@ first_listing as (
 sold_only as (
     select
         product_id,
-        null::varchar as product_name,
+        null::{{ text }} as product_name,
         mode(product_category) as product_category,
-        null::varchar as product_brand,
+        null::{{ text }} as product_brand,
         median(item_unit_price) as product_price,
-        null::varchar as source,
+        null::{{ text }} as source,
         false as in_catalog
     from sold
     where product_id not in (select product_id from first_listing)

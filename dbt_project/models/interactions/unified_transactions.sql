@@ -5,15 +5,16 @@
   returned amount (the order-return-amount column, or the whole order when its status says
   returned/refunded) from the order's net revenue.
 #}
+{%- set text = dbt.type_string() %}{# varchar / string: the engine's text type #}
 {%- set sources = var('transaction_sources') -%}
 {%- set items = var('item_sources') -%}
 
 {%- if sources | length == 0 %}
 select
-    null::varchar as order_key, null::varchar as source, null::varchar as order_id,
-    null::varchar as cdp_id, null::varchar as customer_source, null::varchar as customer_pk,
-    null::timestamp as order_datetime, null::date as order_date, null::varchar as channel,
-    null::varchar as store_id, null::varchar as order_status, null::boolean as is_cancelled,
+    null::{{ text }} as order_key, null::{{ text }} as source, null::{{ text }} as order_id,
+    null::{{ text }} as cdp_id, null::{{ text }} as customer_source, null::{{ text }} as customer_pk,
+    null::timestamp as order_datetime, null::date as order_date, null::{{ text }} as channel,
+    null::{{ text }} as store_id, null::{{ text }} as order_status, null::boolean as is_cancelled,
     null::boolean as is_return, null::boolean as is_fully_returned,
     null::double as order_revenue, null::double as order_discount, null::double as returned_revenue,
     null::double as net_revenue, null::bigint as item_count, null::double as item_units
@@ -31,7 +32,7 @@ with orders as (
 {%- if items | length > 0 %}
 lines as (
     {%- for s in items %}
-    select {{ "'" ~ s.order_source ~ "'" if s.order_source else "null" }}::varchar as order_source,
+    select {{ "'" ~ s.order_source ~ "'" if s.order_source else "null" }}::{{ text }} as order_source,
            order_id, item_quantity
     from {{ source('domain', s.name) }}
     {%- if not loop.last %} union all {%- endif %}
@@ -45,7 +46,7 @@ line_counts as (
 ),
 {%- else %}
 line_counts as (
-    select null::varchar as source, null::varchar as order_id, null::bigint as item_count,
+    select null::{{ text }} as source, null::{{ text }} as order_id, null::bigint as item_count,
            null::double as item_units
     where false
 ),
@@ -86,8 +87,8 @@ select
     not a.is_cancelled and a.returned_revenue > 0 and a.returned_revenue >= a.order_revenue as is_fully_returned,
     a.order_revenue,
     a.order_discount,
-    round(a.returned_revenue, 2) as returned_revenue,
-    round(case when a.is_cancelled then 0 else a.order_revenue - a.returned_revenue end, 2) as net_revenue,
+    {{ cdp_round("a.returned_revenue", 2) }} as returned_revenue,
+    {{ cdp_round("case when a.is_cancelled then 0 else a.order_revenue - a.returned_revenue end", 2) }} as net_revenue,
     coalesce(lc.item_count, 0) as item_count,
     coalesce(lc.item_units, 0) as item_units
 from amounts a
