@@ -73,6 +73,7 @@ NICKNAMES = {
 
 RECORDS = "_stitch_records"        # temp table: standardised records of every customer source
 NICKNAME_TABLE = "_stitch_nicknames"
+MISSPELT_TABLE = "_stitch_misspelt"
 BLOCKED_FIELDS = ("email", "phone", "address", "given_name", "surname")
 
 
@@ -85,28 +86,30 @@ def stage_customer_records(con, cfg: TenantConfig) -> int:
     and a typed birthdate, in the domain tables' order (DuckDB preserves insertion order, so
     the same input gives the same table and the same model). Returns its row count."""
     register_nicknames(con)
+    union = customer_union_sql(cfg)
+    find_misspelt_nicknames(con, f"select lower(given_name) as given_name from ({union})")
     con.execute(f"""
         create or replace temp table {RECORDS} as
         select r.source || '|' || r.pk as unique_id, r.source, r.pk,
                lower(r.given_name) as given_name,
-               coalesce(n.formal, lower(r.given_name)) as given_name_alias,
+               coalesce(n.formal, m.formal, lower(r.given_name)) as given_name_alias,
                lower(r.surname) as surname, r.email, r.phone,
                try_cast(r.birthdate as date) as birthdate, r.address, r.postal,
                lower(r.city) as city, r.state, r.loyalty_id
-        from ({customer_union_sql(cfg)}) r
-        left join {NICKNAME_TABLE} n on n.nickname = lower(r.given_name)""")
-    alias_misspelt_nicknames(con)
+        from ({union}) r
+        left join {NICKNAME_TABLE} n on n.nickname = lower(r.given_name)
+        left join {MISSPELT_TABLE} m on m.name = lower(r.given_name)""")
     return con.execute(f"select count(*) from {RECORDS}").fetchall()[0][0]
 
 
-def alias_misspelt_nicknames(con) -> None:
-    """A given name we do not know, one typo away from exactly one known nickname or formal
-    name that is more common in the data ('jtff' -> jeff, 'stpeh' -> steph), takes that name's
-    alias: 'jtff' and 'jeffrey' are then a nickname match, not a conflict. A real name is
-    common in its own right ('mary' is never read as 'marty')."""
+def find_misspelt_nicknames(con, given_names_sql: str) -> None:
+    """MISSPELT_TABLE (name, formal): a given name we do not know, one typo away from exactly one
+    known nickname or formal name that is more common in the data ('jtff' -> jeff, 'stpeh' ->
+    steph), takes that name's alias: 'jtff' and 'jeffrey' are then a nickname match, not a
+    conflict. A real name is common in its own right ('mary' is never read as 'marty')."""
     con.execute(f"""
-        create or replace temp table _stitch_misspelt as
-        with names as (select given_name as name, count(*) as n from {RECORDS}
+        create or replace temp table {MISSPELT_TABLE} as
+        with names as (select given_name as name, count(*) as n from ({given_names_sql})
                        where given_name is not null group by 1),
              known as (select nickname as name, formal from {NICKNAME_TABLE}
                        union select formal, formal from {NICKNAME_TABLE}),
@@ -128,8 +131,6 @@ def alias_misspelt_nicknames(con) -> None:
                   and damerau_levenshtein(p.name, p.known_name) = 1)
         select name, min(formal) as formal from candidates group by name
         having count(distinct formal) = 1""")
-    con.execute(f"""update {RECORDS} r set given_name_alias = m.formal
-                    from _stitch_misspelt m where r.given_name = m.name""")
 
 
 def register_nicknames(con) -> None:
