@@ -18,7 +18,7 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from ..config import TenantConfig
-from ..warehouse import preview_md, replace_table, transaction
+from ..warehouse import preview_md, replace_table, transaction, uncompressed_writes
 from . import clusters as cl
 from . import ids as idm
 from .model import (MODEL_VETO, ModelStore, model_summary, save_model_charts, save_waterfall_chart, score_pairs,
@@ -70,7 +70,7 @@ def build_stitch_definitions(cfg: TenantConfig) -> tuple[list, list]:
             stage_customer_records(con, cfg)
             blocklist = build_blocklist(con, cfg)
             replace_table(con, "stitch", "blocklist", blocklist)
-            with transaction(con):
+            with transaction(con), uncompressed_writes(con):
                 prepare_for_matching(con, blocklist, "stitch.unified_preprocessed_raw")
             rows = con.execute("select count(*) from stitch.unified_preprocessed_raw").fetchall()[0][0]
             preview = con.execute("select * from stitch.unified_preprocessed_raw limit 5").df()
@@ -208,11 +208,12 @@ def _match(context, cfg: TenantConfig, con, model: dict, model_version: int, art
                               [list(idm.ID_CHANGE_REASONS.values())]).fetchall()[0][0]
     lap("charts")
     with transaction(con):  # readers see the new stitch tables together or not at all
-        write_scores(con, "stitch.unified_scores")
-        write_detailed_examples(con, "stitch.detailed_examples", st.detailed_examples, st.seed)
-        for table, source in (("unified_changes_clusters", "changes_clusters"),
-                              ("unified_changes_pks", "changes_pks")):
-            con.execute(f"create or replace table stitch.{table} as select * from {source}")
+        with uncompressed_writes(con):  # QA tables, rewritten every run
+            write_scores(con, "stitch.unified_scores")
+            write_detailed_examples(con, "stitch.detailed_examples", st.detailed_examples, st.seed)
+            for table, source in (("unified_changes_clusters", "changes_clusters"),
+                                  ("unified_changes_pks", "changes_pks")):
+                con.execute(f"create or replace table stitch.{table} as select * from {source}")
         write_coalesced(con, cfg, "ids")
     lap("publish")
     opened = idm.record_history(con, "ids", "changes_pks", context.run.run_id, pd.Timestamp.now())
