@@ -29,6 +29,7 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 from dagster_duckdb import DuckDBResource
 
 from .config import SourceKind, TenantConfig
+from .scale_out import is_spark
 from .warehouse import table_preview
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
@@ -91,10 +92,11 @@ def lakehouse_tables(root: Path) -> list[str]:
                   and any(table.glob("**/*.parquet")))
 
 
-def lakehouse_relation(cfg: TenantConfig, schema: str, table: str) -> str:
-    """A lakehouse table as a DuckDB relation (for previews and row counts in Dagster)."""
+def lakehouse_relation(cfg: TenantConfig, schema: str, table: str, spark: bool = False) -> str:
+    """A lakehouse table as a relation in DuckDB SQL: for DuckDB a glob of its Parquet files;
+    for the Spark connection (which transpiles DuckDB SQL) the folder, which Spark reads whole."""
     folder = lakehouse_path(cfg) / schema / table
-    return f"read_parquet('{folder}/**/*.parquet')"
+    return f"read_parquet('{folder}')" if spark else f"read_parquet('{folder}/**/*.parquet')"
 
 
 def target_path(cfg: TenantConfig) -> Path:
@@ -271,7 +273,7 @@ def build_dbt_assets(cfg: TenantConfig, manifest: Path, folder: str, name: str) 
                         if f"{key.path[0]}.{key.path[-1]}" not in stored:
                             yield event          # a view: nothing stored to count
                             continue
-                        relation = lakehouse_relation(cfg, key.path[0], key.path[-1])
+                        relation = lakehouse_relation(cfg, key.path[0], key.path[-1], spark=is_spark(con))
                     rows, preview = table_preview(con, relation)
                     event = event.with_metadata({**event.metadata, "dagster/row_count": rows,
                                                  "preview": dg.MetadataValue.md(preview)})
