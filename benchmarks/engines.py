@@ -25,13 +25,12 @@ import threading
 import time
 from pathlib import Path
 
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from stitch_scale import OURS  # noqa: E402 - the timed stitch job, shared with stitch_scale.py
+from stitch_scale import OURS, write_customers_only_tenant  # noqa: E402 - the timed stitch job, shared with stitch_scale.py
 
 SCALE_OUT_NOTE = """\
 How the Spark path scales out: every step of Stitch on Spark is a Spark SQL job over Parquet
@@ -116,7 +115,7 @@ def materialize(cfg_path: str, engine: str, groups: tuple[str, ...]) -> float:
 
 
 def main() -> int:
-    from cdp_assets.config import DEFAULT_CONFIG, load_config
+    from cdp_assets.config import load_config
     from cdp_assets.generate import generate_demo_data
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -129,13 +128,9 @@ def main() -> int:
 
     root = Path(args.data or tempfile.mkdtemp(prefix="cdp_engines_"))
     root.mkdir(parents=True, exist_ok=True)
-    doc = yaml.safe_load(DEFAULT_CONFIG.read_text())
-    doc["sources"] = {k: v for k, v in doc["sources"].items() if v["kind"] == "customers"}
-    doc["destinations"], doc["orchestrations"], doc["segments"] = {}, {}, {}
-    doc.pop("queries", None)
-    doc["spark"] = {"master": args.spark_master, "shuffle_partitions": 8,
-                    "conf": {"spark.driver.memory": args.spark_driver_memory}}
-    (root / "tenant.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    write_customers_only_tenant(root / "tenant.yaml", spark={
+        "master": args.spark_master, "shuffle_partitions": 8,
+        "conf": {"spark.driver.memory": args.spark_driver_memory}})
     config = str(root / "tenant.yaml")
     os.environ.pop("CDP_WAREHOUSE", None)
     os.environ.pop("CDP_ENGINE", None)

@@ -94,6 +94,22 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "train_seconds": train,
 """
 
 
+def customers_only_tenant() -> dict:
+    """The demo config with its customer sources only: nothing downstream of the customer 360
+    is built or sent."""
+    from cdp_assets.config import DEFAULT_CONFIG
+
+    doc = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    doc["sources"] = {k: v for k, v in doc["sources"].items() if v["kind"] == "customers"}
+    doc["destinations"], doc["orchestrations"], doc["segments"] = {}, {}, {}
+    doc.pop("queries", None)
+    return doc
+
+
+def write_customers_only_tenant(path: Path, **extra) -> None:
+    path.write_text(yaml.safe_dump({**customers_only_tenant(), **extra}, sort_keys=False))
+
+
 def run_measured(code: str, *args: str) -> tuple[dict, float]:
     """Run code in a fresh Python (its own peak RSS); return its JSON line and wall seconds
     (including the interpreter's start and imports)."""
@@ -110,7 +126,7 @@ def run_measured(code: str, *args: str) -> tuple[dict, float]:
 def main() -> int:
     import dagster as dg
 
-    from cdp_assets.config import DEFAULT_CONFIG, load_config
+    from cdp_assets.config import load_config
     from cdp_assets.definitions import build_definitions
     from cdp_assets.generate import generate_demo_data
 
@@ -125,12 +141,7 @@ def main() -> int:
 
     root = Path(args.data or tempfile.mkdtemp(prefix="cdp_scale_"))
     root.mkdir(parents=True, exist_ok=True)
-    doc = yaml.safe_load(DEFAULT_CONFIG.read_text())
-    doc["sources"] = {k: v for k, v in doc["sources"].items() if v["kind"] == "customers"}
-    # customers only: nothing downstream of the customer 360 is built or sent
-    doc["destinations"], doc["orchestrations"], doc["segments"] = {}, {}, {}
-    doc.pop("queries", None)
-    (root / "tenant.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    write_customers_only_tenant(root / "tenant.yaml")
     config = str(root / "tenant.yaml")
     os.environ.pop("CDP_WAREHOUSE", None)
 

@@ -26,6 +26,15 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "tenants" / "demo" / "
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
+def check_schema_tables(tables: list[str]) -> list[str]:
+    """Each entry is schema.table, both lowercase identifiers."""
+    for t in tables:
+        parts = t.split(".")
+        if len(parts) != 2 or not all(IDENTIFIER.match(p) for p in parts):
+            raise ValueError(f"{t!r} is not schema.table (lowercase identifiers)")
+    return tables
+
+
 class SourceKind(str, Enum):
     customers = "customers"
     transactions = "transactions"
@@ -326,11 +335,7 @@ class LakehouseSync(_Strict):
     @field_validator("tables")
     @classmethod
     def _schema_tables(cls, v: list[str]) -> list[str]:
-        for t in v:
-            parts = t.split(".")
-            if len(parts) != 2 or not all(IDENTIFIER.match(p) for p in parts):
-                raise ValueError(f"{t!r} is not schema.table (lowercase identifiers)")
-        if len(set(v)) != len(v):
+        if len(set(check_schema_tables(v))) != len(v):
             raise ValueError("a table is listed twice")
         return v
 
@@ -372,11 +377,7 @@ class Postgres(_Strict):
     @field_validator("tables")
     @classmethod
     def _schema_tables(cls, v: list[str]) -> list[str]:
-        for t in v:
-            parts = t.split(".")
-            if len(parts) != 2 or not all(IDENTIFIER.match(p) for p in parts):
-                raise ValueError(f"{t!r} is not schema.table (lowercase identifiers)")
-        return v
+        return check_schema_tables(v)
 
 
 class Webhook(_Strict):
