@@ -105,6 +105,9 @@ def _spark_tree(tree: exp.Expression) -> exp.Expression:
         # DuckDB's list(x order by y) keeps the order; Spark's collect_list does not promise one
         if isinstance(node, exp.ArrayAgg) and isinstance(node.this, exp.Order):
             return exp.func("array_sort", exp.ArrayAgg(this=node.this.this))
+        # Spark SQL has no MATERIALIZED hint (it plans a CTE used twice on its own)
+        if isinstance(node, exp.CTE) and node.args.get("materialized"):
+            node.set("materialized", None)
         return node
 
     return tree.transform(fix)

@@ -396,15 +396,15 @@ def save_waterfall_chart(con, table: str, model: dict, sample_pairs: list[tuple[
     with splink_scratch(con):
         linker, db_api = _linker(con, table, {**model, "retain_intermediate_calculation_columns": True})
         _sample_term_frequencies(con, linker, db_api, table, model, sorted({u for p in sample_pairs for u in p}))
-        records = []
-        for n, (left, right) in enumerate(sample_pairs):
-            sides = []
-            for side, uid in (("l", left), ("r", right)):
-                con.execute(f"create or replace table _waterfall_{side}{n} as "
-                            f"select * from {table} where unique_id = ?", [uid])
-                sides.append(db_api.register(f"_waterfall_{side}{n}", table_name=f"_waterfall_{side}{n}_in"))
-            if all(con.execute(f"select count(*) from _waterfall_{s}{n}").fetchall()[0][0] for s in "lr"):
-                records.extend(linker.inference.score_pair(*sides).as_record_list())
+        # one Splink call scores every left sample record against every right one; keep the pairs asked for
+        sides = []
+        for side, uids in (("l", [p[0] for p in sample_pairs]), ("r", [p[1] for p in sample_pairs])):
+            con.execute(f"create or replace table _waterfall_{side} as "
+                        f"select * from {table} where unique_id in (select unnest(?))", [sorted(set(uids))])
+            sides.append(db_api.register(f"_waterfall_{side}", table_name=f"_waterfall_{side}_in"))
+        scored = {(str(r["unique_id_l"]), str(r["unique_id_r"])): r
+                  for r in linker.inference.score_pairs(*sides).as_record_list()}
+        records = [scored[p] for p in map(tuple, sample_pairs) if p in scored]
     if not records:
         return {}
     return _write_charts({"waterfall": linker.visualisations.waterfall_chart(

@@ -191,11 +191,15 @@ def people_per_value(con, values_sql: str, more_than: int) -> pd.DataFrame:
     `values_sql` selects (value, given) - a value and the nickname-aliased given name of a
     record carrying it. SQL keeps the values with more than `more_than` distinct given names;
     only those come to Python, where spelling variants of a name are counted once."""
+    # a value with more than `more_than` names is on more than `more_than` records: a plain count
+    # narrows a million values to a few before the distinct-name aggregates
     candidates = con.execute(f"""
+        with carried as (select value, given from ({values_sql}) where value is not null and given is not null)
         select value, list(distinct given order by given) as names, count(*) as records
-        from ({values_sql}) where value is not null and given is not null
+        from carried
+        where value in (select value from carried group by value having count(*) > ?)
         group by value having count(distinct given) > ?
-        order by value""", [more_than]).fetchall()
+        order by value""", [more_than, more_than]).fetchall()
     cap = max(COUNT_PEOPLE_UP_TO, more_than + 1)
     rows = [(value, people, records, people >= cap) for value, names, records in candidates
             if (people := count_distinct_people(names, up_to=cap)) > more_than]
@@ -234,6 +238,15 @@ def prepare_for_matching(con, blocklist: pd.DataFrame, table: str) -> None:
             f"case when g <> '' and s <> '' {'and a <> g' if '_alias_' in key else ''}"
             f"{' and postal is not null' if key in INITIAL_KEYS else ''} then {sql} end as {key}"
             for key, sql in {**NAME_KEYS, **INITIAL_KEYS}.items())
+        # an initial key that fits two or more people (alias + surname) in one postal code is
+        # evidence for none of them: found in one pass over the keyed records, dropped as written
+        person = "coalesce(given_name_alias, given_name) || '|' || surname"
+        key_uses = "\n union all ".join(
+            f"select '{key}' as key, {key} || '|' || postal as value, {person} as person "
+            f"from keyed where {key} is not null" for key in INITIAL_KEYS)
+        initial_keys = ",\n".join(
+            f"case when {key} || '|' || postal in (select value from ambiguous where key = '{key}') "
+            f"then null else {key} end as {key}" for key in INITIAL_KEYS)
         con.execute(f"""
             create or replace table {table} as
             with kept as (
@@ -244,23 +257,21 @@ def prepare_for_matching(con, blocklist: pd.DataFrame, table: str) -> None:
                        {keep['email']} as email,
                        {keep['phone']} as phone, birthdate, {keep['address']} as address, postal, city,
                        state, loyalty_id
-                from {RECORDS})
-            select unique_id, source, pk, given_name, given_name_alias, surname, email,
-                   split_part(email, '@', 1) as email_user,
-                   nullif(regexp_replace(split_part(email, '@', 1), '[^a-z]', '', 'g'), '') as email_letters,
-                   phone, birthdate, address, postal, city, state, loyalty_id,
-                   {name_keys}
-            from (select *, regexp_replace(coalesce(given_name, ''), '[^a-z]', '', 'g') as g,
-                            regexp_replace(coalesce(given_name_alias, given_name, ''), '[^a-z]', '', 'g') as a,
-                            regexp_replace(coalesce(surname, ''), '[^a-z]', '', 'g') as s from kept)""")
-        # an initial key that fits two or more people (alias + surname) in one postal code is
-        # evidence for none of them (few rows: updated in place)
-        person = "coalesce(given_name_alias, given_name) || '|' || surname"
-        for key in INITIAL_KEYS:
-            con.execute(f"""
-                update {table} set {key} = null
-                where {key} || '|' || postal in (
-                    select {key} || '|' || postal from {table} where {key} is not null
-                    group by {key}, postal having min({person}) <> max({person}))""")
+                from {RECORDS}),
+            keyed as materialized (
+                select unique_id, source, pk, given_name, given_name_alias, surname, email,
+                       split_part(email, '@', 1) as email_user,
+                       nullif(regexp_replace(split_part(email, '@', 1), '[^a-z]', '', 'g'), '') as email_letters,
+                       phone, birthdate, address, postal, city, state, loyalty_id,
+                       {name_keys}
+                from (select *, regexp_replace(coalesce(given_name, ''), '[^a-z]', '', 'g') as g,
+                                regexp_replace(coalesce(given_name_alias, given_name, ''), '[^a-z]', '', 'g') as a,
+                                regexp_replace(coalesce(surname, ''), '[^a-z]', '', 'g') as s from kept)),
+            ambiguous as (
+                select key, value from ({key_uses})
+                group by key, value having min(person) <> max(person))
+            select {', '.join(c for c in ("unique_id", "source", "pk", *MATCH_COLUMNS) if c not in INITIAL_KEYS)},
+                   {initial_keys}
+            from keyed""")
     finally:
         con.unregister("_stitch_blocklist")
