@@ -371,30 +371,32 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
         return page(request, "segments.html", nav="segments", result=result, note=note,
                     saved=sorted(ws.cfg.segments), **ctx)
 
+    async def builder_partial(request: Request, template: str, build) -> HTMLResponse:
+        """A builder fragment: the posted form, read against the warehouse by `build`."""
+        who(request)
+        form = builder.BuilderForm.parse(await request.form())
+        try:
+            with read_warehouse(ws.cfg.warehouse_path) as con:
+                ctx = build(con, form)
+        except WarehouseBusy as exc:
+            return busy(request, exc, partial=True)
+        return page(request, template, **ctx)
+
+    def preview_or_error(con, form) -> dict:
+        try:
+            return {"result": preview(con, form)}
+        except builder.BuilderError as exc:
+            return {"result": {"error": str(exc)}}
+
     @app.post(f"{PREFIX}/segments/form", response_class=HTMLResponse, include_in_schema=False)
     async def segments_form(request: Request):
         """Re-render the builder after a structural change (row added/removed, table changed)."""
-        who(request)
-        form = builder.BuilderForm.parse(await request.form())
-        try:
-            with read_warehouse(ws.cfg.warehouse_path) as con:
-                ctx = builder_context(con, form)
-        except WarehouseBusy as exc:
-            return busy(request, exc, partial=True)
-        return page(request, "_segment_form.html", **ctx)
+        return await builder_partial(request, "_segment_form.html", builder_context)
 
     @app.post(f"{PREFIX}/segments/preview", response_class=HTMLResponse, include_in_schema=False)
     async def segments_preview(request: Request):
-        who(request)
-        form = builder.BuilderForm.parse(await request.form())
-        try:
-            with read_warehouse(ws.cfg.warehouse_path) as con:
-                result = preview(con, form)
-        except WarehouseBusy as exc:
-            return busy(request, exc, partial=True)
-        except builder.BuilderError as exc:
-            result = {"error": str(exc)}
-        return page(request, "_segment_preview.html", result=result)
+        """Live count, compiled SQL and YAML of the segment being built."""
+        return await builder_partial(request, "_segment_preview.html", preview_or_error)
 
     @app.post(f"{PREFIX}/segments/save", response_class=HTMLResponse, include_in_schema=False)
     async def segments_save(request: Request):
