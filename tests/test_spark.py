@@ -5,6 +5,9 @@ One generated tenant (customers only) is materialized twice through Dagster: on 
 trains and saves the Splink model) and with CDP_ENGINE=spark (which reuses the saved model, as a
 second run of either engine does). The Spark session is shared by every test of this module."""
 
+import csv
+import math
+import numbers
 import os
 import shutil
 
@@ -34,8 +37,15 @@ def tenant(tmp_path_factory):
     for key in ("databases", "destinations", "segments", "orchestrations", "queries", "merge",
                 "profile_api"):
         raw.pop(key, None)
-    raw["spark"] = {"master": "local[2]", "shuffle_partitions": 2}
+    raw["spark"] = {"master": "local[2]", "shuffle_partitions": 2, "conf": {"spark.driver.memory": "2g"}}
     (root / "tenant.yaml").write_text(yaml.safe_dump(raw))
+    with open(root / "data" / "pos_customers.csv", "a", encoding="utf-8") as fh:
+        first = (root / "data" / "pos_customers.csv").read_text().splitlines()[1]
+        fields = len(next(csv.reader([first])))
+        fh.write(first + "\n")                                   # a duplicate pk
+        fh.write("\n")                                           # a blank line
+        fh.write("only,three,fields\n")                          # a wrong field count
+        fh.write("," + ",".join(["Nokey"] * (fields - 1)) + "\n")  # a missing pk
     return root / "tenant.yaml"
 
 
@@ -95,6 +105,44 @@ def test_spark_stitch_finds_the_same_people_as_duckdb(runs):
     kinds = {k: v for m in spark_result.get_asset_materialization_events()
              for k, v in [(m.asset_key.to_user_string(), m)]}
     assert "stitch/unified_coalesced" in kinds and "domain/pos_customers" in kinds
+
+
+def _values(frame: pd.DataFrame) -> list[tuple]:
+    """Rows as engine-neutral tuples: missing values None, times as ISO text, numbers as floats."""
+    def value(v):
+        if v is None or v is pd.NaT or (isinstance(v, float) and math.isnan(v)):
+            return None
+        if hasattr(v, "isoformat"):
+            return pd.Timestamp(v).isoformat()
+        if isinstance(v, numbers.Number) and not isinstance(v, bool):
+            return float(v)
+        return v
+    return [tuple(value(v) for v in row) for row in frame.astype(object).itertuples(index=False)]
+
+
+def test_domain_tables_and_quarantine_are_equal_on_both_engines(runs):
+    """Standardised on Spark's executors by the same code: the same rows, values, types' values
+    and quarantined rows (with their reasons) as on DuckDB, and every row accounted for."""
+    (cfg, _), (spark_cfg, spark_result) = runs
+    with duckdb.connect(str(cfg.warehouse_path), read_only=True) as con:
+        for name in cfg.sources:
+            on_duckdb = con.execute(f"select * from domain.{name} order by source_row").df()
+            on_spark = _spark_table(spark_cfg, "domain", name).sort_values("source_row")
+            assert list(on_spark.columns) == list(on_duckdb.columns), name
+            assert len(on_duckdb) > 0 and _values(on_spark) == _values(on_duckdb), name
+        columns = "source, source_row, raw_row, reason"
+        quarantine = con.execute(f"select {columns} from domain.quarantine order by source, source_row").df()
+    on_spark = _spark_table(spark_cfg, "domain", "quarantine")[columns.split(", ")]
+    assert _values(on_spark.sort_values(["source", "source_row"])) == _values(quarantine)
+    reasons = set(quarantine[quarantine["source"] == "pos_customers"]["reason"].str.split(" [(0-9]").str[0])
+    assert {"duplicate pk", "blank line", "expected", "missing pk"} <= reasons, reasons
+    domain_runs = [m for m in spark_result.get_asset_materialization_events()
+                   if m.asset_key.path[0] == "domain"]
+    pos = next(m for m in domain_runs if m.asset_key.path[-1] == "pos_customers").materialization.metadata
+    assert pos["rows_quarantined"].value == (quarantine["source"] == "pos_customers").sum()
+    checks = [c for c in spark_result.get_asset_check_evaluations()
+              if c.check_name == "every_row_accounted_for"]
+    assert len(checks) == len(cfg.sources) and all(c.passed for c in checks)
 
 
 def test_spark_run_reports_spark_kinds_and_passes_the_checks(runs):
