@@ -1,5 +1,6 @@
-"""The Spark engine (local[2]): the same asset graph - domain tables and Stitch - on Spark, through
-dagster-pyspark, gives the same people as on DuckDB.
+"""The Spark engine (local[2]): the same asset graph - domain tables, Stitch and a deterministic
+database's record components - on Spark, through dagster-pyspark, gives the same domain rows,
+quarantine and people as on DuckDB.
 
 One generated tenant (customers only) is materialized twice through Dagster: on DuckDB (which
 trains and saves the Splink model) and with CDP_ENGINE=spark (which reuses the saved model, as a
@@ -23,6 +24,9 @@ pyspark = pytest.importorskip("pyspark")
 
 PEOPLE = 60
 GROUPS = ("sources", "stitch")
+# a deterministic database: its record components (a Python asset, Splink's clustering) run on
+# Spark through the same resource; its dbt models are tested on Spark in test_dbt_spark.py
+COMPONENTS = dg.AssetKey(["operations_c360", "record_components"])
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +41,7 @@ def tenant(tmp_path_factory):
     for key in ("databases", "destinations", "segments", "orchestrations", "queries", "merge",
                 "profile_api"):
         raw.pop(key, None)
+    raw["databases"] = {"operations_c360": {"stitch_mode": "deterministic"}}
     raw["spark"] = {"master": "local[2]", "shuffle_partitions": 2, "conf": {"spark.driver.memory": "2g"}}
     (root / "tenant.yaml").write_text(yaml.safe_dump(raw))
     with open(root / "data" / "pos_customers.csv", "a", encoding="utf-8") as fh:
@@ -56,7 +61,7 @@ def _materialize(config_path, instance, engine: str):
     try:
         cfg = load_config(config_path)
         defs = build_definitions(cfg)
-        selection = dg.AssetSelection.groups(*GROUPS)
+        selection = dg.AssetSelection.groups(*GROUPS) | dg.AssetSelection.keys(COMPONENTS)
         job = dg.define_asset_job(f"stitch_{engine}", selection=selection)
         defs = dg.Definitions.merge(defs, dg.Definitions(jobs=[job]))
         result = defs.resolve_job_def(f"stitch_{engine}").execute_in_process(
@@ -105,6 +110,17 @@ def test_spark_stitch_finds_the_same_people_as_duckdb(runs):
     kinds = {k: v for m in spark_result.get_asset_materialization_events()
              for k, v in [(m.asset_key.to_user_string(), m)]}
     assert "stitch/unified_coalesced" in kinds and "domain/pos_customers" in kinds
+
+
+def test_record_components_on_spark_equal_duckdb(runs):
+    (cfg, _), (spark_cfg, spark_result) = runs
+    with duckdb.connect(str(cfg.warehouse_path), read_only=True) as con:
+        on_duckdb = con.execute("select record_key, component from operations_c360.record_components "
+                                "order by record_key").fetchall()
+    on_spark = _spark_table(spark_cfg, "operations_c360", "record_components").sort_values("record_key")
+    assert on_duckdb and list(on_spark.itertuples(index=False, name=None)) == on_duckdb
+    checks = [c for c in spark_result.get_asset_check_evaluations() if c.asset_key == COMPONENTS]
+    assert [c.passed for c in checks] == [True]
 
 
 def _values(frame: pd.DataFrame) -> list[tuple]:
