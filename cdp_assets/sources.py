@@ -19,6 +19,7 @@ from dagster_duckdb import DuckDBResource
 from . import standardize as std
 from .config import Source, SourceKind, TenantConfig
 from .lakehouse import count_lakehouse_rows, read_lakehouse_table
+from .scale_out import is_spark
 from .warehouse import preview_md, replace_table
 
 GROUP = "sources"
@@ -116,40 +117,46 @@ def _to_text(v) -> str | None:
 
 
 def _read_csv(name: str, path: Path) -> Batch:
+    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+        return parse_csv(name, fh, where=path)
+
+
+def parse_csv(name: str, lines, where) -> Batch:
+    """The rows of CSV text (an open file, or the file's text on a Spark executor): every data
+    row numbered, the unreadable ones set aside with the reason."""
     rejects: list[dict] = []
     records: list[list[str]] = []
     row_numbers: list[int] = []
-    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
-        reader = csv.reader(fh)
+    reader = csv.reader(lines)
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        raise SourceFileError(f"source {name!r}: {where} is empty (no header row)") from None
+    except csv.Error as exc:
+        raise SourceFileError(f"source {name!r}: cannot read the header of {where}: {exc}") from exc
+    n = len(header)
+    row_no = 0
+    while True:
         try:
-            header = [h.strip() for h in next(reader)]
+            values = next(reader)
         except StopIteration:
-            raise SourceFileError(f"source {name!r}: {path} is empty (no header row)") from None
+            break
         except csv.Error as exc:
-            raise SourceFileError(f"source {name!r}: cannot read the header of {path}: {exc}") from exc
-        n = len(header)
-        row_no = 0
-        while True:
-            try:
-                values = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                row_no += 1
-                rejects.append({"source": name, "source_row": row_no, "raw_row": json.dumps([]),
-                                "reason": f"unreadable CSV line: {exc}"})
-                continue
             row_no += 1
-            if not values:  # blank line: nothing to load, but account for it
-                rejects.append({"source": name, "source_row": row_no, "raw_row": "[]",
-                                "reason": "blank line"})
-                continue
-            if len(values) != n:
-                rejects.append({"source": name, "source_row": row_no, "raw_row": json.dumps(values),
-                                "reason": f"expected {n} fields, found {len(values)}"})
-                continue
-            records.append(values)
-            row_numbers.append(row_no)
+            rejects.append({"source": name, "source_row": row_no, "raw_row": json.dumps([]),
+                            "reason": f"unreadable CSV line: {exc}"})
+            continue
+        row_no += 1
+        if not values:  # blank line: nothing to load, but account for it
+            rejects.append({"source": name, "source_row": row_no, "raw_row": "[]",
+                            "reason": "blank line"})
+            continue
+        if len(values) != n:
+            rejects.append({"source": name, "source_row": row_no, "raw_row": json.dumps(values),
+                            "reason": f"expected {n} fields, found {len(values)}"})
+            continue
+        records.append(values)
+        row_numbers.append(row_no)
     df = pd.DataFrame(records, columns=header, dtype=object)
     df["source_row"] = row_numbers
     return Batch(name, df, rejects)
@@ -339,6 +346,21 @@ def write_quarantine(con, source: str, rejects: list[dict]) -> None:
         con.unregister("_quarantine_batch")
 
 
+def load_domain_table_here(con, name: str, source: Source, path: Path) -> dict:
+    """Read and standardise a source in this process; write domain.<name> and its quarantine rows.
+    Returns what the asset reports."""
+    domain, batch, rows_read = build_domain_table(name, source, path)
+    replace_table(con, "domain", name, domain)
+    write_quarantine(con, name, batch.rejects)
+    reasons: dict[str, int] = {}
+    for r in batch.rejects:
+        key = r["reason"].split(" (")[0].split(":")[0]
+        reasons[key] = reasons.get(key, 0) + 1
+    return {"rows_read": rows_read, "rows_loaded": len(domain), "rows_quarantined": len(batch.rejects),
+            "quarantine_reasons": reasons, "invalid_values_nulled": batch.invalid_values,
+            "preview": domain.head(5)}
+
+
 # ---- Dagster assets -----------------------------------------------------------------------------
 
 def domain_asset_key(name: str) -> dg.AssetKey:
@@ -358,22 +380,22 @@ def build_source_asset(cfg: TenantConfig, name: str, source: Source) -> dg.Asset
         tags={"cdp/kind": source.kind.value},
     )
     def _domain_table(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
-        domain, batch, rows_read = build_domain_table(name, source, path)
         with warehouse.get_connection() as con:
-            replace_table(con, "domain", name, domain)
-            write_quarantine(con, name, batch.rejects)
-        context.log.info(f"{name}: read {rows_read}, loaded {len(domain)}, quarantined {len(batch.rejects)}")
-        reasons: dict[str, int] = {}
-        for r in batch.rejects:
-            key = r["reason"].split(" (")[0].split(":")[0]
-            reasons[key] = reasons.get(key, 0) + 1
+            if is_spark(con):  # a Spark job: read and standardised on the executors
+                from .spark_sources import load_domain_table
+
+                report = load_domain_table(con, name, source, path, cfg.spark.shuffle_partitions)
+            else:
+                report = load_domain_table_here(con, name, source, path)
+        context.log.info(f"{name}: read {report['rows_read']}, loaded {report['rows_loaded']}, "
+                         f"quarantined {report['rows_quarantined']}")
         return dg.MaterializeResult(metadata={
-            "dagster/row_count": len(domain),
-            "rows_read": rows_read,
-            "rows_quarantined": len(batch.rejects),
-            "quarantine_reasons": dg.MetadataValue.json(reasons),
-            "invalid_values_nulled": dg.MetadataValue.json(batch.invalid_values),
-            "preview": dg.MetadataValue.md(preview_md(domain)),
+            "dagster/row_count": report["rows_loaded"],
+            "rows_read": report["rows_read"],
+            "rows_quarantined": report["rows_quarantined"],
+            "quarantine_reasons": dg.MetadataValue.json(report["quarantine_reasons"]),
+            "invalid_values_nulled": dg.MetadataValue.json(report["invalid_values_nulled"]),
+            "preview": dg.MetadataValue.md(preview_md(report["preview"])),
         })
 
     return _domain_table

@@ -22,9 +22,13 @@ def test_each_database_is_its_own_asset_group_with_its_tables(pipeline_run):
             assert graph.get(key).group_name == db
         assert dg.AssetKey(["stitch", "unified_coalesced"]) in graph.get(
             dg.AssetKey([db, "unified_records"])).parent_keys
-    # deterministic mode reads Stitch's pair table too
-    assert dg.AssetKey(["stitch", "unified_scores"]) in graph.get(
-        dg.AssetKey(["operations_c360", "unified_records"])).parent_keys
+    # deterministic mode: its links' components, from Stitch's pair table, found before dbt
+    components = dg.AssetKey(["operations_c360", "record_components"])
+    assert components in graph.get(dg.AssetKey(["operations_c360", "unified_records"])).parent_keys
+    assert dg.AssetKey(["stitch", "unified_scores"]) in graph.get(components).parent_keys
+    assert graph.get(components).group_name == "operations_c360" and components in materialized
+    checks = pipeline_run.get_asset_check_evaluations()
+    assert [c.passed for c in checks if c.asset_key == components] == [True]
 
 
 def test_databases_differ_by_their_rules(warehouse):

@@ -4,24 +4,29 @@ the same inputs as the DuckDB run give the same customer 360.
 Inputs: one snapshot of what the models read - domain.*, stitch.* and the Python assets'
 tables of the small demo tenant's DuckDB pipeline run (conftest) - exported to a lakehouse folder
 as Parquet, the layout the Spark engine writes, and loaded from there into a fresh DuckDB
-warehouse. dbt builds the customer 360 databases, interactions, bi and custom models on both;
-Spark's tables (Parquet in the lakehouse folder) are compared value for value with DuckDB's."""
+warehouse. The record components of the deterministic and threshold databases are found on each
+engine by the code of their Dagster assets (Splink's clustering on DuckDB, and on Spark through
+the Spark connection). dbt builds the customer 360 databases, interactions, bi and custom models
+on both; Spark's tables (Parquet in the lakehouse folder) are compared value for value with
+DuckDB's."""
 
 import math
 import numbers
-import shutil
 
 import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 pytest.importorskip("dbt.adapters.spark")
 pytest.importorskip("pyspark")
 
-# the probabilistic databases of the demo tenant (deterministic ones need a recursive UNION,
-# which Spark SQL does not run yet: see README, "dbt on Spark")
-SPARK_DATABASES = ("c360", "email_c360", "paid_media_c360")
+# the demo tenant's databases - probabilistic, and operations_c360 deterministic - plus one with a
+# match-probability threshold of its own, added to the test's copies of the config
+STRICT = {"strict_c360": {"description": "links at or above 0.99 only", "stitch_mode": 0.99,
+                          "merge": {"default": {"rule": "most_recent"}}}}
+SPARK_DATABASES = ("c360", "email_c360", "paid_media_c360", "operations_c360", "strict_c360")
 
 
 # what the dbt models read besides their own tables: the Python assets' outputs
@@ -61,13 +66,35 @@ def _tenant(root, demo_tenant, engine: str):
     from cdp_assets.dbt_models import prepare_manifest
 
     root.mkdir()
-    shutil.copy(demo_tenant, root / "tenant.yaml")
+    doc = yaml.safe_load(demo_tenant.read_text())
+    doc["databases"].update(STRICT)
+    doc["spark"] = {"conf": {"spark.driver.memory": "2g"}}
+    (root / "tenant.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     with pytest.MonkeyPatch.context() as env:
         env.setenv("CDP_ENGINE", engine)
         env.delenv("CDP_WAREHOUSE", raising=False)
         cfg = load_config(root / "tenant.yaml")
         prepare_manifest(cfg)
     return cfg
+
+
+def _record_components(cfg, con) -> None:
+    """What the <db>/record_components assets do, on the connection's engine."""
+    from cdp_assets.merge import links_its_own_way, write_record_components
+
+    for name, db in cfg.customer_databases.items():
+        if links_its_own_way(db):
+            write_record_components(con, name, db.stitch_mode)
+
+
+def _spark_record_components(cfg) -> None:
+    from cdp_assets.scale_out import SparkConnection, spark_session
+
+    session = spark_session(cfg)
+    try:
+        _record_components(cfg, SparkConnection(session, cfg.lakehouse_path))
+    finally:
+        session.stop()
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +111,9 @@ def engines(pipeline_run, demo_tenant, tmp_path_factory):
         con.execute(f'create schema if not exists "{folder.parent.name}"')
         con.execute(f'create table "{folder.parent.name}"."{folder.name}" as '
                     f"select * from read_parquet('{folder}/*.parquet')")
+    _record_components(duck_cfg, con)
     con.close()
+    _spark_record_components(spark_cfg)
     with pytest.MonkeyPatch.context() as env:
         env.delenv("CDP_WAREHOUSE", raising=False)
         env.setenv("CDP_ENGINE", "duckdb")
@@ -182,3 +211,17 @@ def test_other_models_on_spark_equal_duckdb(spark_build, duck, table, key):
     for column in duck:
         differs = [(d, s) for d, s in zip(duck[column], spark[column]) if d != s]
         assert not differs, (column, len(differs), differs[:3])
+
+
+@pytest.mark.parametrize("database", ["operations_c360", "strict_c360"])
+def test_record_components_on_spark_equal_duckdb(spark_build, duck, database):
+    """Splink's clustering on Spark finds the components DuckDB finds, named alike; and they
+    really split Stitch's people (the database has more people than c360)."""
+    query = "select record_key, component from {} order by record_key"
+    on_duckdb = duck.execute(query.format(f"{database}.record_components")).fetchall()
+    on_spark = duckdb.sql(query.format(
+        f"read_parquet('{spark_build}/{database}/record_components/*.parquet')")).fetchall()
+    assert on_duckdb and on_spark == on_duckdb
+    people = {db: duck.execute(f"select count(*) from {db}.customer_360").fetchone()[0]
+              for db in ("c360", database)}
+    assert people[database] > people["c360"]

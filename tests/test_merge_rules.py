@@ -1,6 +1,7 @@
 """Merge rules, address grouping, provenance and customer 360 databases, proved on a hand-built
 stitch output: a tiny warehouse holding stitch.unified_coalesced and stitch.unified_scores, the
-generated per-database dbt models built by real dbt against it (no Splink, no Dagster)."""
+generated per-database dbt models built by real dbt against it (no Dagster; Splink only for the
+record components of the deterministic and threshold databases)."""
 
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import yaml
 
 from cdp_assets.config import load_config
 from cdp_assets.dbt_models import dbt_resource, dbt_vars_arg, prepare_manifest, target_path, warehouse_env
+from cdp_assets.merge import links_its_own_way, write_record_components
 
 SOURCES = ["pos_customers", "ecommerce_customers", "email_subscribers", "loyalty_members"]
 P1, P2 = "00000000-0000-0000-0000-000000000001", "00000000-0000-0000-0000-000000000002"
@@ -112,6 +114,10 @@ def build_databases(root: Path, databases=DATABASES) -> duckdb.DuckDBPyConnectio
     cfg = load_config(root / "tenant.yaml")
     if not cfg.warehouse_path.exists():
         seed_warehouse(cfg.warehouse_path)
+    with duckdb.connect(str(cfg.warehouse_path)) as con:  # what the record_components assets do
+        for name, db in cfg.customer_databases.items():
+            if links_its_own_way(db):
+                write_record_components(con, name, db.stitch_mode)
     prepare_manifest(cfg)
     with warehouse_env(cfg):
         dbt_resource(cfg).cli(["build", "--quiet", "--select", "+fqn:cdp.databases.*", "--indirect-selection", "buildable",

@@ -1,10 +1,14 @@
-"""The Spark engine (local[2]): the same asset graph - domain tables and Stitch - on Spark, through
-dagster-pyspark, gives the same people as on DuckDB.
+"""The Spark engine (local[2]): the same asset graph - domain tables, Stitch and a deterministic
+database's record components - on Spark, through dagster-pyspark, gives the same domain rows,
+quarantine and people as on DuckDB.
 
 One generated tenant (customers only) is materialized twice through Dagster: on DuckDB (which
 trains and saves the Splink model) and with CDP_ENGINE=spark (which reuses the saved model, as a
 second run of either engine does). The Spark session is shared by every test of this module."""
 
+import csv
+import math
+import numbers
 import os
 import shutil
 
@@ -20,6 +24,9 @@ pyspark = pytest.importorskip("pyspark")
 
 PEOPLE = 60
 GROUPS = ("sources", "stitch")
+# a deterministic database: its record components (a Python asset, Splink's clustering) run on
+# Spark through the same resource; its dbt models are tested on Spark in test_dbt_spark.py
+COMPONENTS = dg.AssetKey(["operations_c360", "record_components"])
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +41,16 @@ def tenant(tmp_path_factory):
     for key in ("databases", "destinations", "segments", "orchestrations", "queries", "merge",
                 "profile_api"):
         raw.pop(key, None)
-    raw["spark"] = {"master": "local[2]", "shuffle_partitions": 2}
+    raw["databases"] = {"operations_c360": {"stitch_mode": "deterministic"}}
+    raw["spark"] = {"master": "local[2]", "shuffle_partitions": 2, "conf": {"spark.driver.memory": "2g"}}
     (root / "tenant.yaml").write_text(yaml.safe_dump(raw))
+    with open(root / "data" / "pos_customers.csv", "a", encoding="utf-8") as fh:
+        first = (root / "data" / "pos_customers.csv").read_text().splitlines()[1]
+        fields = len(next(csv.reader([first])))
+        fh.write(first + "\n")                                   # a duplicate pk
+        fh.write("\n")                                           # a blank line
+        fh.write("only,three,fields\n")                          # a wrong field count
+        fh.write("," + ",".join(["Nokey"] * (fields - 1)) + "\n")  # a missing pk
     return root / "tenant.yaml"
 
 
@@ -46,7 +61,7 @@ def _materialize(config_path, instance, engine: str):
     try:
         cfg = load_config(config_path)
         defs = build_definitions(cfg)
-        selection = dg.AssetSelection.groups(*GROUPS)
+        selection = dg.AssetSelection.groups(*GROUPS) | dg.AssetSelection.keys(COMPONENTS)
         job = dg.define_asset_job(f"stitch_{engine}", selection=selection)
         defs = dg.Definitions.merge(defs, dg.Definitions(jobs=[job]))
         result = defs.resolve_job_def(f"stitch_{engine}").execute_in_process(
@@ -95,6 +110,55 @@ def test_spark_stitch_finds_the_same_people_as_duckdb(runs):
     kinds = {k: v for m in spark_result.get_asset_materialization_events()
              for k, v in [(m.asset_key.to_user_string(), m)]}
     assert "stitch/unified_coalesced" in kinds and "domain/pos_customers" in kinds
+
+
+def test_record_components_on_spark_equal_duckdb(runs):
+    (cfg, _), (spark_cfg, spark_result) = runs
+    with duckdb.connect(str(cfg.warehouse_path), read_only=True) as con:
+        on_duckdb = con.execute("select record_key, component from operations_c360.record_components "
+                                "order by record_key").fetchall()
+    on_spark = _spark_table(spark_cfg, "operations_c360", "record_components").sort_values("record_key")
+    assert on_duckdb and list(on_spark.itertuples(index=False, name=None)) == on_duckdb
+    checks = [c for c in spark_result.get_asset_check_evaluations() if c.asset_key == COMPONENTS]
+    assert [c.passed for c in checks] == [True]
+
+
+def _values(frame: pd.DataFrame) -> list[tuple]:
+    """Rows as engine-neutral tuples: missing values None, times as ISO text, numbers as floats."""
+    def value(v):
+        if v is None or v is pd.NaT or (isinstance(v, float) and math.isnan(v)):
+            return None
+        if hasattr(v, "isoformat"):
+            return pd.Timestamp(v).isoformat()
+        if isinstance(v, numbers.Number) and not isinstance(v, bool):
+            return float(v)
+        return v
+    return [tuple(value(v) for v in row) for row in frame.astype(object).itertuples(index=False)]
+
+
+def test_domain_tables_and_quarantine_are_equal_on_both_engines(runs):
+    """Standardised on Spark's executors by the same code: the same rows, values, types' values
+    and quarantined rows (with their reasons) as on DuckDB, and every row accounted for."""
+    (cfg, _), (spark_cfg, spark_result) = runs
+    with duckdb.connect(str(cfg.warehouse_path), read_only=True) as con:
+        for name in cfg.sources:
+            on_duckdb = con.execute(f"select * from domain.{name} order by source_row").df()
+            on_spark = _spark_table(spark_cfg, "domain", name).sort_values("source_row")
+            assert list(on_spark.columns) == list(on_duckdb.columns), name
+            assert len(on_duckdb) > 0 and _values(on_spark) == _values(on_duckdb), name
+        columns = "source, source_row, raw_row, reason"
+        quarantine = con.execute(f"select {columns} from domain.quarantine order by source, source_row").df()
+    on_spark = _spark_table(spark_cfg, "domain", "quarantine")[columns.split(", ")]
+    assert _values(on_spark.sort_values(["source", "source_row"])) == _values(quarantine)
+    reasons = set(quarantine[quarantine["source"] == "pos_customers"]["reason"].str.split(" [(0-9]").str[0])
+    assert {"duplicate pk", "blank line", "expected", "missing pk"} <= reasons, reasons
+    domain_runs = [m for m in spark_result.get_asset_materialization_events()
+                   if m.asset_key.path[0] == "domain"]
+    pos = next(m for m in domain_runs if m.asset_key.path[-1] == "pos_customers").materialization.metadata
+    assert pos["rows_quarantined"].value == (quarantine["source"] == "pos_customers").sum()
+    checks = [c for c in spark_result.get_asset_check_evaluations()
+              if c.check_name == "every_row_accounted_for"]
+    assert len(checks) == len(cfg.sources) and all(c.passed for c in checks)
 
 
 def test_spark_run_reports_spark_kinds_and_passes_the_checks(runs):

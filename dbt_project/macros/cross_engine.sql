@@ -98,25 +98,6 @@
 {%- endmacro %}
 
 
-{# UNION (not UNION ALL) in a recursive CTE: stops when no new row is reached, so a graph with
-   cycles (record links) terminates. Spark SQL runs only UNION ALL recursion: the databases that
-   need it (stitch_mode deterministic or a threshold) do not run on Spark yet. #}
-{% macro cdp_recursive_union(db) -%}
-    {{- return(adapter.dispatch('cdp_recursive_union')(db)) -}}
-{%- endmacro %}
-
-{% macro duckdb__cdp_recursive_union(db) -%}union{%- endmacro %}
-
-{% macro spark__cdp_recursive_union(db) -%}
-    {%- if execute -%}
-    {{ exceptions.raise_compiler_error("customer 360 database '" ~ db.name ~ "' (stitch_mode "
-        ~ db.stitch_mode ~ ") needs a recursive UNION to find linked records, which Spark SQL does "
-        ~ "not run yet: use stitch_mode probabilistic for it, or engine duckdb") }}
-    {%- endif -%}
-    union
-{%- endmacro %}
-
-
 {#
   "First value in an order" per group - the merge rules' building block. A pick is
   {name, value, order, filter}: among the rows of a person that pass `filter`, the `value` of

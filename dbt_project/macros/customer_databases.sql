@@ -29,39 +29,24 @@
   from stitch.unified_scores inside one Stitch cluster only, so a database's people are parts of
   Stitch's people: the largest part keeps Stitch's cdp_id (ties: lowest record key), the others
   get an id derived from it (md5 of cdp_id and the part's lowest record key).
+  The parts - connected components of the links, named by their lowest record key - are found
+  before dbt by the Python asset <db>/record_components (Splink's clustering, on DuckDB or
+  Spark: a loop no SQL model runs on both); a record it does not list has no link and is a part
+  of its own.
 #}
 {% macro cdp_database_records(db) -%}
 {%- if db.stitch_mode == 'probabilistic' -%}
 select cdp_id, cdp_id as stitch_cdp_id, {{ cdp_star_except(none, ['cdp_id']) }}
 from {{ source('stitch', 'unified_coalesced') }}
 {%- else -%}
-with recursive records as (
+with records as (
     select *, source || '|' || pk as record_key from {{ source('stitch', 'unified_coalesced') }}
 ),
 
-links as (
-    select source_l || '|' || pk_l as a, source_r || '|' || pk_r as b
-    from {{ source('stitch', 'unified_scores') }}
-    where linked and same_cdp_id
-      and (deterministic_rule is not null or label = 'match'
-           {%- if db.stitch_mode != 'deterministic' %}
-           or match_probability >= {{ db.stitch_mode }}
-           {%- endif %})
-),
-
-edges as (
-    select a, b from links union all select b, a from links
-),
-
-{# every record reaches every record of its component; UNION stops when nothing new is reached #}
-reach(record_key, root) as (
-    select record_key, record_key from records
-    {{ cdp_recursive_union(db) }}
-    select e.b, r.root from reach r join edges e on e.a = r.record_key
-),
-
 components as (
-    select record_key, min(root) as component from reach group by record_key
+    select r.record_key, coalesce(c.component, r.record_key) as component
+    from records r
+    left join {{ source(db.name, 'record_components') }} c on c.record_key = r.record_key
 ),
 
 parts as (

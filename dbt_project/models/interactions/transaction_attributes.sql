@@ -32,7 +32,7 @@ select
     count(*) filter (where is_return) as return_count,
     {{ cdp_round("sum(net_revenue)", 2) }} as lifetime_revenue,
     {{ cdp_round("sum(returned_revenue)", 2) }} as returned_revenue,
-    {{ cdp_round("sum(net_revenue) / nullif(count(*) filter (where is_counted), 0)", 2) }} as average_order_value,
+    {{ cdp_money_average("net_revenue", "count(*) filter (where is_counted)") }} as average_order_value,
     count(*) filter (where is_counted and in_last_12m) as orders_12m,
     {{ cdp_round("coalesce(sum(net_revenue) filter (where in_last_12m), 0)", 2) }} as revenue_12m,
     {{ dbt.datediff('max(order_date)', as_of, 'day') }} as days_since_last_order,

@@ -1,0 +1,211 @@
+"""Stage 1 on Spark: domain tables as Spark jobs.
+
+With `engine: spark` a source file is read by Spark and standardised on the executors by the same
+Python code as on DuckDB (sources.py, standardize.py), run over pandas batches of the rows:
+
+    file --Spark--> raw rows (every column as text, numbered as in the file; unreadable ones set
+         aside with the reason, by sources.parse_csv)
+      -> bucket of the row's key (the key as the standardiser normalises it: all rows that share a
+         key meet in one bucket, so duplicate keys are found exactly as on DuckDB)
+      -> applyInPandas: each bucket, in file order, through the source kind's standardiser
+      -> domain.<source> and the source's rows of domain.quarantine, written by Spark.
+
+Nothing row by row comes to the driver: it reads a CSV file's header (to know the columns) and
+collects the counts for the asset's metadata. A CSV file is parsed by one task (its rows are
+numbered in file order, and a quoted field may span lines, so it is read whole - a file must fit
+one executor's memory); the standardising - the costly part - runs in parallel. Parquet is read by
+Spark directly; Delta tables (Spark needs the delta-spark package for them) are read on the driver
+and handed to Spark.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pandas as pd
+
+from . import standardize as std
+from .config import Source, SourceKind
+from .sources import (DOMAIN_COLUMNS, QUARANTINE_DDL, Batch, SourceFileError, STANDARDISERS, _to_text,
+                      parse_csv)
+
+# the tag of the column whose duplicates the standardiser rejects (rows sharing it meet in one bucket)
+KEY_TAG = {SourceKind.customers: "pk", SourceKind.transactions: "order-id",
+           SourceKind.transaction_items: "order-id", SourceKind.products: "product-id"}
+
+# Spark types of the domain columns (what the DuckDB warehouse holds; every other column is text)
+DOMAIN_TYPES = {
+    "birthdate": "date", "created_at": "timestamp", "updated_at": "timestamp",
+    "order_datetime": "timestamp", "order_revenue": "double", "order_discount": "double",
+    "return_amount": "double", "line_number": "bigint", "item_quantity": "double",
+    "item_unit_price": "double", "item_revenue": "double", "product_price": "double",
+    "source_row": "bigint",
+}
+
+# one output row of the standardiser: a domain row, a quarantined row, or a count of invalid values
+ROW_KIND, RAW_ROW, REASON, INVALID_COLUMN, INVALID_COUNT = (
+    "_row_kind", "_raw_row", "_reason", "_invalid_column", "_invalid_count")
+
+
+def _domain_schema(kind: SourceKind) -> str:
+    return ", ".join(f"`{c}` {DOMAIN_TYPES.get(c, 'string')}" for c in DOMAIN_COLUMNS[kind])
+
+
+def _output_schema(kind: SourceKind) -> str:
+    return (f"`{ROW_KIND}` string, {_domain_schema(kind)}, `{RAW_ROW}` string, `{REASON}` string, "
+            f"`{INVALID_COLUMN}` string, `{INVALID_COUNT}` bigint")
+
+
+def _raw_schema(columns: list[str]) -> str:
+    return ", ".join([*(f"`{c}` string" for c in columns), "`source_row` bigint",
+                      f"`{RAW_ROW}` string", f"`{REASON}` string"])
+
+
+# ---- reading ------------------------------------------------------------------------------------
+
+def _csv_header(name: str, path: Path) -> list[str]:
+    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+        try:
+            return [h.strip() for h in next(csv.reader(fh))]
+        except StopIteration:
+            raise SourceFileError(f"source {name!r}: {path} is empty (no header row)") from None
+        except csv.Error as exc:
+            raise SourceFileError(f"source {name!r}: cannot read the header of {path}: {exc}") from exc
+
+
+def _with_rejects(batch: Batch, columns: list[str]) -> pd.DataFrame:
+    """A batch's rows and its set-aside rows in one frame of the raw schema."""
+    rows = batch.rows.reindex(columns=[*columns, "source_row"])
+    rows[RAW_ROW] = None
+    rows[REASON] = None
+    rejects = pd.DataFrame(batch.rejects, columns=["source_row", "raw_row", "reason"]).rename(
+        columns={"raw_row": RAW_ROW, "reason": REASON})
+    out = pd.concat([rows, rejects.reindex(columns=rows.columns)], ignore_index=True)
+    out["source_row"] = out["source_row"].astype("int64")
+    return out
+
+
+def read_raw_rows(spark, name: str, source: Source, path: Path):
+    """(Spark DataFrame of the file's rows - its columns as text, source_row, and for a row that
+    could not be read the raw row and the reason -, the file's columns)."""
+    if not path.exists():
+        raise SourceFileError(f"source {name!r}: file not found: {path}")
+    if source.format == "parquet":
+        try:
+            frame = spark.read.parquet(str(path))
+        except Exception as exc:  # noqa: BLE001 - any reader error means the file is unreadable
+            raise SourceFileError(f"source {name!r}: cannot read parquet {path}: {exc}") from exc
+        columns = list(frame.columns)
+        numbered = spark.createDataFrame(frame.rdd.zipWithIndex().map(lambda p: (*p[0], p[1] + 1)),
+                                         frame.schema.add("source_row", "long"))
+
+        def as_text(frames):  # each value as text, as sources.read_source_file turns it
+            for part in frames:
+                for col in columns:
+                    part[col] = part[col].astype(object).map(_to_text)
+                yield part.assign(**{RAW_ROW: None, REASON: None})
+
+        raw = numbered.mapInPandas(as_text, _raw_schema(columns))
+    elif source.format == "delta":
+        from .sources import read_source_file
+
+        batch = read_source_file(name, source, path)
+        columns = [c for c in batch.rows.columns if c != "source_row"]
+        raw = spark.createDataFrame(_with_rejects(batch, columns), _raw_schema(columns))
+    else:
+        columns = _csv_header(name, path)
+
+        def parse(frames):
+            for frame in frames:
+                for text in frame["value"]:
+                    yield _with_rejects(parse_csv(name, io.StringIO(text, newline=""), where=path), columns)
+
+        raw = spark.read.text(str(path), wholetext=True).mapInPandas(parse, _raw_schema(columns))
+    missing = [c for c in source.columns if c not in columns]
+    if missing:
+        raise SourceFileError(
+            f"source {name!r}: columns {missing} are tagged in the config but not in {path} "
+            f"(it has {columns})")
+    return raw, columns
+
+
+# ---- standardising on the executors -------------------------------------------------------------
+
+def standardise_rows(name: str, source: Source, rows: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """One bucket of rows through the source kind's standardiser (in file order, as on DuckDB):
+    its domain rows, quarantined rows and invalid-value counts as one frame."""
+    rows = rows.sort_values("source_row", kind="stable").reset_index(drop=True)
+    batch = Batch(name, rows[[*columns, "source_row"]])
+    domain = STANDARDISERS[source.kind](batch, source)
+    domain = domain.assign(**{ROW_KIND: "domain"})
+    rejects = pd.DataFrame(batch.rejects, columns=["source", "source_row", "raw_row", "reason"])
+    rejects = rejects.rename(columns={"raw_row": RAW_ROW, "reason": REASON}).assign(**{ROW_KIND: "quarantine"})
+    invalid = pd.DataFrame({INVALID_COLUMN: list(batch.invalid_values),
+                            INVALID_COUNT: list(batch.invalid_values.values()), ROW_KIND: "invalid"})
+    out = pd.concat([frame for frame in (domain, rejects, invalid) if len(frame)], ignore_index=True)
+    out = out.reindex(columns=[ROW_KIND, *DOMAIN_COLUMNS[source.kind], RAW_ROW, REASON,
+                               INVALID_COLUMN, INVALID_COUNT])
+    for column in out.columns:  # Arrow wants one type per column: missing values as None/NaN
+        kind = DOMAIN_TYPES.get(column)
+        if column == INVALID_COUNT or kind in ("bigint", "double"):
+            out[column] = pd.to_numeric(out[column], errors="coerce").astype(
+                "Int64" if kind == "bigint" or column == INVALID_COUNT else "float64")
+        elif kind == "timestamp":
+            out[column] = pd.to_datetime(out[column])
+        else:
+            out[column] = out[column].astype(object).where(out[column].notna(), None)
+    return out
+
+
+def normalised_key(values: pd.Series) -> pd.Series:
+    """A key as the standardisers read it (sources._require): rows equal here are duplicates."""
+    return std.identifier(values)
+
+
+def standardise_on_spark(spark, name: str, source: Source, path: Path, buckets: int):
+    """(raw rows, standardised rows) of a source, computed once (checkpointed)."""
+    from pyspark.sql import functions as F
+
+    raw, columns = read_raw_rows(spark, name, source, path)
+    raw = raw.localCheckpoint(eager=True)
+    key = source.column_for(KEY_TAG[source.kind])
+    normalise = F.pandas_udf(normalised_key, "string")
+    rows = (raw.filter(F.col(REASON).isNull()).drop(RAW_ROW, REASON)
+            .withColumn("_bucket", F.pmod(F.hash(normalise(F.col(f"`{key}`"))), F.lit(buckets))))
+    standardised = (rows.groupBy("_bucket")
+                    .applyInPandas(lambda frame: standardise_rows(name, source, frame, columns),
+                                   _output_schema(source.kind))
+                    .localCheckpoint(eager=True))
+    return raw, standardised
+
+
+def load_domain_table(con, name: str, source: Source, path: Path, buckets: int) -> dict:
+    """Write domain.<name> and the source's rows of domain.quarantine on Spark (con: the
+    SparkConnection); return what the asset reports (as sources.build_source_asset on DuckDB)."""
+    from pyspark.sql import functions as F
+
+    raw, standardised = standardise_on_spark(con.spark, name, source, path, buckets)
+    domain = standardised.filter(F.col(ROW_KIND) == "domain").select(*DOMAIN_COLUMNS[source.kind])
+    con.write_table("domain", name, domain)
+    quarantine = (raw.filter(F.col(REASON).isNotNull()).select("source_row", RAW_ROW, REASON)
+                  .unionByName(standardised.filter(F.col(ROW_KIND) == "quarantine")
+                               .select("source_row", RAW_ROW, REASON)))
+    quarantine.select(F.lit(name).alias("source"), "source_row", F.col(RAW_ROW).alias("raw_row"),
+                      F.col(REASON).alias("reason"),
+                      F.current_timestamp().alias("quarantined_at")).createOrReplaceTempView("_quarantine_batch")
+    con.execute("create schema if not exists domain")
+    con.execute(QUARANTINE_DDL)
+    con.execute("delete from domain.quarantine where source = ?", [name])
+    con.execute("insert into domain.quarantine select source, source_row, raw_row, reason, "
+                "quarantined_at from _quarantine_batch")
+    con.spark.catalog.dropTempView("_quarantine_batch")
+    # the metadata key of a reason: its text before any detail, as on DuckDB
+    reasons = dict(quarantine.groupBy(F.split(F.split(F.col(REASON), r" \(")[0], ":")[0].alias("r"))
+                   .count().collect())
+    invalid = {r[0]: int(r[1]) for r in standardised.filter(F.col(ROW_KIND) == "invalid")
+               .groupBy(INVALID_COLUMN).agg(F.sum(INVALID_COUNT)).collect()}
+    return {"rows_read": raw.count(), "rows_loaded": domain.count(),
+            "rows_quarantined": sum(reasons.values()), "quarantine_reasons": reasons,
+            "invalid_values_nulled": invalid, "preview": domain.limit(5).toPandas()}
