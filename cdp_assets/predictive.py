@@ -140,7 +140,8 @@ NEVER = 3 * 365
 
 def category_features(con, cutoff: dt.date, horizon_days: int) -> pd.DataFrame:
     """One row per (person with a purchase by `cutoff`, category): what they bought up to
-    `cutoff`, and whether they bought the category in the `horizon_days` after it (label)."""
+    `cutoff`, and whether they bought the category in the `horizon_days` after it (label).
+    Portable SQL (day counts by date_diff, not date subtraction): the Spark connection runs it as is."""
     return con.execute(f"""
         with lines as (
             select cdp_id, order_key, order_date, product_category, net_item_revenue
@@ -151,8 +152,8 @@ def category_features(con, cutoff: dt.date, horizon_days: int) -> pd.DataFrame:
         people as (
             select cdp_id, count(distinct order_key) as orders,
                    count(distinct order_key) filter (where order_date > $cutoff - interval 180 day) as orders_180d,
-                   $cutoff - max(order_date) as days_since_last_order,
-                   $cutoff - min(order_date) as tenure_days,
+                   date_diff('day', max(order_date), $cutoff) as days_since_last_order,
+                   date_diff('day', min(order_date), $cutoff) as tenure_days,
                    sum(net_item_revenue) as revenue
             from past group by cdp_id
         ),
@@ -160,7 +161,7 @@ def category_features(con, cutoff: dt.date, horizon_days: int) -> pd.DataFrame:
         per_category as (
             select cdp_id, product_category, count(distinct order_key) as category_orders,
                    sum(net_item_revenue) as category_revenue,
-                   $cutoff - max(order_date) as days_since_category
+                   date_diff('day', max(order_date), $cutoff) as days_since_category
             from past group by all
         ),
         future as (

@@ -1,0 +1,193 @@
+"""Activation and the propensity model on the Spark engine (local[2]) give what they give on DuckDB.
+
+Inputs: what these steps read - domain.*, stitch.unified_coalesced, the customer 360 tables,
+interactions.*, custom.* and the predicted CLV - exported from the small demo tenant's DuckDB
+pipeline run (conftest) to a lakehouse folder as Parquet, the layout the Spark engine writes.
+Then the predictive propensity model and the whole activation group (file drops, saved Presto
+queries, segments, the orchestration's audience file, the Profile API's store) are materialized
+through Dagster with CDP_ENGINE=spark, and their outputs compared with the DuckDB run's. The
+inputs are copies, so the cdp_ids are the same on both sides."""
+
+import gzip
+import json
+import os
+import shutil
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import pytest
+
+pytest.importorskip("pyspark")
+
+# the tables the Spark steps read, copied from the DuckDB run
+INPUTS = """
+    table_schema in ('domain', 'c360', 'paid_media_c360', 'interactions', 'custom')
+    or (table_schema, table_name) in (('stitch', 'unified_coalesced'),
+                                      ('predictive', 'predicted_clv_attributes'))
+"""
+PROPENSITY = [dg.AssetKey(["predictive", "product_category_propensity"]),
+              dg.AssetKey(["predictive", "recommendations"])]
+
+
+def _export_inputs(warehouse, lakehouse) -> None:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        for schema, table in con.execute(
+                f"select table_schema, table_name from information_schema.tables where {INPUTS}").fetchall():
+            folder = lakehouse / schema / table
+            folder.mkdir(parents=True)
+            con.execute(f'copy "{schema}"."{table}" to \'{folder}/part-0.parquet\' (format parquet)')
+
+
+@pytest.fixture(scope="module")
+def spark_run(pipeline_run, demo_tenant, dagster_instance, tmp_path_factory):
+    """(DuckDB tenant root, Spark tenant config, Spark run result)."""
+    import yaml
+
+    from cdp_assets.config import load_config
+    from cdp_assets.definitions import build_definitions
+
+    root = tmp_path_factory.mktemp("spark_activation")
+    raw = yaml.safe_load(demo_tenant.read_text())
+    raw["spark"] = {"master": "local[2]", "shuffle_partitions": 2,
+                    "conf": {"spark.driver.memory": "2g"}}
+    # data paths stay the DuckDB tenant's (nothing here reads them: sources are not rebuilt)
+    (root / "tenant.yaml").write_text(yaml.safe_dump(raw))
+    shutil.copytree(demo_tenant.parent / "queries", root / "queries")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("CDP_ENGINE", "spark")
+        env.delenv("CDP_WAREHOUSE", raising=False)
+        cfg = load_config(root / "tenant.yaml")
+        _export_inputs(demo_tenant.parent / "warehouse.duckdb", cfg.lakehouse_path)
+        defs = build_definitions(cfg)
+        job = dg.define_asset_job("spark_activation",
+                                  selection=dg.AssetSelection.assets(*PROPENSITY) | dg.AssetSelection.groups("activation"))
+        defs = dg.Definitions.merge(defs, dg.Definitions(jobs=[job]))
+        result = defs.resolve_job_def("spark_activation").execute_in_process(
+            instance=dagster_instance, raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
+    yield demo_tenant.parent, cfg, result
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        active.stop()
+
+
+@pytest.fixture()
+def duck(pipeline_run, demo_tenant):
+    con = duckdb.connect(str(demo_tenant.parent / "warehouse.duckdb"), read_only=True)
+    yield con
+    con.close()
+
+
+def _lakehouse(cfg, schema: str, table: str) -> pd.DataFrame:
+    return duckdb.sql(f"select * from read_parquet('{cfg.lakehouse_path / schema / table}/**/*.parquet')").df()
+
+
+def test_every_activation_and_propensity_step_runs_on_spark(spark_run):
+    _, _, result = spark_run
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
+    done = {m.asset_key.to_user_string() for m in result.get_asset_materialization_events()}
+    for key in ("predictive/product_category_propensity", "predictive/recommendations",
+                "activation/c360_file_drop", "activation/paid_media_audience",
+                "activation/households_file_drop", "activation/segment_bakery_fans",
+                "activation/segment_lapsing_high_value", "activation/send_bakery_fans_to_drop",
+                "activation/profile_store", "queries/lapsed_gmail_buyers"):
+        assert key in done, key
+    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    assert checks["every_person_served"] and checks["beats_naive_baseline"]
+
+
+def test_propensity_scores_equal_duckdb(spark_run, duck):
+    _, cfg, _ = spark_run
+    key = ["cdp_id", "product_category"]
+    expected = duck.execute("select * from predictive.product_category_propensity").df().sort_values(key)
+    got = _lakehouse(cfg, "predictive", "product_category_propensity").sort_values(key)
+    assert len(expected) > 100 and len(got) == len(expected)
+    assert got[key].values.tolist() == expected[key].values.tolist()
+    assert (got["propensity"].to_numpy() - expected["propensity"].to_numpy()).__abs__().max() <= 1e-4
+    assert (got["rank"].to_numpy() == expected["rank"].to_numpy()).mean() > 0.99
+    recs = _lakehouse(cfg, "predictive", "recommendations")
+    assert len(recs) == duck.execute("select count(*) from predictive.recommendations").fetchone()[0]
+
+
+@pytest.mark.parametrize("segment", ["reachable_by_email", "bakery_fans", "lapsing_high_value"])
+def test_segment_members_equal_duckdb(spark_run, duck, segment):
+    _, cfg, _ = spark_run
+    expected = set(duck.execute(f"select cdp_id from activation.segment_{segment}").df()["cdp_id"])
+    got = set(_lakehouse(cfg, "activation", f"segment_{segment}")["cdp_id"])
+    assert expected and got == expected
+    counts = _lakehouse(cfg, "activation", "segment_counts")
+    assert counts.loc[counts["segment"] == segment, "members"].tolist() == [len(expected)]
+
+
+@pytest.mark.parametrize("query", ["lapsed_gmail_buyers", "monthly_buyers_by_channel"])
+def test_saved_query_rows_equal_duckdb(spark_run, duck, query):
+    """The Presto query transpiled to Spark SQL gives the rows the DuckDB transpilation gives."""
+    _, cfg, _ = spark_run
+    expected = duck.execute(f"select * from queries.{query}").df()
+    got = _lakehouse(cfg, "queries", query)
+    assert list(got.columns) == list(expected.columns) and len(expected) > 0
+    if "buyers" in expected:  # approx_distinct: each engine's own HyperLogLog, near each other
+        pair = got.merge(expected, on=["order_month", "channel"], suffixes=("", "_duckdb"))
+        assert len(pair) == len(expected)
+        assert ((pair["buyers"] - pair["buyers_duckdb"]).abs() <= (0.1 * pair["buyers_duckdb"]).clip(lower=2)).all()
+        got, expected = got.drop(columns="buyers"), expected.drop(columns="buyers")
+
+    def rows(frame):
+        frame = frame.astype(object).where(frame.notna(), None)
+        return sorted(tuple(pd.Timestamp(v).date().isoformat() if hasattr(v, "isoformat")
+                            else round(float(v), 2) if isinstance(v, float) else v for v in r)
+                      for r in frame.itertuples(index=False))
+    assert rows(got) == rows(expected)
+
+
+def _drop(folder):
+    files = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    assert len(files) == 1, files
+    return files[0]
+
+
+@pytest.mark.parametrize("folder", ["exports/c360", "exports/households", "exports/paid_media"])
+def test_file_drops_equal_duckdb(spark_run, folder):
+    duck_root, cfg, _ = spark_run
+    expected, got = _drop(duck_root / folder), _drop(cfg.resolve(folder))
+    if expected.suffix == ".csv":
+        assert got.read_text().splitlines()[0] == expected.read_text().splitlines()[0]  # header
+        read = pd.read_csv
+    else:
+        read = pd.read_parquet
+    e, g = read(expected), read(got)
+    assert list(g.columns) == list(e.columns) and len(g) == len(e) > 0
+    assert g.iloc[:, 0].tolist() == e.iloc[:, 0].tolist()   # the same rows, in the same order
+    pd.testing.assert_frame_equal(g, e, check_dtype=False, check_exact=False, rtol=1e-9)
+
+
+def test_orchestration_audience_file_equals_duckdb(spark_run):
+    duck_root, cfg, _ = spark_run
+    expected = gzip.decompress(_drop(duck_root / "exports/segments").read_bytes()).decode()
+    got = gzip.decompress(_drop(cfg.resolve("exports/segments")).read_bytes()).decode()
+    assert got.splitlines()[0] == "email,first_name,last_name,postal_code"
+    assert sorted(got.splitlines()) == sorted(expected.splitlines())
+
+
+def test_profile_store_built_from_the_lakehouse_serves_the_same_profiles(spark_run):
+    duck_root, cfg, _ = spark_run
+    stores = [duckdb.connect(str(p), read_only=True) for p in
+              (duck_root / "profile_store.duckdb", cfg.resolve(cfg.profile_api.store))]
+    try:
+        for table in ("by_email", "by_phone", "by_source_pk"):
+            e, g = (sorted(s.execute(f"select * from {table}").fetchall()) for s in stores)
+            assert g == e and len(e) > 0, table
+        e, g = ({cdp: json.loads(doc) for cdp, doc in s.execute("select * from profiles").fetchall()}
+                for s in stores)
+    finally:
+        for s in stores:
+            s.close()
+    assert g.keys() == e.keys()
+    for cdp_id in e:
+        assert g[cdp_id]["segments"] == e[cdp_id]["segments"]
+        assert g[cdp_id]["customer"]["email"] == e[cdp_id]["customer"]["email"]
+        assert (g[cdp_id]["recommendations"] and [r["product_category"] for r in g[cdp_id]["recommendations"]]) \
+            == (e[cdp_id]["recommendations"] and [r["product_category"] for r in e[cdp_id]["recommendations"]])
