@@ -311,7 +311,7 @@ def build_predictive_definitions(cfg: TenantConfig) -> list:
 
     @dg.asset(
         key=[SCHEMA, "predicted_clv_attributes"], group_name=GROUP, deps=[TRANSACTIONS],
-        kinds={"python", "duckdb"},
+        kinds={"python", cfg.active_engine},
         check_specs=[dg.AssetCheckSpec("beats_naive_baseline",
                                        asset=dg.AssetKey([SCHEMA, "predicted_clv_attributes"]),
                                        description="holdout MAE of predicted orders below the naive baseline's")],
@@ -336,14 +336,14 @@ def build_predictive_definitions(cfg: TenantConfig) -> list:
 
     @dg.multi_asset(
         specs=[dg.AssetSpec([SCHEMA, "product_category_propensity"], group_name=GROUP, deps=[ITEMS],
-                            kinds={"python", "duckdb"},
+                            kinds={"python", cfg.active_engine},
                             description="One row per buyer and category: probability (0-1) of buying the "
                                         f"category in the next {settings.holdout_days} days, from a "
                                         "scikit-learn logistic regression per category trained on the "
                                         "previous window."),
                dg.AssetSpec([SCHEMA, "recommendations"], group_name=GROUP,
                             deps=[dg.AssetKey([SCHEMA, "product_category_propensity"])],
-                            kinds={"python", "duckdb"},
+                            kinds={"python", cfg.active_engine},
                             description=f"Top {settings.top_n} categories per buyer by propensity, each "
                                         "with the category's best seller of the last 90 days.")],
         check_specs=[dg.AssetCheckSpec("beats_naive_baseline",

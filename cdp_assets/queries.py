@@ -161,15 +161,15 @@ def saved_queries(cfg: TenantConfig) -> dict[str, Path]:
     return found
 
 
-def build_query_asset(name: str, path: Path) -> dg.AssetsDefinition:
+def build_query_asset(name: str, path: Path, engine: str = "duckdb") -> dg.AssetsDefinition:
     query = parse_presto(path.read_text(), source=str(path))
     first_comment = re.match(r"\s*--\s*(.+)", query.presto)
 
     @dg.asset(
-        key=[SCHEMA, name], group_name=GROUP, kinds={"sql", "duckdb"},
+        key=[SCHEMA, name], group_name=GROUP, kinds={"sql", engine},
         deps=[dg.AssetKey([s, t]) for s, t in query.tables],
         description=(first_comment.group(1).strip() + "\n\n" if first_comment else "")
-        + f"Saved Presto query `{path.name}`, transpiled to DuckDB with sqlglot; result in "
+        + f"Saved Presto query `{path.name}`, transpiled to {engine} SQL with sqlglot; result in "
           f"`{SCHEMA}.{name}`.",
         metadata={"presto_sql": dg.MetadataValue.md(f"```sql\n{query.presto.strip()}\n```"),
                   "duckdb_sql": dg.MetadataValue.md(f"```sql\n{query.duckdb}\n```"),
@@ -189,4 +189,4 @@ def build_query_asset(name: str, path: Path) -> dg.AssetsDefinition:
 
 
 def build_query_definitions(cfg: TenantConfig) -> list[dg.AssetsDefinition]:
-    return [build_query_asset(name, path) for name, path in saved_queries(cfg).items()]
+    return [build_query_asset(name, path, cfg.active_engine) for name, path in saved_queries(cfg).items()]

@@ -520,13 +520,16 @@ def _jaro_winkler_udf():
 
 def register_lakehouse_tables(spark, lakehouse: Path) -> list[str]:
     """Catalog table `<schema>.<table>` for every Parquet table folder of the lakehouse (a new
-    session sees the tables earlier runs wrote)."""
+    session sees the tables earlier runs wrote), refreshed: another process (a dbt-spark step)
+    may have rewritten a table since this session listed its files, and a stale listing names
+    files that are gone."""
     names = []
     for schema_dir in sorted(p for p in Path(lakehouse).iterdir() if p.is_dir() and not p.name.startswith("_")):
         spark.sql(f"create database if not exists `{schema_dir.name}`")
         for table_dir in sorted(p for p in schema_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
             spark.sql(f"create table if not exists `{schema_dir.name}`.`{table_dir.name}` using parquet "
                       f"location '{table_dir}'")
+            spark.catalog.refreshTable(f"`{schema_dir.name}`.`{table_dir.name}`")
             names.append(f"{schema_dir.name}.{table_dir.name}")
     return names
 

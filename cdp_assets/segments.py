@@ -192,7 +192,7 @@ def segment_asset_key(name: str) -> dg.AssetKey:
 def build_segment_asset(cfg: TenantConfig, name: str) -> dg.AssetsDefinition:
     seg = cfg.segments[name]
 
-    @dg.asset(key=segment_asset_key(name), group_name=GROUP, kinds={"duckdb", "sql"},
+    @dg.asset(key=segment_asset_key(name), group_name=GROUP, kinds={cfg.active_engine, "sql"},
               deps=[dg.AssetKey(list(t)) for t in sorted(segment_tables_read(cfg, name))],
               description=(seg.description + "\n\n" if seg.description else "")
               + f"Segment `{name}`: members (cdp_id) in `{SCHEMA}.segment_{name}`; each run appends "

@@ -66,6 +66,7 @@ def spark_run(pipeline_run, demo_tenant, dagster_instance, tmp_path_factory):
         result = defs.resolve_job_def("spark_activation").execute_in_process(
             instance=dagster_instance, raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
+    result.defs = defs
     yield demo_tenant.parent, cfg, result
     from pyspark.sql import SparkSession
 
@@ -97,6 +98,9 @@ def test_every_activation_and_propensity_step_runs_on_spark(spark_run):
         assert key in done, key
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
     assert checks["every_person_served"] and checks["beats_naive_baseline"]
+    graph = result.defs.resolve_asset_graph()
+    for key in (["activation", "segment_bakery_fans"], ["queries", "lapsed_gmail_buyers"], PROPENSITY[0].path):
+        assert "dagster/kind/spark" in graph.get(dg.AssetKey(key)).tags, key
 
 
 def test_propensity_scores_equal_duckdb(spark_run, duck):
@@ -143,16 +147,18 @@ def test_saved_query_rows_equal_duckdb(spark_run, duck, query):
     assert rows(got) == rows(expected)
 
 
-def _drop(folder):
-    files = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
-    assert len(files) == 1, files
+def _drop(folder, run_id: str):
+    """The file a run dropped in the folder (other tests' runs drop theirs in the DuckDB
+    tenant's folders too)."""
+    files = sorted(p for p in folder.iterdir() if f"__{run_id[:8]}." in p.name)
+    assert len(files) == 1, sorted(folder.iterdir())
     return files[0]
 
 
 @pytest.mark.parametrize("folder", ["exports/c360", "exports/households", "exports/paid_media"])
-def test_file_drops_equal_duckdb(spark_run, folder):
-    duck_root, cfg, _ = spark_run
-    expected, got = _drop(duck_root / folder), _drop(cfg.resolve(folder))
+def test_file_drops_equal_duckdb(spark_run, pipeline_run, folder):
+    duck_root, cfg, result = spark_run
+    expected, got = _drop(duck_root / folder, pipeline_run.run_id), _drop(cfg.resolve(folder), result.run_id)
     if expected.suffix == ".csv":
         assert got.read_text().splitlines()[0] == expected.read_text().splitlines()[0]  # header
         read = pd.read_csv
@@ -164,10 +170,10 @@ def test_file_drops_equal_duckdb(spark_run, folder):
     pd.testing.assert_frame_equal(g, e, check_dtype=False, check_exact=False, rtol=1e-9)
 
 
-def test_orchestration_audience_file_equals_duckdb(spark_run):
-    duck_root, cfg, _ = spark_run
-    expected = gzip.decompress(_drop(duck_root / "exports/segments").read_bytes()).decode()
-    got = gzip.decompress(_drop(cfg.resolve("exports/segments")).read_bytes()).decode()
+def test_orchestration_audience_file_equals_duckdb(spark_run, pipeline_run):
+    duck_root, cfg, result = spark_run
+    expected = gzip.decompress(_drop(duck_root / "exports/segments", pipeline_run.run_id).read_bytes()).decode()
+    got = gzip.decompress(_drop(cfg.resolve("exports/segments"), result.run_id).read_bytes()).decode()
     assert got.splitlines()[0] == "email,first_name,last_name,postal_code"
     assert sorted(got.splitlines()) == sorted(expected.splitlines())
 
@@ -191,3 +197,25 @@ def test_profile_store_built_from_the_lakehouse_serves_the_same_profiles(spark_r
         assert g[cdp_id]["customer"]["email"] == e[cdp_id]["customer"]["email"]
         assert (g[cdp_id]["recommendations"] and [r["product_category"] for r in g[cdp_id]["recommendations"]]) \
             == (e[cdp_id]["recommendations"] and [r["product_category"] for r in e[cdp_id]["recommendations"]])
+
+
+def test_a_table_rewritten_by_another_process_is_read_afresh(spark_run):
+    """A dbt-spark step (its own process) rewrites a lakehouse table this session has read: the
+    next step's connection must see the new files, not the listing of the removed ones."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from pyspark.sql import SparkSession
+
+    from cdp_assets.scale_out import SparkConnection
+
+    _, cfg, _ = spark_run
+    spark = SparkSession.getActiveSession() or SparkSession.builder.getOrCreate()
+    folder = cfg.lakehouse_path / "scratch" / "rewritten"
+    folder.mkdir(parents=True)
+    pq.write_table(pa.table({"cdp_id": ["a", "b"]}), folder / "part-old.parquet")
+    assert SparkConnection(spark, cfg.lakehouse_path).execute(
+        "select count(*) from scratch.rewritten").fetchone()[0] == 2
+    (folder / "part-old.parquet").unlink()          # what another process's overwrite does
+    pq.write_table(pa.table({"cdp_id": ["c", "d", "e"]}), folder / "part-new.parquet")
+    assert SparkConnection(spark, cfg.lakehouse_path).execute(
+        "select count(*) from scratch.rewritten").fetchone()[0] == 3
