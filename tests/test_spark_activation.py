@@ -219,3 +219,18 @@ def test_a_table_rewritten_by_another_process_is_read_afresh(spark_run):
     pq.write_table(pa.table({"cdp_id": ["c", "d", "e"]}), folder / "part-new.parquet")
     assert SparkConnection(spark, cfg.lakehouse_path).execute(
         "select count(*) from scratch.rewritten").fetchone()[0] == 3
+
+
+def test_named_parameters_are_bound_for_spark():
+    """DuckDB's $name parameters (the propensity features) become literals before transpiling;
+    text in quotes is left alone and a missing value is an error, not a silent null."""
+    import datetime as dt
+
+    from cdp_assets.scale_out import bind, to_spark_sql
+
+    sql = bind("select '$cutoff' as s, $cutoff - interval 180 day as d, $n as n",
+               {"cutoff": dt.date(2026, 10, 31), "n": 3})
+    assert sql == "select '$cutoff' as s, date '2026-10-31' - interval 180 day as d, 3 as n"
+    assert "DATEDIFF(DAY" in to_spark_sql("select date_diff('day', max(d), date '2026-10-31') from t")
+    with pytest.raises(KeyError, match=r"\$missing"):
+        bind("select $missing", {"cutoff": 1})
