@@ -165,6 +165,10 @@ class SparkResult:
             return pd.DataFrame()
         return self.frame.toPandas()
 
+    def arrow(self):
+        """The rows as an Arrow table (timestamps naive, as the warehouse keeps them)."""
+        return arrow_naive_timestamps(self.frame.toArrow())
+
 
 class SparkConnection:
     """DuckDB SQL on a SparkSession, with tables in the lakehouse folder.
@@ -381,7 +385,7 @@ class SparkConnection:
         if tree.args.get("kind") or not isinstance(source, (exp.Subquery, exp.Table)):  # kind: FROM
             raise UnsupportedOnSpark(f"COPY ... FROM is not supported on Spark: {tree.sql()[:120]}")
         query = source.this if isinstance(source, exp.Subquery) else exp.select("*").from_(source)
-        rows = arrow_naive_timestamps(self._select(query).toArrow())
+        rows = SparkResult(self._select(query)).arrow()
         local = duckdb.connect()
         try:
             local.register("_cdp_copy", rows)

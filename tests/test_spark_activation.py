@@ -51,6 +51,7 @@ def spark_run(pipeline_run, demo_tenant, dagster_instance, tmp_path_factory):
     raw = yaml.safe_load(demo_tenant.read_text())
     raw["spark"] = {"master": "local[2]", "shuffle_partitions": 2,
                     "conf": {"spark.driver.memory": "2g"}}
+    raw["lakehouse"] = {"folder": "synced", "format": "delta", "tables": ["c360.customer_360"]}
     # data paths stay the DuckDB tenant's (nothing here reads them: sources are not rebuilt)
     (root / "tenant.yaml").write_text(yaml.safe_dump(raw))
     shutil.copytree(demo_tenant.parent / "queries", root / "queries")
@@ -234,3 +235,15 @@ def test_named_parameters_are_bound_for_spark():
     assert "DATEDIFF(DAY" in to_spark_sql("select date_diff('day', max(d), date '2026-10-31') from t")
     with pytest.raises(KeyError, match=r"\$missing"):
         bind("select $missing", {"cutoff": 1})
+
+
+def test_lakehouse_sync_writes_the_spark_table_as_delta(spark_run, duck):
+    from deltalake import DeltaTable
+
+    _, cfg, result = spark_run
+    assert "lakehouse/c360__customer_360" in {m.asset_key.to_user_string()
+                                             for m in result.get_asset_materialization_events()}
+    synced = DeltaTable(str(cfg.resolve("synced") / "c360" / "customer_360")).to_pandas()
+    expected = duck.execute("select * from c360.customer_360").df()
+    assert list(synced.columns) == list(expected.columns)
+    assert sorted(synced["cdp_id"]) == sorted(expected["cdp_id"])
