@@ -783,4 +783,10 @@ def load_config(path: str | os.PathLike | None = None) -> TenantConfig:
         raise ConfigError(_format_error(path, exc)) from None
     cfg.base_dir = path.parent
     cfg.config_path = path
+    # a deployment keeps the serving copy on its data volume and the users file in a secret,
+    # wherever the tenant config sits (deploy/: the `serve` service)
+    for env, section, field in (("CDP_PROFILE_STORE", cfg.profile_api, "store"),
+                                ("CDP_USERS_FILE", cfg.workspace, "users_file")):
+        if os.environ.get(env):
+            setattr(section, field, os.environ[env])
     return cfg

@@ -30,6 +30,7 @@ from dagster_duckdb import DuckDBResource
 
 from .activation import EXPORT_JOB, GROUP  # synced like the file exports: group activation
 from .config import LakehouseSync, TenantConfig
+from .scale_out import is_spark
 from .warehouse import preview_md
 
 
@@ -114,7 +115,10 @@ def write_delta_table(con, relation: str, final: Path) -> int:
     from deltalake import DeltaTable, write_deltalake
 
     final.parent.mkdir(parents=True, exist_ok=True)
-    data = con.sql(f"select * from {relation}").to_arrow_reader()
+    if is_spark(con):  # the rows come to the driver as Arrow, as for a file drop
+        data = con.execute(f"select * from {relation}").arrow()
+    else:
+        data = con.sql(f"select * from {relation}").to_arrow_reader()
     write_deltalake(str(final), data, mode="overwrite", schema_mode="overwrite")
     return DeltaTable(str(final)).version()
 
@@ -135,12 +139,9 @@ def lakehouse_asset_key(table: str) -> dg.AssetKey:
 
 
 def _source_relation(cfg: TenantConfig, schema: str, table: str) -> str:
-    """Where the output table is read from: the DuckDB warehouse, or on the Spark engine the
-    Parquet folder the Spark run wrote."""
-    from .dbt_models import dbt_engine, lakehouse_relation
-
-    if dbt_engine(cfg) == "spark":
-        return lakehouse_relation(cfg, schema, table)
+    """The output table as the warehouse connection names it: a DuckDB table, or on the Spark
+    engine the catalog table over the Parquet folder the Spark run wrote (the Spark connection
+    registers every lakehouse table)."""
     return f'"{schema}"."{table}"'
 
 

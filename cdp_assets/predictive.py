@@ -140,7 +140,8 @@ NEVER = 3 * 365
 
 def category_features(con, cutoff: dt.date, horizon_days: int) -> pd.DataFrame:
     """One row per (person with a purchase by `cutoff`, category): what they bought up to
-    `cutoff`, and whether they bought the category in the `horizon_days` after it (label)."""
+    `cutoff`, and whether they bought the category in the `horizon_days` after it (label).
+    Portable SQL (day counts by date_diff, not date subtraction): the Spark connection runs it as is."""
     return con.execute(f"""
         with lines as (
             select cdp_id, order_key, order_date, product_category, net_item_revenue
@@ -151,8 +152,8 @@ def category_features(con, cutoff: dt.date, horizon_days: int) -> pd.DataFrame:
         people as (
             select cdp_id, count(distinct order_key) as orders,
                    count(distinct order_key) filter (where order_date > $cutoff - interval 180 day) as orders_180d,
-                   $cutoff - max(order_date) as days_since_last_order,
-                   $cutoff - min(order_date) as tenure_days,
+                   date_diff('day', max(order_date), $cutoff) as days_since_last_order,
+                   date_diff('day', min(order_date), $cutoff) as tenure_days,
                    sum(net_item_revenue) as revenue
             from past group by cdp_id
         ),
@@ -160,7 +161,7 @@ def category_features(con, cutoff: dt.date, horizon_days: int) -> pd.DataFrame:
         per_category as (
             select cdp_id, product_category, count(distinct order_key) as category_orders,
                    sum(net_item_revenue) as category_revenue,
-                   $cutoff - max(order_date) as days_since_category
+                   date_diff('day', max(order_date), $cutoff) as days_since_category
             from past group by all
         ),
         future as (
@@ -310,7 +311,7 @@ def build_predictive_definitions(cfg: TenantConfig) -> list:
 
     @dg.asset(
         key=[SCHEMA, "predicted_clv_attributes"], group_name=GROUP, deps=[TRANSACTIONS],
-        kinds={"python", "duckdb"},
+        kinds={"python", cfg.active_engine},
         check_specs=[dg.AssetCheckSpec("beats_naive_baseline",
                                        asset=dg.AssetKey([SCHEMA, "predicted_clv_attributes"]),
                                        description="holdout MAE of predicted orders below the naive baseline's")],
@@ -335,14 +336,14 @@ def build_predictive_definitions(cfg: TenantConfig) -> list:
 
     @dg.multi_asset(
         specs=[dg.AssetSpec([SCHEMA, "product_category_propensity"], group_name=GROUP, deps=[ITEMS],
-                            kinds={"python", "duckdb"},
+                            kinds={"python", cfg.active_engine},
                             description="One row per buyer and category: probability (0-1) of buying the "
                                         f"category in the next {settings.holdout_days} days, from a "
                                         "scikit-learn logistic regression per category trained on the "
                                         "previous window."),
                dg.AssetSpec([SCHEMA, "recommendations"], group_name=GROUP,
                             deps=[dg.AssetKey([SCHEMA, "product_category_propensity"])],
-                            kinds={"python", "duckdb"},
+                            kinds={"python", cfg.active_engine},
                             description=f"Top {settings.top_n} categories per buyer by propensity, each "
                                         "with the category's best seller of the last 90 days.")],
         check_specs=[dg.AssetCheckSpec("beats_naive_baseline",

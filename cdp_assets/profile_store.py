@@ -5,10 +5,12 @@ whole profile document the API returns (customer 360 row, transaction attributes
 scores, current segment memberships) as ready-made JSON, plus lookup tables from email, phone
 and (source, pk) to cdp_id. The file is written under a temporary name beside the final one and
 moved into place with `os.replace`, so the API never reads a half-written store and never
-holds a lock on the warehouse; the API re-opens the file when it changes.
+holds a lock on the warehouse; the API re-opens the file when it changes. On the Spark engine the
+same SQL builds it from the lakehouse's Parquet tables (`serving_source`).
 """
 
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -17,6 +19,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from .config import SourceKind, TenantConfig
+from .scale_out import duckdb_on_lakehouse, is_spark
 from .warehouse import preview_md
 
 GROUP = "activation"
@@ -118,6 +121,23 @@ def build_profile_store(cfg: TenantConfig, con, path: Path,
         raise
 
 
+@contextlib.contextmanager
+def serving_source(warehouse):
+    """A DuckDB connection the serving copy is built from: the warehouse itself, or on the Spark
+    engine an in-memory DuckDB over the lakehouse's Parquet tables (the store is a DuckDB file
+    read by `cdp serve` for millisecond lookups, whichever engine built the tables)."""
+    with warehouse.get_connection() as con:
+        if not is_spark(con):
+            yield con
+            return
+        lakehouse = con.lakehouse
+    local = duckdb_on_lakehouse(lakehouse)
+    try:
+        yield local
+    finally:
+        local.close()
+
+
 def build_profile_store_asset(cfg: TenantConfig, segment_keys: list[dg.AssetKey] = ()) -> dg.AssetsDefinition:
     path = cfg.resolve(cfg.profile_api.store).resolve()
     deps = [dg.AssetKey(["c360", "customer_360"]), dg.AssetKey(["stitch", "unified_coalesced"]),
@@ -135,7 +155,7 @@ def build_profile_store_asset(cfg: TenantConfig, segment_keys: list[dg.AssetKey]
               metadata={"store_path": dg.MetadataValue.path(str(path))})
     def _store(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
         segment_tables = [(k.path[0], k.path[1]) for k in segment_keys]
-        with warehouse.get_connection() as con:
+        with serving_source(warehouse) as con:
             counts = build_profile_store(cfg, con, path, segment_tables)
             people = con.execute("select count(*) from c360.customer_360").fetchone()[0]
             records = con.execute("select count(*) from stitch.unified_coalesced").fetchone()[0]

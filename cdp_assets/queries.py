@@ -5,7 +5,8 @@ files in a folder (`queries.folder` in the tenant config); each file becomes a D
 `queries/<file stem>` in group `activation` whose result is stored as the table
 `queries.<file stem>`. Its upstream assets are the tables it reads, found by parsing.
 
-Every query is parsed with sqlglot (Presto dialect) and transpiled to DuckDB. Only reading
+Every query is parsed with sqlglot (Presto dialect) and transpiled to DuckDB (on the Spark engine:
+to Spark SQL). Only reading
 statements pass: a SELECT, WITH ... SELECT or a set operation (UNION / INTERSECT / EXCEPT) of
 them; anything else (INSERT, DROP, CREATE, UPDATE, COPY, ATTACH, PRAGMA, ...) is refused with
 a message saying so, before it reaches the warehouse.
@@ -24,6 +25,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError
 
 from .config import TenantConfig
+from .scale_out import is_spark
 from .warehouse import preview_md, transaction
 
 GROUP = "activation"
@@ -43,6 +45,7 @@ class PrestoQuery:
     presto: str
     duckdb: str
     tables: tuple[tuple[str, str], ...]  # (schema, table) read by the query, outside its CTEs
+    spark: str = ""                      # the same query as Spark SQL (the Spark engine)
 
 
 def parse_presto(sql: str, source: str = "query") -> PrestoQuery:
@@ -70,8 +73,9 @@ def parse_presto(sql: str, source: str = "query") -> PrestoQuery:
         if not t.db and t.name.lower() in ctes:
             continue
         tables.add(((t.db or "main").lower(), t.name.lower()))
-    tree = tree.transform(_presto_semantics)
-    return PrestoQuery(presto=sql, duckdb=tree.sql(dialect="duckdb"), tables=tuple(sorted(tables)))
+    return PrestoQuery(presto=sql, duckdb=tree.copy().transform(_presto_semantics).sql(dialect="duckdb"),
+                       tables=tuple(sorted(tables)),
+                       spark=tree.copy().transform(_presto_semantics_spark).sql(dialect="spark"))
 
 
 # Java date-format letters (Presto's format_datetime) -> strftime
@@ -106,11 +110,35 @@ def _presto_semantics(node: exp.Expression) -> exp.Expression:
     return node
 
 
+def _presto_semantics_spark(node: exp.Expression) -> exp.Expression:
+    """Presto's meaning on Spark. date_diff becomes Spark's datediff(unit, a, b), which counts
+    whole units like Presto's; format_datetime takes Java date-format letters, as Spark's
+    date_format does."""
+    if isinstance(node, exp.Anonymous) and node.name.lower() == "format_datetime" \
+            and len(node.expressions) == 2:
+        return exp.Anonymous(this="date_format", expressions=list(node.expressions))
+    return node
+
+
 def run_query(con, sql: str, source: str = "query", limit: int | None = None):
-    """Run a Presto query on a DuckDB connection; returns a pandas DataFrame."""
+    """Run a Presto query on a DuckDB (or Spark) connection; returns a pandas DataFrame."""
     query = parse_presto(sql, source)
+    if is_spark(con):
+        frame = con.spark.sql(query.spark)
+        return (frame if limit is None else frame.limit(int(limit))).toPandas()
     text = query.duckdb if limit is None else f"select * from ({query.duckdb}) limit {int(limit)}"
     return con.execute(text).df()
+
+
+def materialize_query(con, name: str, query: PrestoQuery) -> None:
+    """The query's result as the table queries.<name>: transpiled from Presto to the engine's
+    own dialect (Spark SQL runs on Spark as it is, not through the DuckDB face)."""
+    con.execute(f'create schema if not exists "{SCHEMA}"')
+    if is_spark(con):
+        con.write_table(SCHEMA, name, con.spark.sql(query.spark).localCheckpoint(eager=True))
+        return
+    with transaction(con):
+        con.execute(f'create or replace table "{SCHEMA}"."{name}" as {query.duckdb}')
 
 
 def saved_queries(cfg: TenantConfig) -> dict[str, Path]:
@@ -133,26 +161,25 @@ def saved_queries(cfg: TenantConfig) -> dict[str, Path]:
     return found
 
 
-def build_query_asset(name: str, path: Path) -> dg.AssetsDefinition:
+def build_query_asset(name: str, path: Path, engine: str = "duckdb") -> dg.AssetsDefinition:
     query = parse_presto(path.read_text(), source=str(path))
     first_comment = re.match(r"\s*--\s*(.+)", query.presto)
 
     @dg.asset(
-        key=[SCHEMA, name], group_name=GROUP, kinds={"sql", "duckdb"},
+        key=[SCHEMA, name], group_name=GROUP, kinds={"sql", engine},
         deps=[dg.AssetKey([s, t]) for s, t in query.tables],
         description=(first_comment.group(1).strip() + "\n\n" if first_comment else "")
-        + f"Saved Presto query `{path.name}`, transpiled to DuckDB with sqlglot; result in "
+        + f"Saved Presto query `{path.name}`, transpiled to {engine} SQL with sqlglot; result in "
           f"`{SCHEMA}.{name}`.",
         metadata={"presto_sql": dg.MetadataValue.md(f"```sql\n{query.presto.strip()}\n```"),
                   "duckdb_sql": dg.MetadataValue.md(f"```sql\n{query.duckdb}\n```"),
+                  "spark_sql": dg.MetadataValue.md(f"```sql\n{query.spark}\n```"),
                   "path": dg.MetadataValue.path(str(path))},
     )
     def _query(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
         current = parse_presto(path.read_text(), source=str(path))  # the file as it is now
         with warehouse.get_connection() as con:
-            con.execute(f'create schema if not exists "{SCHEMA}"')
-            with transaction(con):
-                con.execute(f'create or replace table "{SCHEMA}"."{name}" as {current.duckdb}')
+            materialize_query(con, name, current)
             rows = con.execute(f'select count(*) from "{SCHEMA}"."{name}"').fetchone()[0]
             sample = con.execute(f'select * from "{SCHEMA}"."{name}" limit 5').df()
         return dg.MaterializeResult(metadata={"dagster/row_count": rows,
@@ -162,4 +189,4 @@ def build_query_asset(name: str, path: Path) -> dg.AssetsDefinition:
 
 
 def build_query_definitions(cfg: TenantConfig) -> list[dg.AssetsDefinition]:
-    return [build_query_asset(name, path) for name, path in saved_queries(cfg).items()]
+    return [build_query_asset(name, path, cfg.active_engine) for name, path in saved_queries(cfg).items()]

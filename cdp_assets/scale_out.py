@@ -22,6 +22,7 @@ import os
 import shutil
 import sys
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -132,9 +133,18 @@ def _literal(value: Any) -> str:
 
 
 def bind(sql: str, params) -> str:
-    """Replace each `?` outside quotes by the literal of its parameter."""
+    """Replace each `?` outside quotes by the literal of its parameter; with a mapping, each
+    `$name` (DuckDB's named parameters)."""
     if not params:
         return sql
+    if isinstance(params, Mapping):
+        def named(m: re.Match) -> str:
+            if m.group(1):
+                return m.group(1)
+            if m.group(2) not in params:
+                raise KeyError(f"no value for SQL parameter ${m.group(2)}")
+            return _literal(params[m.group(2)])
+        return re.sub(r"('(?:[^']|'')*'|\"[^\"]*\")|\$([A-Za-z_][A-Za-z0-9_]*)", named, sql)
     values = iter(params)
     return re.sub(r"('(?:[^']|'')*'|\"[^\"]*\")|\?",
                   lambda m: m.group(1) if m.group(1) else _literal(next(values)), sql)
@@ -157,6 +167,10 @@ class SparkResult:
         if self.frame is None:
             return pd.DataFrame()
         return self.frame.toPandas()
+
+    def arrow(self):
+        """The rows as an Arrow table (timestamps naive, as the warehouse keeps them)."""
+        return arrow_naive_timestamps(self.frame.toArrow())
 
 
 class SparkConnection:
@@ -201,6 +215,8 @@ class SparkConnection:
             return self._update(tree)
         if isinstance(tree, exp.Delete):
             return self._delete(tree)
+        if isinstance(tree, exp.Copy):
+            return self._copy(tree)
         return SparkResult(self.spark.sql(_spark_tree(tree).sql(dialect="spark")))
 
     def executemany(self, sql: str, rows) -> None:
@@ -361,6 +377,38 @@ class SparkConnection:
             self._set_temp(table.name, frame, materialize=False)
         return SparkResult()
 
+    def _copy(self, tree: exp.Copy) -> SparkResult:
+        """`copy (select ...) to 'file' (options)`: Spark runs the select, its rows come to the
+        driver as Arrow and DuckDB's own COPY writes the file with the same options - the file is
+        byte for byte what the DuckDB engine writes (for file drops and audiences: rows a
+        destination receives, which fit one machine)."""
+        import duckdb
+
+        source = tree.this
+        if tree.args.get("kind") or not isinstance(source, (exp.Subquery, exp.Table)):  # kind: FROM
+            raise UnsupportedOnSpark(f"COPY ... FROM is not supported on Spark: {tree.sql()[:120]}")
+        query = source.this if isinstance(source, exp.Subquery) else exp.select("*").from_(source)
+        rows = SparkResult(self._select(query)).arrow()
+        local = duckdb.connect()
+        try:
+            local.register("_cdp_copy", rows)
+            out = tree.copy()
+            out.set("this", exp.to_table("_cdp_copy"))
+            local.execute(out.sql(dialect="duckdb"))
+        finally:
+            local.close()
+        return SparkResult()
+
+    def catalog_columns(self) -> list[tuple[str, str, str, str]]:
+        """(schema, table, column, type) of every lakehouse table, types spelt as DuckDB's
+        duckdb_columns() spells them where it matters (a list column is `<type>[]`)."""
+        rows = []
+        for name in register_lakehouse_tables(self.spark, self.lakehouse):
+            schema, table = name.split(".")
+            for field in self.spark.table(f"`{schema}`.`{table}`").schema.fields:
+                rows.append((schema, table, field.name, _duckdb_type_name(field.dataType)))
+        return rows
+
     def _drop(self, tree: exp.Drop) -> SparkResult:
         for target in tree.args.get("tables") or [tree.this]:
             if target.db:
@@ -410,6 +458,44 @@ def _spark_ready(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _duckdb_type_name(dtype) -> str:
+    from pyspark.sql.types import ArrayType, StringType
+
+    if isinstance(dtype, ArrayType):
+        return _duckdb_type_name(dtype.elementType) + "[]"
+    if isinstance(dtype, StringType):
+        return "VARCHAR"
+    return dtype.simpleString().upper()
+
+
+def arrow_naive_timestamps(table):
+    """Spark hands timestamps to Arrow as UTC instants (the session time zone is UTC); the
+    warehouse's timestamps are naive: the same wall-clock values without a zone."""
+    import pyarrow as pa
+
+    columns = [col.cast(pa.timestamp(col.type.unit)) if pa.types.is_timestamp(col.type) and col.type.tz
+               else col for col in table.columns]
+    return pa.Table.from_arrays(columns, names=table.column_names)
+
+
+def duckdb_on_lakehouse(lakehouse: Path):
+    """An in-memory DuckDB connection with a view `<schema>.<table>` over every Parquet table of
+    the lakehouse folder: what the Spark engine wrote, read on this machine without Spark (for
+    the Profile API's serving copy, a DuckDB file itself)."""
+    import duckdb
+
+    con = duckdb.connect()
+    root = Path(lakehouse)
+    for schema_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("_")):
+        for table_dir in sorted(p for p in schema_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if not any(table_dir.glob("**/*.parquet")):
+                continue
+            con.execute(f'create schema if not exists "{schema_dir.name}"')
+            con.execute(f'create or replace view "{schema_dir.name}"."{table_dir.name}" as '
+                        f"select * from read_parquet('{table_dir}/**/*.parquet')")
+    return con
+
+
 def register_similarity_functions(spark) -> None:
     """Splink's Scala similarity functions (jaro_winkler, damerau_levenshtein, ...) as Spark SQL
     functions: the shared SQL calls them by the names DuckDB gives them."""
@@ -441,13 +527,16 @@ def _jaro_winkler_udf():
 
 def register_lakehouse_tables(spark, lakehouse: Path) -> list[str]:
     """Catalog table `<schema>.<table>` for every Parquet table folder of the lakehouse (a new
-    session sees the tables earlier runs wrote)."""
+    session sees the tables earlier runs wrote), refreshed: another process (a dbt-spark step)
+    may have rewritten a table since this session listed its files, and a stale listing names
+    files that are gone."""
     names = []
     for schema_dir in sorted(p for p in Path(lakehouse).iterdir() if p.is_dir() and not p.name.startswith("_")):
         spark.sql(f"create database if not exists `{schema_dir.name}`")
         for table_dir in sorted(p for p in schema_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
             spark.sql(f"create table if not exists `{schema_dir.name}`.`{table_dir.name}` using parquet "
                       f"location '{table_dir}'")
+            spark.catalog.refreshTable(f"`{schema_dir.name}`.`{table_dir.name}`")
             names.append(f"{schema_dir.name}.{table_dir.name}")
     return names
 

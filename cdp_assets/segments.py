@@ -30,6 +30,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from .config import IDENTIFIER, Segment, SegmentRule, TenantConfig
+from .scale_out import is_spark
 from .warehouse import preview_md, transaction
 
 GROUP = "activation"
@@ -53,15 +54,21 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _catalog_columns(con) -> list[tuple[str, str, str, str]]:
+    """(schema, table, column, type) of every warehouse table: on Spark, the lakehouse's."""
+    if is_spark(con):
+        return con.catalog_columns()
+    # duckdb_columns() lists what information_schema.columns does, ten times faster
+    return con.execute("select schema_name, table_name, column_name, data_type from duckdb_columns() "
+                       "where database_name = current_database()").fetchall()
+
+
 class Catalog:
     """Tables and columns as the warehouse's information_schema lists them."""
 
     def __init__(self, con):
         self.columns: dict[tuple[str, str], dict[str, str]] = {}
-        # duckdb_columns() lists what information_schema.columns does, ten times faster
-        for schema, table, column, dtype in con.execute(
-                "select schema_name, table_name, column_name, data_type from duckdb_columns() "
-                "where database_name = current_database()").fetchall():
+        for schema, table, column, dtype in _catalog_columns(con):
             self.columns.setdefault((schema, table), {})[column] = dtype
 
     def table(self, where: str, name: str) -> tuple[str, str]:
@@ -185,7 +192,7 @@ def segment_asset_key(name: str) -> dg.AssetKey:
 def build_segment_asset(cfg: TenantConfig, name: str) -> dg.AssetsDefinition:
     seg = cfg.segments[name]
 
-    @dg.asset(key=segment_asset_key(name), group_name=GROUP, kinds={"duckdb", "sql"},
+    @dg.asset(key=segment_asset_key(name), group_name=GROUP, kinds={cfg.active_engine, "sql"},
               deps=[dg.AssetKey(list(t)) for t in sorted(segment_tables_read(cfg, name))],
               description=(seg.description + "\n\n" if seg.description else "")
               + f"Segment `{name}`: members (cdp_id) in `{SCHEMA}.segment_{name}`; each run appends "

@@ -41,6 +41,91 @@ def test_deploy_yaml_files_parse():
     assert "cdp_assets.definitions" in (DEPLOY / "Dockerfile").read_text()
 
 
+def _render_chart(chart: Path, release: str = "cdp") -> list[dict]:
+    """The chart's templates with `{{ .Values.a.b }}` / `{{ .Release.Name }}` filled in from its
+    values.yaml (all these templates use; no helm binary here), each parsed as YAML."""
+    import re
+
+    values = yaml.safe_load((chart / "values.yaml").read_text())
+
+    def value(match):
+        path = match.group(1)
+        if path == ".Release.Name":
+            return release
+        assert path.startswith(".Values."), path
+        node = values
+        for part in path.removeprefix(".Values.").split("."):
+            assert isinstance(node, dict) and part in node, f"{chart.name}: no value {path}"
+            node = node[part]
+        return str(node)
+    return [yaml.safe_load(re.sub(r"\{\{\s*(\S+)\s*\}\}", value, t.read_text()))
+            for t in sorted((chart / "templates").glob("*.yaml"))]
+
+
+def test_serve_service_in_compose_and_helm_takes_the_same_settings():
+    """`cdp serve` (Profile API + workspace) is deployed by compose and by the chart with the same
+    environment: the API key and session secret the tenant config names, read from the
+    environment / a Secret; the warehouse volume and the users file mounted read-only."""
+    from cdp_assets.config import load_config
+
+    cfg = load_config(DEFAULT_CONFIG)
+    secrets = {cfg.profile_api.api_key_env, cfg.workspace.session_secret_env}
+    paths = {"CDP_CONFIG", "CDP_WAREHOUSE", "CDP_PROFILE_STORE", "CDP_USERS_FILE"}
+
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    serve = compose["services"]["serve"]
+    assert serve["command"][:2] == ["cdp", "serve"]
+    env = serve["environment"]
+    assert secrets | paths <= set(env)
+    for name in secrets:   # from deploy/.env, compose refuses to start without them
+        assert env[name].startswith(f"${{{name}:?"), env[name]
+    assert "cdp_data:/data:ro" in serve["volumes"]
+    users = [v for v in serve["volumes"] if v.endswith(":" + env["CDP_USERS_FILE"] + ":ro")]
+    assert len(users) == 1, serve["volumes"]
+    # the runs write the profile store where serve reads it
+    user_code = compose["services"]["user_code"]["environment"]
+    for name in ("CDP_WAREHOUSE", "CDP_PROFILE_STORE", "CDP_CONFIG"):
+        assert user_code[name] == env[name], name
+    assert env["CDP_PROFILE_STORE"].startswith("/data/")
+
+    deployment, service = _render_chart(DEPLOY / "helm" / "cdp-serve")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"][:2] == ["cdp", "serve"]
+    helm_env = {e["name"]: e for e in container["env"]}
+    assert secrets | paths <= set(helm_env)
+    for name in secrets:
+        assert helm_env[name]["valueFrom"]["secretKeyRef"]["key"] == name
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert all(m.get("readOnly") for m in mounts.values())
+    assert volumes["cdp-data"]["persistentVolumeClaim"]["readOnly"]
+    assert helm_env["CDP_WAREHOUSE"]["value"].startswith(mounts["cdp-data"]["mountPath"] + "/")
+    assert helm_env["CDP_PROFILE_STORE"]["value"].startswith(mounts["cdp-data"]["mountPath"] + "/")
+    assert helm_env["CDP_USERS_FILE"]["value"].startswith(mounts["cdp-users"]["mountPath"] + "/")
+    assert "secret" in volumes["cdp-users"]
+    assert service["spec"]["ports"][0]["port"] == container["ports"][0]["containerPort"]
+    # the Dagster deployment's runs write the same PVC the chart reads
+    values = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
+    runs = values["dagster-user-deployments"]["deployments"][0]
+    claims = {v["persistentVolumeClaim"]["claimName"] for v in runs["volumes"] if "persistentVolumeClaim" in v}
+    assert volumes["cdp-data"]["persistentVolumeClaim"]["claimName"] in claims
+    run_env = {e["name"]: e["value"] for e in runs["env"]}
+    assert run_env["CDP_PROFILE_STORE"] == helm_env["CDP_PROFILE_STORE"]["value"]
+
+
+def test_profile_store_and_users_file_follow_the_environment(monkeypatch):
+    from cdp_assets.config import load_config
+
+    monkeypatch.setenv("CDP_PROFILE_STORE", "/data/profile_store.duckdb")
+    monkeypatch.setenv("CDP_USERS_FILE", "/run/cdp/users.yaml")
+    cfg = load_config(DEFAULT_CONFIG)
+    assert cfg.resolve(cfg.profile_api.store) == Path("/data/profile_store.duckdb")
+    assert cfg.resolve(cfg.workspace.users_file) == Path("/run/cdp/users.yaml")
+    monkeypatch.delenv("CDP_PROFILE_STORE")
+    plain = load_config(DEFAULT_CONFIG)
+    assert plain.resolve(plain.profile_api.store) == DEFAULT_CONFIG.parent / "profile_store.duckdb"
+
+
 @pytest.fixture()
 def fresh_database():
     """A database of its own on the test server, dropped afterwards."""
