@@ -154,15 +154,23 @@ def build_destination_asset(cfg: TenantConfig, name: str, dest: Destination) -> 
     return _export
 
 
-def _export_sensor(table: dg.AssetKey, destinations: list[dg.AssetKey], export_job):
+def refresh_sensor(table: dg.AssetKey, targets: list[dg.AssetKey], job, name: str, description: str):
+    """Runs `targets` (in `job`: a job or its name) whenever `table` is materialized again; one
+    run per materialization. Serves the destination exports and the lakehouse sync."""
     @dg.asset_sensor(
-        asset_key=table, job=export_job, name=f"export_on_{'_'.join(table.path)}_refresh",
+        asset_key=table, name=name, description=description,
         default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30,
-        description=f"Runs the exports of {table.to_user_string()} whenever it is materialized again.")
+        **({"job_name": job} if isinstance(job, str) else {"job": job}))
     def _on_refresh(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
         yield dg.RunRequest(run_key=f"{asset_event.run_id}:{asset_event.timestamp}",
-                            asset_selection=destinations, tags={"cdp/trigger": "asset_refresh"})
+                            asset_selection=targets, tags={"cdp/trigger": "asset_refresh"})
     return _on_refresh
+
+
+def _export_sensor(table: dg.AssetKey, destinations: list[dg.AssetKey], export_job):
+    return refresh_sensor(
+        table, destinations, export_job, name=f"export_on_{'_'.join(table.path)}_refresh",
+        description=f"Runs the exports of {table.to_user_string()} whenever it is materialized again.")
 
 
 def _publish_sensor(name: str, tables: list[dg.AssetKey], export_job):

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 from dagster_duckdb import DuckDBResource
 
-from .activation import EXPORT_JOB, GROUP  # synced like the file exports: group activation
+from .activation import EXPORT_JOB, GROUP, refresh_sensor  # synced like the file exports: group activation
 from .config import LakehouseSync, TenantConfig
 from .scale_out import is_spark
 from .warehouse import preview_md
@@ -176,16 +176,9 @@ def build_sync_asset(cfg: TenantConfig, settings: LakehouseSync, table: str) -> 
 
 def _sync_sensor(table: str):
     key = dg.AssetKey(table.split("."))
-
-    @dg.asset_sensor(
-        asset_key=key, job_name=EXPORT_JOB, name=f"lakehouse_sync_on_{'_'.join(key.path)}_refresh",
-        default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30,
+    return refresh_sensor(
+        key, [lakehouse_asset_key(table)], EXPORT_JOB, name=f"lakehouse_sync_on_{'_'.join(key.path)}_refresh",
         description=f"Writes {table} to the lakehouse whenever it is materialized again.")
-    def _on_refresh(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
-        yield dg.RunRequest(run_key=f"{asset_event.run_id}:{asset_event.timestamp}",
-                            asset_selection=[lakehouse_asset_key(table)],
-                            tags={"cdp/trigger": "asset_refresh"})
-    return _on_refresh
 
 
 def build_lakehouse_definitions(cfg: TenantConfig) -> dict:
