@@ -334,16 +334,32 @@ def build_domain_table(name: str, source: Source, path: Path) -> tuple[pd.DataFr
 
 
 def write_quarantine(con, source: str, rejects: list[dict]) -> None:
-    con.execute("create schema if not exists domain")
-    con.execute(QUARANTINE_DDL)
-    con.execute("delete from domain.quarantine where source = ?", [source])
+    q = None
     if rejects:
         q = pd.DataFrame(rejects, columns=["source", "source_row", "raw_row", "reason"])
         q["quarantined_at"] = pd.Timestamp.now()
         con.register("_quarantine_batch", q)
+    try:
+        replace_quarantine_rows(con, source, "_quarantine_batch" if q is not None else None)
+    finally:
+        if q is not None:
+            con.unregister("_quarantine_batch")
+
+
+def replace_quarantine_rows(con, source: str, batch: str | None) -> None:
+    """domain.quarantine's rows of `source` become those of table/view `batch` (source,
+    source_row, raw_row, reason, quarantined_at); none when batch is None. Both engines."""
+    con.execute("create schema if not exists domain")
+    con.execute(QUARANTINE_DDL)
+    con.execute("delete from domain.quarantine where source = ?", [source])
+    if batch is not None:
         con.execute("insert into domain.quarantine select source, source_row, raw_row, reason, "
-                    "quarantined_at from _quarantine_batch")
-        con.unregister("_quarantine_batch")
+                    f"quarantined_at from {batch}")
+
+
+def reason_key(reason: str) -> str:
+    """A quarantine reason's metadata key: its text before any detail."""
+    return reason.split(" (")[0].split(":")[0]
 
 
 def load_domain_table_here(con, name: str, source: Source, path: Path) -> dict:
@@ -354,7 +370,7 @@ def load_domain_table_here(con, name: str, source: Source, path: Path) -> dict:
     write_quarantine(con, name, batch.rejects)
     reasons: dict[str, int] = {}
     for r in batch.rejects:
-        key = r["reason"].split(" (")[0].split(":")[0]
+        key = reason_key(r["reason"])
         reasons[key] = reasons.get(key, 0) + 1
     return {"rows_read": rows_read, "rows_loaded": len(domain), "rows_quarantined": len(batch.rejects),
             "quarantine_reasons": reasons, "invalid_values_nulled": batch.invalid_values,

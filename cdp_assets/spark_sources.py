@@ -28,8 +28,8 @@ import pandas as pd
 
 from . import standardize as std
 from .config import Source, SourceKind
-from .sources import (DOMAIN_COLUMNS, QUARANTINE_DDL, Batch, SourceFileError, STANDARDISERS, _to_text,
-                      parse_csv)
+from .sources import (DOMAIN_COLUMNS, Batch, SourceFileError, STANDARDISERS, _to_text,
+                      parse_csv, reason_key, replace_quarantine_rows)
 
 # the tag of the column whose duplicates the standardiser rejects (rows sharing it meet in one bucket)
 KEY_TAG = {SourceKind.customers: "pk", SourceKind.transactions: "order-id",
@@ -195,15 +195,12 @@ def load_domain_table(con, name: str, source: Source, path: Path, buckets: int) 
     quarantine.select(F.lit(name).alias("source"), "source_row", F.col(RAW_ROW).alias("raw_row"),
                       F.col(REASON).alias("reason"),
                       F.current_timestamp().alias("quarantined_at")).createOrReplaceTempView("_quarantine_batch")
-    con.execute("create schema if not exists domain")
-    con.execute(QUARANTINE_DDL)
-    con.execute("delete from domain.quarantine where source = ?", [name])
-    con.execute("insert into domain.quarantine select source, source_row, raw_row, reason, "
-                "quarantined_at from _quarantine_batch")
+    replace_quarantine_rows(con, name, "_quarantine_batch")
     con.spark.catalog.dropTempView("_quarantine_batch")
-    # the metadata key of a reason: its text before any detail, as on DuckDB
-    reasons = dict(quarantine.groupBy(F.split(F.split(F.col(REASON), r" \(")[0], ":")[0].alias("r"))
-                   .count().collect())
+    # the metadata key of a reason, as on DuckDB (a few distinct reasons come to the driver)
+    reasons: dict[str, int] = {}
+    for reason, count in quarantine.groupBy(REASON).count().collect():
+        reasons[reason_key(reason)] = reasons.get(reason_key(reason), 0) + count
     invalid = {r[0]: int(r[1]) for r in standardised.filter(F.col(ROW_KIND) == "invalid")
                .groupBy(INVALID_COLUMN).agg(F.sum(INVALID_COUNT)).collect()}
     return {"rows_read": raw.count(), "rows_loaded": domain.count(),
