@@ -357,20 +357,19 @@ class SparkConnection:
                                 for c in columns)
             query = (f"select {changed} from {table.sql(dialect='duckdb')} where {cond} union all "
                      f"select * from {table.sql(dialect='duckdb')} where ({cond}) is not true")
-        frame = self.spark.sql(to_spark_sql(query)).localCheckpoint(eager=True)
-        if table.db:
-            self.write_table(table.db, table.name, frame)
-        else:
-            self._set_temp(table.name, frame, materialize=False)
-        return SparkResult()
+        return self._replace_rows(table, query)
 
     def _delete(self, tree: exp.Delete) -> SparkResult:
         """DELETE as the rows that stay: `select * from t where (cond) is not true`."""
         table = tree.this
         where = tree.args.get("where")
         cond = where.this.sql(dialect="duckdb") if where is not None else "true"
-        frame = self.spark.sql(to_spark_sql(f"select * from {table.sql(dialect='duckdb')} "
-                                            f"where ({cond}) is not true")).localCheckpoint(eager=True)
+        return self._replace_rows(table, f"select * from {table.sql(dialect='duckdb')} where ({cond}) is not true")
+
+    def _replace_rows(self, table: exp.Table, query: str) -> SparkResult:
+        """Table (lakehouse or temp) `table` becomes the rows of DuckDB `query` (computed first,
+        since the query reads the table it replaces)."""
+        frame = self.spark.sql(to_spark_sql(query)).localCheckpoint(eager=True)
         if table.db:
             self.write_table(table.db, table.name, frame)
         else:
