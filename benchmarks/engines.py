@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from stitch_scale import OURS, write_customers_only_tenant  # noqa: E402 - the timed stitch job, shared with stitch_scale.py
+from stitch_scale import OURS, ensure_customer_sources, write_customers_only_tenant  # noqa: E402 - the timed stitch job, shared with stitch_scale.py
 
 SCALE_OUT_NOTE = """\
 How the Spark path scales out: every step of Stitch on Spark is a Spark SQL job over Parquet
@@ -116,7 +116,6 @@ def materialize(cfg_path: str, engine: str, groups: tuple[str, ...]) -> float:
 
 def main() -> int:
     from cdp_assets.config import load_config
-    from cdp_assets.generate import generate_demo_data
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1_000_000)
@@ -135,11 +134,7 @@ def main() -> int:
     os.environ.pop("CDP_WAREHOUSE", None)
     os.environ.pop("CDP_ENGINE", None)
 
-    t0 = time.perf_counter()
-    if not (root / "data" / "ground_truth.csv").exists():
-        generate_demo_data(root / "data", people=round(args.records / 1.995), seed=args.seed,
-                           customers_only=True)
-    gen_s = time.perf_counter() - t0
+    gen_s = ensure_customer_sources(root / "data", args.records, args.seed)
     cfg = load_config(config)
     domain_s = {engine: materialize(config, engine, ("sources",)) for engine in ("duckdb", "spark")}
     import duckdb

@@ -110,6 +110,17 @@ def write_customers_only_tenant(path: Path, **extra) -> None:
     path.write_text(yaml.safe_dump({**customers_only_tenant(), **extra}, sort_keys=False))
 
 
+def ensure_customer_sources(folder: Path, records: int, seed: int) -> float:
+    """Customer sources of about `records` source records in folder (generated unless there
+    already); seconds spent generating."""
+    from cdp_assets.generate import generate_demo_data
+
+    t0 = time.perf_counter()
+    if not (folder / "ground_truth.csv").exists():
+        generate_demo_data(folder, people=round(records / 1.995), seed=seed, customers_only=True)
+    return time.perf_counter() - t0
+
+
 def run_measured(code: str, *args: str) -> tuple[dict, float]:
     """Run code in a fresh Python (its own peak RSS); return its JSON line and wall seconds
     (including the interpreter's start and imports)."""
@@ -128,7 +139,6 @@ def main() -> int:
 
     from cdp_assets.config import load_config
     from cdp_assets.definitions import build_definitions
-    from cdp_assets.generate import generate_demo_data
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1_000_000)
@@ -145,11 +155,7 @@ def main() -> int:
     config = str(root / "tenant.yaml")
     os.environ.pop("CDP_WAREHOUSE", None)
 
-    t0 = time.perf_counter()
-    if not (root / "data" / "ground_truth.csv").exists():
-        generate_demo_data(root / "data", people=round(args.records / 1.995), seed=args.seed,
-                           customers_only=True)
-    gen_s = time.perf_counter() - t0
+    gen_s = ensure_customer_sources(root / "data", args.records, args.seed)
     cfg = load_config(config)
     defs = build_definitions(cfg)
     t0 = time.perf_counter()
