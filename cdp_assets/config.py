@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, ValidationError, field_validator,
+                      model_validator)
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "tenants" / "demo" / "tenant.yaml"
 
@@ -60,7 +61,23 @@ PROFILE_TAGS = {
     "loyalty-id": "loyalty_id",
     "create-datetime": "created_at",
     "update-datetime": "updated_at",
+    # the street line in two columns: the number is put in front of `address` (12 + oak st)
+    "street-number": "street_number",
+    "address-line-2": "address2",       # flat, building, suite: kept beside the street line
+    # identifiers other than the loyalty card; `other-id:<name>` for several per source
+    "national-id": "national_id",
+    "other-id": "other_id",
 }
+# `other-id:passport` -> domain column other_id_passport: any number of identifiers per source
+NAMED_ID_TAG = re.compile(r"^other-id:([a-z][a-z0-9_]{0,40})$")
+
+
+def identifier_column(tag: str) -> str | None:
+    """The domain column of an identifier tag (loyalty-id, national-id, other-id[:name])."""
+    if tag in ("loyalty-id", "national-id", "other-id"):
+        return PROFILE_TAGS[tag]
+    m = NAMED_ID_TAG.match(tag)
+    return f"other_id_{m.group(1)}" if m else None
 TRANSACTION_TAGS = {
     "order-id": "order_id",
     "customer-pk": "customer_pk",
@@ -130,13 +147,22 @@ class Source(_Strict):
         default=None, description="for transaction_items: the transactions source their order-id refers "
                                   "to; when omitted, order ids are looked up in every transactions source")
     description: str = ""
+    # identifier columns of every customers source of the tenant (set by TenantConfig): each
+    # customer domain table carries all of them, so the sources union for Stitch
+    _tenant_identifiers: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def tenant_identifier_columns(self) -> list[str]:
+        return self._tenant_identifiers or sorted(set(self.identifier_columns()) - {"loyalty_id"})
 
     @model_validator(mode="after")
     def _check_tags(self) -> "Source":
         allowed = TAGS_BY_KIND[self.kind]
         seen: dict[str, str] = {}
         for column, tag in self.columns.items():
-            if tag not in allowed:
+            if self.kind == SourceKind.customers and NAMED_ID_TAG.match(tag):
+                pass
+            elif tag not in allowed:
                 raise ValueError(
                     f"columns.{column}: {tag!r} is not a semantic tag for a {self.kind.value!r} "
                     f"source; expected one of: {', '.join(sorted(allowed))}")
@@ -166,7 +192,11 @@ class Source(_Strict):
     def domain_columns(self) -> dict[str, str]:
         """source column -> standardised domain column."""
         tags = TAGS_BY_KIND[self.kind]
-        return {c: tags[t] for c, t in self.columns.items()}
+        return {c: tags.get(t) or identifier_column(t) for c, t in self.columns.items()}
+
+    def identifier_columns(self) -> list[str]:
+        """Domain columns of this source's identifier tags (loyalty_id, national_id, other_id...)."""
+        return [col for t in self.columns.values() if (col := identifier_column(t))]
 
 
 class Blocklist(_Strict):
@@ -180,7 +210,8 @@ class Blocklist(_Strict):
 
 
 DETERMINISTIC_FIELDS = ("email", "phone", "loyalty_id", "given_name", "surname", "birthdate",
-                        "address", "postal")
+                        "address", "postal", "city")
+IDENTIFIER_FIELD = re.compile(r"^(national_id|other_id|other_id_[a-z][a-z0-9_]{0,40})$")
 
 
 class StitchSettings(_Strict):
@@ -194,10 +225,23 @@ class StitchSettings(_Strict):
     labels: str | None = Field(
         default=None, description="CSV of analyst labels (source_l, pk_l, source_r, pk_r, label: "
                                   "match|no_match, note), relative to the config; overrides the model")
+    households: Literal["auto"] | bool = Field(
+        default="auto",
+        description="household protections: the model alone never links two records whose given "
+                    "names conflict, and birth dates further apart than birthdate_gap_days never "
+                    "share a cdp_id. auto: on when the data shows households - records that share "
+                    "an address, phone or email under different given names are mostly born years "
+                    "apart (family members), not the same person with a changed name")
     birthdate_gap_days: int | None = Field(
         default=366, ge=0,
-        description="records whose birth dates are further apart than this never share a cdp_id "
-                    "(a typo stays within a year; two family members do not); null to disable")
+        description="with household protections on: records whose birth dates are further apart "
+                    "than this never share a cdp_id (a typo stays within a year; two family "
+                    "members do not); null to disable")
+    max_pairs_per_record: float = Field(
+        default=20, gt=0,
+        description="a blocking rule is used for prediction only if it yields at most this many "
+                    "candidate pairs per record (a broad rule such as 'same birth date' helps on "
+                    "small data and is skipped where it would compare too many pairs)")
     max_cluster_size: int = Field(default=25, ge=2,
                                   description="clusters larger than this are flagged by an asset check")
     detailed_examples: int = Field(default=50, ge=0,
@@ -205,7 +249,8 @@ class StitchSettings(_Strict):
     deterministic_rules: list[list[str]] = Field(
         default_factory=lambda: [["loyalty_id"], ["email"]],
         description="records equal on every field of a rule are linked outright, when the value "
-                    "belongs to one person (given names agree) - e.g. [[loyalty_id], [email, surname]]")
+                    "belongs to one person (given names agree) - e.g. [[loyalty_id], [email, surname]], "
+                    "[[national_id]]. A default rule on a field the tenant does not have is left out")
 
     @field_validator("deterministic_rules")
     @classmethod
@@ -214,9 +259,10 @@ class StitchSettings(_Strict):
             if not rule:
                 raise ValueError(f"rule {i} is empty: list one or more fields")
             for name in rule:
-                if name not in DETERMINISTIC_FIELDS:
+                if name not in DETERMINISTIC_FIELDS and not IDENTIFIER_FIELD.match(name):
                     raise ValueError(f"rule {i}: {name!r} cannot be matched on; expected one of: "
-                                     f"{', '.join(DETERMINISTIC_FIELDS)}")
+                                     f"{', '.join(DETERMINISTIC_FIELDS)}, national_id, other_id, "
+                                     "other_id_<name>")
         return v
 
 
@@ -612,6 +658,8 @@ class TenantConfig(_Strict):
                                      "a customers source of this tenant")
         if not self.customer_sources:
             raise ValueError("sources: at least one source must have kind 'customers'")
+        for src in self.sources_of(SourceKind.customers).values():
+            src._tenant_identifiers = self.identifier_columns
         for fname, rule in self.merge.fields.items():
             for s in rule.sources:
                 if s not in self.customer_sources:
@@ -648,7 +696,21 @@ class TenantConfig(_Strict):
                 raise ValueError(f"destinations.{dname}: names must be lowercase identifiers")
         self._check_segments()
         self._check_orchestrations()
+        self._check_deterministic_rules()
         return self
+
+    def _check_deterministic_rules(self) -> None:
+        """A rule the tenant wrote must name fields its customer sources have; the default rules
+        are used where their fields exist (see stitch.design)."""
+        if "deterministic_rules" not in self.stitch.model_fields_set:
+            return
+        tagged = self.tagged_profile_fields
+        for i, rule in enumerate(self.stitch.deterministic_rules):
+            missing = [f for f in rule if f not in tagged]
+            if missing:
+                raise ValueError(f"stitch.deterministic_rules.{i}: {', '.join(missing)} "
+                                 f"{'is' if len(missing) == 1 else 'are'} not tagged in any customers "
+                                 f"source (tagged: {', '.join(sorted(tagged))})")
 
     def _check_orchestrations(self) -> None:
         for oname, orch in self.orchestrations.items():
@@ -685,6 +747,27 @@ class TenantConfig(_Strict):
     @property
     def customer_sources(self) -> list[str]:
         return list(self.sources_of(SourceKind.customers))
+
+    @property
+    def identifier_columns(self) -> list[str]:
+        """Identifier columns of the customer domain tables beyond loyalty_id, from every customers
+        source's tags (each customer domain table has all of them, so the sources union)."""
+        found = {c for s in self.sources_of(SourceKind.customers).values() for c in s.identifier_columns()}
+        return sorted(found - {"loyalty_id"})
+
+    @property
+    def tagged_profile_fields(self) -> set[str]:
+        """Profile fields some customers source carries (a full name gives both names; a street
+        number is part of the address)."""
+        fields: set[str] = set()
+        for src in self.sources_of(SourceKind.customers).values():
+            cols = set(src.domain_columns().values())
+            if "full_name" in cols:
+                cols |= {"given_name", "surname"}
+            if "street_number" in cols:
+                cols.add("address")
+            fields |= cols
+        return fields
 
     def resolve(self, path: str) -> Path:
         p = Path(os.path.expanduser(path))

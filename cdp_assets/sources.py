@@ -26,8 +26,8 @@ GROUP = "sources"
 
 DOMAIN_COLUMNS: dict[SourceKind, list[str]] = {
     SourceKind.customers: [
-        "source", "pk", "given_name", "surname", "full_name", "email", "phone", "address", "city",
-        "state", "postal", "country", "birthdate", "gender", "loyalty_id", "created_at",
+        "source", "pk", "given_name", "surname", "full_name", "email", "phone", "address", "address2",
+        "city", "state", "postal", "country", "birthdate", "gender", "loyalty_id", "created_at",
         "updated_at", "source_row"],
     SourceKind.transactions: [
         "source", "order_id", "customer_source", "customer_pk", "order_datetime", "order_revenue",
@@ -39,6 +39,16 @@ DOMAIN_COLUMNS: dict[SourceKind, list[str]] = {
         "source", "product_id", "product_name", "product_category", "product_brand",
         "product_price", "source_row"],
 }
+
+
+
+def domain_columns(source: Source) -> list[str]:
+    """The columns of a source's domain table: its kind's, and for customers the identifier
+    columns of the whole tenant (national_id, other_id...), so customer tables union."""
+    if source.kind != SourceKind.customers:
+        return DOMAIN_COLUMNS[source.kind]
+    return [*DOMAIN_COLUMNS[source.kind][:-1], *source.tenant_identifier_columns, "source_row"]
+
 
 QUARANTINE_DDL = """
 create table if not exists domain.quarantine (
@@ -186,7 +196,7 @@ def _tagged(batch: Batch, source: Source) -> pd.DataFrame:
     """Columns renamed to their domain names; untagged domain columns are added as None."""
     mapping = source.domain_columns()
     df = batch.rows[list(mapping) + ["source_row"]].rename(columns=mapping)
-    for col in DOMAIN_COLUMNS[source.kind]:
+    for col in [*domain_columns(source), "street_number"]:
         if col not in df.columns:
             df[col] = None
     return df
@@ -240,9 +250,11 @@ def standardise_customers(batch: Batch, source: Source) -> pd.DataFrame:
         df["given_name"], df["surname"] = std.name(df["given_name"]), std.name(df["surname"])
         joined = (df["given_name"].fillna("") + " " + df["surname"].fillna("")).str.strip()
         df["full_name"] = joined.where(joined != "", None)
+    df["address"] = street_line(df["street_number"], df["address"])
     for col, fn in (("email", std.email), ("phone", std.phone), ("address", std.address),
-                    ("city", std.city), ("state", std.state), ("country", std.country),
-                    ("gender", std.gender), ("loyalty_id", std.identifier)):
+                    ("address2", std.address), ("city", std.city), ("state", std.state),
+                    ("country", std.country), ("gender", std.gender),
+                    *((c, std.identifier) for c in ("loyalty_id", *source.tenant_identifier_columns))):
         present = std.blank_to_none(df[col]).notna()
         df[col] = fn(df[col])
         batch.count_invalid(col, present & df[col].isna())
@@ -258,7 +270,18 @@ def standardise_customers(batch: Batch, source: Source) -> pd.DataFrame:
         batch.count_invalid(col, bad)
         df[col] = parsed
     df["source"] = batch.source
-    return df[DOMAIN_COLUMNS[SourceKind.customers]]
+    return df[domain_columns(source)]
+
+
+def street_line(number: pd.Series, street: pd.Series) -> pd.Series:
+    """A street number tagged in its own column goes in front of the street ('6' + 'tullaroop
+    street'); a street line that already starts with it is left alone."""
+    number, street = std.blank_to_none(number), std.blank_to_none(street)
+    has_both = number.notna() & street.notna()
+    already = pd.Series([bool(b) and s.lower().startswith(n.lower() + " ")
+                         for n, s, b in zip(number, street, has_both)], index=street.index, dtype=bool)
+    joined = (number + " " + street).where(has_both & ~already, street)
+    return std.as_optional(joined)
 
 
 def standardise_transactions(batch: Batch, source: Source) -> pd.DataFrame:

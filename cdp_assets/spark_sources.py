@@ -28,8 +28,8 @@ import pandas as pd
 
 from . import standardize as std
 from .config import Source, SourceKind
-from .sources import (DOMAIN_COLUMNS, Batch, SourceFileError, STANDARDISERS, _to_text,
-                      parse_csv, reason_key, replace_quarantine_rows)
+from .sources import (Batch, SourceFileError, STANDARDISERS, _to_text, domain_columns, parse_csv,
+                      reason_key, replace_quarantine_rows)
 
 # the tag of the column whose duplicates the standardiser rejects (rows sharing it meet in one bucket)
 KEY_TAG = {SourceKind.customers: "pk", SourceKind.transactions: "order-id",
@@ -49,12 +49,12 @@ ROW_KIND, RAW_ROW, REASON, INVALID_COLUMN, INVALID_COUNT = (
     "_row_kind", "_raw_row", "_reason", "_invalid_column", "_invalid_count")
 
 
-def _domain_schema(kind: SourceKind) -> str:
-    return ", ".join(f"`{c}` {DOMAIN_TYPES.get(c, 'string')}" for c in DOMAIN_COLUMNS[kind])
+def _domain_schema(source: Source) -> str:
+    return ", ".join(f"`{c}` {DOMAIN_TYPES.get(c, 'string')}" for c in domain_columns(source))
 
 
-def _output_schema(kind: SourceKind) -> str:
-    return (f"`{ROW_KIND}` string, {_domain_schema(kind)}, `{RAW_ROW}` string, `{REASON}` string, "
+def _output_schema(source: Source) -> str:
+    return (f"`{ROW_KIND}` string, {_domain_schema(source)}, `{RAW_ROW}` string, `{REASON}` string, "
             f"`{INVALID_COLUMN}` string, `{INVALID_COUNT}` bigint")
 
 
@@ -145,7 +145,7 @@ def standardise_rows(name: str, source: Source, rows: pd.DataFrame, columns: lis
     invalid = pd.DataFrame({INVALID_COLUMN: list(batch.invalid_values),
                             INVALID_COUNT: list(batch.invalid_values.values()), ROW_KIND: "invalid"})
     out = pd.concat([frame for frame in (domain, rejects, invalid) if len(frame)], ignore_index=True)
-    out = out.reindex(columns=[ROW_KIND, *DOMAIN_COLUMNS[source.kind], RAW_ROW, REASON,
+    out = out.reindex(columns=[ROW_KIND, *domain_columns(source), RAW_ROW, REASON,
                                INVALID_COLUMN, INVALID_COUNT])
     for column in out.columns:  # Arrow wants one type per column: missing values as None/NaN
         kind = DOMAIN_TYPES.get(column)
@@ -176,7 +176,7 @@ def standardise_on_spark(spark, name: str, source: Source, path: Path, buckets: 
             .withColumn("_bucket", F.pmod(F.hash(normalise(F.col(f"`{key}`"))), F.lit(buckets))))
     standardised = (rows.groupBy("_bucket")
                     .applyInPandas(lambda frame: standardise_rows(name, source, frame, columns),
-                                   _output_schema(source.kind))
+                                   _output_schema(source))
                     .localCheckpoint(eager=True))
     return raw, standardised
 
@@ -187,7 +187,7 @@ def load_domain_table(con, name: str, source: Source, path: Path, buckets: int) 
     from pyspark.sql import functions as F
 
     raw, standardised = standardise_on_spark(con.spark, name, source, path, buckets)
-    domain = standardised.filter(F.col(ROW_KIND) == "domain").select(*DOMAIN_COLUMNS[source.kind])
+    domain = standardised.filter(F.col(ROW_KIND) == "domain").select(*domain_columns(source))
     con.write_table("domain", name, domain)
     quarantine = (raw.filter(F.col(REASON).isNotNull()).select("source_row", RAW_ROW, REASON)
                   .unionByName(standardised.filter(F.col(ROW_KIND) == "quarantine")
