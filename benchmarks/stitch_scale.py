@@ -9,8 +9,9 @@ the same settings, wall time and peak memory of each, in one run.
    preprocessing, model training, scoring, deterministic rules, labels, clustering, stable ids,
    change tables, history, QA tables and charts (timed, peak RSS),
 4. in a fresh process: bare Splink on the same preprocessed records - loaded into its DuckDB
-   as a table (as ours does), the same settings, the same training steps, predict and connected
-   components, the clusters taken out as a DataFrame (timed, peak RSS).
+   as a table (as ours does), the same settings and training steps as the design our run chose
+   from the data, predict and connected components, the clusters taken out as a DataFrame
+   (timed, peak RSS).
 
 Each run starts like a first run: no id history and no saved model, so ours trains too.
 """
@@ -61,12 +62,15 @@ print(json.dumps({"seconds": time.perf_counter() - t0,
 
 BARE = """
 import json, logging, sys, time
+from pathlib import Path
 import duckdb
-from splink import DuckDBAPI, Linker, block_on
-from splink.clustering import cluster_pairwise_predictions_at_threshold
+from splink import DuckDBAPI, Linker
 from cdp_assets.config import load_config
-from cdp_assets.stitch.model import EM_RULES, LAMBDA_RULES, splink_settings
+from cdp_assets.stitch.model import LAMBDA_RECALL, model_design, splink_settings
 cfg = load_config(sys.argv[1])
+# the design our run chose from the data (comparisons, blocking rules, prior rules, EM sessions)
+models = Path(sys.argv[3])
+design = model_design(json.loads((models / json.loads((models / "current.json").read_text())["file"]).read_text()))
 t0 = time.perf_counter()
 # the records go into Splink's DuckDB as a table (Arrow, no pandas), as ours does
 wh = duckdb.connect(sys.argv[2], read_only=True)
@@ -76,11 +80,11 @@ con.execute("create table records as select * from incoming")
 con.unregister("incoming")
 wh.close()
 db_api = DuckDBAPI(connection=con)
-linker = Linker(db_api.register("records", table_name="records_in"), splink_settings(cfg), log_level=logging.ERROR)
-linker.training.estimate_probability_two_random_records_match([block_on(*c) for c in LAMBDA_RULES], recall=0.7)
+linker = Linker(db_api.register("records", table_name="records_in"), splink_settings(design), log_level=logging.ERROR)
+linker.training.estimate_probability_two_random_records_match([r.sql for r in design.lambda_rules], recall=LAMBDA_RECALL)
 linker.training.estimate_u_using_random_sampling(max_pairs=cfg.stitch.u_sampling_max_pairs, seed=cfg.stitch.seed)
-for cols in EM_RULES:
-    linker.training.estimate_parameters_using_expectation_maximisation(block_on(*cols))
+for session in design.em_sessions:
+    linker.training.estimate_parameters_using_expectation_maximisation(session.sql)
 train = time.perf_counter() - t0
 predictions = linker.inference.predict(threshold_match_probability=cfg.stitch.score_threshold)
 clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
@@ -181,7 +185,8 @@ def main() -> int:
     for _ in range(args.rounds):
         first_run_state()
         ours, _ = run_measured(OURS, config)
-        bare, _ = run_measured(BARE, config, str(cfg.warehouse_path))
+        bare, _ = run_measured(BARE, config, str(cfg.warehouse_path),
+                               str(cfg.warehouse_path.parent / "stitch_artefacts" / "models"))
         rounds.append((ours, bare))
         print(f"  round {len(rounds)}: ours {ours['seconds']:.1f}s, bare {bare['seconds']:.1f}s, "
               f"ratio {ours['seconds'] / bare['seconds']:.2f}x", flush=True)

@@ -165,10 +165,10 @@ def test_no_match_label_splits_a_chain_and_match_label_joins():
     assert linked == {"s|a-s|b": True, "s|b-s|c": True, "s|c-s|d": True, "s|a-s|c": False}
 
 
-def test_the_model_alone_never_links_conflicting_given_names():
+def test_with_household_protections_the_model_alone_never_links_conflicting_given_names():
     """A household's family email + address + surname can outweigh a name conflict at scale;
     the veto holds whatever the probability, and a deterministic rule still links."""
-    from cdp_assets.stitch.model import MODEL_VETO
+    from cdp_assets.stitch.model import HOUSEHOLD_VETO
 
     con = duckdb.connect()
     con.register("prepared", pd.DataFrame({"unique_id": ["s|regina", "s|phillip", "s|jo", "s|joe"],
@@ -178,7 +178,7 @@ def test_the_model_alone_never_links_conflicting_given_names():
     scores["gamma_given_name"] = [0, 0]
     con.register("scores", scores)
     cl.deterministic_links(con, "prepared", [["loyalty_id"]])
-    cl.combine_evidence(con, "scores", "rule_links", cl.Labels(), 0.9, model_veto=MODEL_VETO)
+    cl.combine_evidence(con, "scores", "rule_links", cl.Labels(), 0.9, model_veto=HOUSEHOLD_VETO)
     linked = dict(con.execute("select unique_id_l || '-' || unique_id_r, linked from evidence").fetchall())
     assert linked == {"s|regina-s|phillip": False, "s|jo-s|joe": True}
     cl.combine_evidence(con, "scores", "rule_links", cl.Labels(), 0.9)
@@ -268,7 +268,7 @@ def test_a_mailbox_that_spells_a_name_is_compared_only_within_its_postal_code():
     """A newsletter sign-up (mailbox, maybe a first name) meets the named records whose full name
     its mailbox spells, in its own postal code; never a namesake elsewhere. A nickname spells the
     formal name too. Initials count only where a single person in the postal code fits them."""
-    from cdp_assets.stitch.model import _name_in_email_blocking_rules
+    from cdp_assets.stitch.design import _name_in_email_rules
 
     cfg = load_config(DEFAULT_CONFIG)
     con = stage(cfg, [
@@ -285,7 +285,7 @@ def test_a_mailbox_that_spells_a_name_is_compared_only_within_its_postal_code():
         {"source": "news", "pk": "e", "email": "margaret.fleming@comcast.net", "postal": "28833"},
     ])
     prepare_for_matching(con, pd.DataFrame({"field": [], "value": []}, dtype=str), "prepared")
-    rules = " or ".join(f"({r})" for r in _name_in_email_blocking_rules())
+    rules = " or ".join(f"({r.sql})" for r in _name_in_email_rules())
     pairs = {tuple(sorted(p)) for p in con.execute(
         f"select l.unique_id, r.unique_id from prepared l join prepared r "
         f"on l.unique_id < r.unique_id and ({rules})").fetchall()}

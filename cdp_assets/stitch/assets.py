@@ -21,8 +21,9 @@ from ..config import TenantConfig
 from ..warehouse import preview_md, replace_table, transaction, uncompressed_writes
 from . import clusters as cl
 from . import ids as idm
-from .model import (MODEL_VETO, ModelStore, model_summary, save_model_charts, save_waterfall_chart, score_pairs,
-                    settings_fingerprint, train_model)
+from .design import choose_design
+from .model import (HOUSEHOLD_VETO, ModelStore, model_design, model_summary, save_model_charts, save_waterfall_chart,
+                    score_pairs, settings_fingerprint, train_model)
 from .preprocess import build_blocklist, customer_union_sql, prepare_for_matching, stage_customer_records
 
 GROUP = "stitch"
@@ -71,7 +72,7 @@ def build_stitch_definitions(cfg: TenantConfig) -> tuple[list, list]:
             blocklist = build_blocklist(con, cfg)
             replace_table(con, "stitch", "blocklist", blocklist)
             with transaction(con), uncompressed_writes(con):
-                prepare_for_matching(con, blocklist, "stitch.unified_preprocessed_raw")
+                prepare_for_matching(con, blocklist, "stitch.unified_preprocessed_raw", cfg.identifier_columns)
             rows = con.execute("select count(*) from stitch.unified_preprocessed_raw").fetchall()[0][0]
             preview = con.execute("select * from stitch.unified_preprocessed_raw limit 5").df()
             con.execute("drop table if exists _stitch_records")
@@ -83,29 +84,34 @@ def build_stitch_definitions(cfg: TenantConfig) -> tuple[list, list]:
     @dg.asset(key=KEY["match_model"], group_name=GROUP, kinds={"splink", "json"},
               deps=[KEY["unified_preprocessed_raw"]],
               description="The Splink model (Fellegi-Sunter: u by random sampling corrected for "
-                          "true matches, m by EM), saved as a versioned JSON artefact. Reused by "
-                          "later runs unless its settings change or retrain is set.")
+                          "true matches, m by EM), designed from the columns the tenant's records carry "
+                          "(comparisons, blocking rules, training sessions, household protections) and "
+                          "saved as a versioned JSON artefact. Reused by later runs unless its design "
+                          "changes or retrain is set.")
     def match_model(context: dg.AssetExecutionContext, config: MatchModelConfig,
                     warehouse: DuckDBResource) -> dg.MaterializeResult:
-        fingerprint = settings_fingerprint(cfg)
-        current = store.current()
-        reuse = current is not None and current.settings_fingerprint == fingerprint and not config.retrain
-        train_s, skipped = 0.0, []
-        if reuse:
-            model = current.load()
-            version = current
-            context.log.info(f"reusing Splink model v{current.version} ({current.path.name})")
-        else:
-            why = ("retrain requested" if config.retrain else
-                   "no saved model" if current is None else "model settings changed")
-            with warehouse.get_connection() as con:
-                con.execute("create temp table prepared as select * from stitch.unified_preprocessed_raw")
-                records = con.execute("select count(*) from prepared").fetchall()[0][0]
-                model, train_s, skipped = train_model(con, "prepared", cfg)
-            version = store.save(model, fingerprint, records)
-            context.log.info(f"trained Splink model v{version.version} in {train_s:.1f}s ({why})")
-            for session in skipped:
-                context.log.warning(f"EM session blocked on {session['blocked_on']} skipped: {session['reason']}")
+        with warehouse.get_connection() as con:
+            con.execute("create or replace temp table prepared as select * from stitch.unified_preprocessed_raw")
+            design = choose_design(con, "prepared", cfg)
+            fingerprint = settings_fingerprint(design)
+            current = store.current()
+            reuse = current is not None and current.settings_fingerprint == fingerprint and not config.retrain
+            train_s, skipped = 0.0, []
+            if reuse:
+                model = current.load()
+                version = current
+                context.log.info(f"reusing Splink model v{current.version} ({current.path.name})")
+            else:
+                why = ("retrain requested" if config.retrain else
+                       "no saved model" if current is None else "model design changed")
+                model, train_s, skipped = train_model(con, "prepared", cfg, design)
+                version = store.save(model, fingerprint, design.records)
+                context.log.info(f"trained Splink model v{version.version} in {train_s:.1f}s ({why})")
+                for step in skipped:
+                    context.log.warning(f"stitch: {step['step']} skipped: {step['reason']}")
+        design = model_design(model)
+        context.log.info(f"stitch: household protections {'on' if design.households['on'] else 'off'}: "
+                         f"{design.households['why']}")
         charts = model_charts(model, version, artefacts / "charts")
         return dg.MaterializeResult(metadata={
             "dagster/row_count": len(model["comparisons"]),
@@ -113,7 +119,9 @@ def build_stitch_definitions(cfg: TenantConfig) -> tuple[list, list]:
             "model_file": dg.MetadataValue.path(str(version.path)),
             "settings_fingerprint": fingerprint, "trained_at": version.trained_at,
             "trained_on_records": version.trained_on_records, "train_seconds": round(train_s, 2),
-            "em_sessions_skipped": dg.MetadataValue.json(skipped),
+            "training_steps_skipped": dg.MetadataValue.json(skipped),
+            "design": dg.MetadataValue.json(design.summary()),
+            "household_protections": design.households["on"],
             "parameters": dg.MetadataValue.json(model_summary(model)),
             **{f"chart_{name}": dg.MetadataValue.path(str(path)) for name, path in charts.items()},
             "preview": dg.MetadataValue.md(preview_md(pd.DataFrame(
@@ -188,14 +196,16 @@ def _match(context, cfg: TenantConfig, con, model: dict, model_version: int, art
     lap("load")
     score_pairs(con, "prepared", model, st.score_threshold, out="scores")
     lap("score")
-    cl.deterministic_links(con, "prepared", st.deterministic_rules, out="rule_links")
+    design = model_design(model)
+    households = design.households["on"]
+    cl.deterministic_links(con, "prepared", design.deterministic_rules, out="rule_links")
     lap("rules")
     labels = cl.read_labels(cfg.resolve(st.labels) if st.labels else None, lambda ids: _existing(con, ids))
     cl.combine_evidence(con, "scores", "rule_links", labels, st.match_threshold, out="evidence",
-                        model_veto=MODEL_VETO)
+                        model_veto=HOUSEHOLD_VETO if households and design.has("given_name") else None)
     lap("evidence")
     rebuilt = cl.cluster_records(con, "prepared", "evidence", out="clusters",
-                                 birthdate_gap_days=st.birthdate_gap_days)
+                                 birthdate_gap_days=st.birthdate_gap_days if households else None)
     lap("cluster")
     idm.assign_ids(con, "clusters", "previous", "issued", cfg.tenant)
     lap("ids")
@@ -311,8 +321,9 @@ def write_coalesced(con, cfg: TenantConfig, ids: str) -> None:
     con.execute(f"""
         create or replace table stitch.unified_coalesced as
         select i.cdp_id, r.source, r.pk, r.given_name, r.surname, r.full_name, r.email,
-               r.phone, r.address, r.city, r.state, r.postal, r.country, r.birthdate,
-               r.gender, r.loyalty_id, r.created_at, r.updated_at
+               r.phone, r.address, r.address2, r.city, r.state, r.postal, r.country, r.birthdate,
+               r.gender, r.loyalty_id{"".join(f", r.{c}" for c in cfg.identifier_columns)},
+               r.created_at, r.updated_at
         from ({customer_union_sql(cfg)}) r join {ids} i on i.unique_id = r.source || '|' || r.pk""")
 
 

@@ -18,87 +18,155 @@ import pandas as pd
 
 from ..config import TenantConfig
 from ..scale_out import duckdb_dialect_model, is_spark, model_for_engine, splink_db_api
-from .preprocess import MATCH_COLUMNS
+from .design import Design
+from .preprocess import match_columns
 
-# A given-name disagreement (not equal, not a nickname, not a likely typo) is near-proof of two
-# different people: household members share address, phone, surname and sometimes email.
-GIVEN_NAME_CONFLICT_M = 1e-9
-# ... and a veto: the model alone never links such a pair. The fixed m above is not enough at
-# scale: with a million records u of an exact email or address is so small that a household's
-# shared family email + address + surname outweighs it (2,531 of 3,105 such links were wrong).
-# A deterministic rule or an analyst label still links them.
-MODEL_VETO = "gamma_given_name = 0"
-# u estimated from random pairs may fall at most this far below the sampled value.
-U_CORRECTION_FLOOR = 0.05
 # No level is treated as impossible for a true match: EM on clean training blocks drives m to
 # ~1e-25 for e.g. a surname disagreement, which would veto a married name forever.
 M_FLOOR = 0.001
+# u estimated from random pairs may fall at most this far below the sampled value.
+U_CORRECTION_FLOOR = 0.05
+# With household protections on (design.households), the model alone never links a pair whose
+# given names conflict: a household's shared surname, address, phone and family email are not
+# independent evidence, and at a million records their tiny u outweighs any learned m of a
+# given-name conflict. A deterministic rule or an analyst label still links them.
+HOUSEHOLD_VETO = "gamma_given_name = 0"
+DESIGN_KEY = "cdp_design"      # the design a model was trained with, saved beside Splink's settings
+# The prior when no near-deterministic rule finds a pair: Splink's own default
+DEFAULT_PRIOR = 0.0001
+LAMBDA_RECALL = 0.7
 
 
 # ---- settings -----------------------------------------------------------------------------------
 
-def _given_name_comparison():
+def _level(sql: str, label: str, **configure):
+    import splink.comparison_level_library as cll
+
+    return cll.CustomLevel(sql, label_for_charts=label).configure(**configure) if configure else \
+        cll.CustomLevel(sql, label_for_charts=label)
+
+
+SWAPPED = "given_name_l = surname_r and surname_l = given_name_r"
+
+
+def _given_name_comparison(design: Design):
+    """Given name: exact, nickname, one typo, similar, swapped with the surname; a conflict is
+    evidence against, its weight learned like any other (households: see HOUSEHOLD_VETO)."""
     import splink.comparison_level_library as cll
     import splink.comparison_library as cl
 
-    return cl.CustomComparison(
-        output_column_name="given_name",
-        comparison_levels=[
-            cll.NullLevel("given_name"),
-            cll.ExactMatchLevel("given_name").configure(tf_adjustment_column="given_name"),
-            cll.ExactMatchLevel("given_name_alias").configure(label_for_charts="Nickname match"),
-            cll.DamerauLevenshteinLevel("given_name", 1).configure(label_for_charts="One typo"),
-            cll.JaroWinklerLevel("given_name", 0.88).configure(label_for_charts="Similar given names"),
-            cll.ElseLevel().configure(m_probability=GIVEN_NAME_CONFLICT_M, fix_m_probability=True,
-                                      label_for_charts="Conflicting given names"),
-        ],
-        comparison_description="Given name: exact, nickname, one typo, similar; a conflict is "
-                               "strong evidence against",
-    )
+    levels = [cll.NullLevel("given_name"),
+              cll.ExactMatchLevel("given_name").configure(tf_adjustment_column="given_name"),
+              cll.ExactMatchLevel("given_name_alias").configure(label_for_charts="Nickname match"),
+              cll.DamerauLevenshteinLevel("given_name", 1).configure(label_for_charts="One typo"),
+              cll.JaroWinklerLevel("given_name", 0.88).configure(label_for_charts="Similar given names")]
+    if design.has("surname"):
+        levels.append(_level(SWAPPED, "Given name and surname swapped"))
+    levels.append(cll.ElseLevel().configure(label_for_charts="Conflicting given names"))
+    return cl.CustomComparison(output_column_name="given_name", comparison_levels=levels,
+                               comparison_description="Given name: exact, nickname, one typo, similar, "
+                                                      "swapped with the surname")
+
+
+def _surname_comparison(design: Design):
+    """Surname: exact, similar. Names swapped with the given name are one piece of evidence,
+    weighed in the given-name comparison: here such a pair counts as not comparable (a null
+    level, weight 0), or the swap would be counted twice."""
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+
+    levels = [cll.NullLevel("surname"),
+              cll.ExactMatchLevel("surname").configure(tf_adjustment_column="surname")]
+    if design.has("given_name"):
+        levels.append(cll.CustomLevel(SWAPPED, label_for_charts="Swapped with the given name "
+                                      "(weighed in given_name)").configure(is_null_level=True))
+    levels += [cll.JaroWinklerLevel("surname", t) for t in (0.92, 0.88, 0.7)]
+    levels.append(cll.ElseLevel())
+    return cl.CustomComparison(output_column_name="surname", comparison_levels=levels,
+                               comparison_description="Surname: exact, similar")
 
 
 def _email_comparison():
-    """Exact email; same mailbox name at another provider; a typo; different."""
+    """Exact email; same mailbox name at another provider; a typo; different. A mailbox that only
+    spells the person's name ('mary.poole' at gmail and at yahoo) is what every namesake writes:
+    beyond an exact match it says nothing the name comparisons have not weighed (a null level,
+    weight 0), or namesakes would be linked on their names counted twice."""
     import splink.comparison_level_library as cll
     import splink.comparison_library as cl
 
+    # Damerau-Levenshtein on whole emails is ~60x slower in DuckDB than Jaro-Winkler. The numbers
+    # in a mailbox tell namesakes apart (john.smith12 / john.smith21): a typo keeps them.
+    typo = ("jaro_winkler_similarity(email_l, email_r) >= 0.95 and "
+            "regexp_replace(email_l, '[^0-9]', '', 'g') = regexp_replace(email_r, '[^0-9]', '', 'g')")
     return cl.CustomComparison(
         output_column_name="email",
         comparison_levels=[
             cll.NullLevel("email"),
             cll.ExactMatchLevel("email"),
+            cll.CustomLevel(f"(email_user_l = email_user_r or ({typo})) and "
+                            "(coalesce(mailbox_is_name_l, false) or coalesce(mailbox_is_name_r, false))",
+                            label_for_charts="Same mailbox that only spells the name (weighed in the names)"
+                            ).configure(is_null_level=True),
             cll.ExactMatchLevel("email_user").configure(label_for_charts="Same user name, other domain"),
-            # Damerau-Levenshtein on whole emails is ~60x slower in DuckDB than Jaro-Winkler.
-            # The numbers in a mailbox tell namesakes apart (john.smith12 / john.smith21): a
-            # typo keeps them.
-            cll.CustomLevel("jaro_winkler_similarity(email_l, email_r) >= 0.95 and "
-                            "regexp_replace(email_l, '[^0-9]', '', 'g') = "
-                            "regexp_replace(email_r, '[^0-9]', '', 'g')",
-                            label_for_charts="Near-identical (typo), same numbers"),
+            cll.CustomLevel(typo, label_for_charts="Near-identical (typo), same numbers"),
             cll.ElseLevel(),
         ],
         comparison_description="Email: exact, same user name, typo")
 
 
-def _location_comparison():
-    """Street address and postal code as one piece of evidence (they are not independent)."""
+def _location_comparison(design: Design):
+    """Street address, postal code and city as one piece of evidence (they are not independent):
+    the same street line with the same postal code; the same street line under another postal
+    code (a postal typo); the same street, another number; a similar street line in the postal
+    code; the postal code alone; the city alone."""
     import splink.comparison_level_library as cll
     import splink.comparison_library as cl
 
-    address_jw = "jaro_winkler_similarity(address_l, address_r)"
-    return cl.CustomComparison(
-        output_column_name="location",
-        comparison_levels=[
-            cll.CustomLevel("(address_l is null or address_r is null) and "
-                            "(postal_l is null or postal_r is null)").configure(is_null_level=True),
-            cll.CustomLevel("address_l = address_r and (postal_l = postal_r or postal_l is null "
-                            "or postal_r is null)", label_for_charts="Same address"),
-            cll.CustomLevel(f"{address_jw} >= 0.88 and postal_l = postal_r",
-                            label_for_charts="Similar address, same postal"),
-            cll.CustomLevel("postal_l = postal_r", label_for_charts="Same postal code only"),
-            cll.ElseLevel(),
-        ],
-        comparison_description="Street address + postal code")
+    cols = [c for c in ("address", "postal", "city") if design.has(c)]
+    if not cols:
+        return None
+    has_postal = design.has("postal")
+    levels = [cll.CustomLevel(" and ".join(f"({c}_l is null or {c}_r is null)" for c in cols)
+                              ).configure(is_null_level=True)]
+    if design.has("address"):
+        if has_postal:
+            levels += [_level("address_l = address_r and postal_l = postal_r", "Same address"),
+                       _level("address_l = address_r", "Same street line, other or no postal code"),
+                       _level("street_name_l = street_name_r and postal_l = postal_r",
+                              "Same street, other number, same postal"),
+                       _level("jaro_winkler_similarity(address_l, address_r) >= 0.88 and postal_l = postal_r",
+                              "Similar address, same postal")]
+        else:
+            levels += [_level("address_l = address_r", "Same address"),
+                       _level("jaro_winkler_similarity(address_l, address_r) >= 0.88", "Similar address")]
+    if has_postal:
+        levels.append(_level("postal_l = postal_r", "Same postal code"))
+    if design.has("city"):
+        levels.append(_level("city_l = city_r", "Same city"))
+    levels.append(cll.ElseLevel())
+    return cl.CustomComparison(output_column_name="location", comparison_levels=levels,
+                               comparison_description="Street address + postal code + city")
+
+
+def _text_comparison(column: str, description: str):
+    """A free-text field such as the second address line: exact, similar, different."""
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+
+    return cl.CustomComparison(output_column_name=column, comparison_description=description, comparison_levels=[
+        cll.NullLevel(column), cll.ExactMatchLevel(column).configure(tf_adjustment_column=column),
+        cll.JaroWinklerLevel(column, 0.88), cll.ElseLevel()])
+
+
+def _identifier_comparison(column: str):
+    """An identifier (loyalty card, national id, other id): exact, one typo, different."""
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+
+    return cl.CustomComparison(output_column_name=column, comparison_description=f"{column}: exact, one typo",
+                               comparison_levels=[
+        cll.NullLevel(column), cll.ExactMatchLevel(column),
+        cll.DamerauLevenshteinLevel(column, 1).configure(label_for_charts="One typo"), cll.ElseLevel()])
 
 
 def _incomplete_name_side(a: str, b: str, key: str = "name_key_full") -> str:
@@ -140,68 +208,62 @@ def _name_in_email_comparison():
         comparison_description="Mailbox of a record without a full name vs the other's full name")
 
 
-def _name_in_email_blocking_rules() -> list[str]:
-    """Pairs in one postal code whose mailbox spells the other's name, for records without a
-    full name: an equi-join on the spelled key and the postal code (both orientations: dedupe
-    compares each pair once). Without the postal code a common name ('mary.poole') pairs every
-    sign-up with every namesake in the country: at a million records that costs precision."""
-    from .preprocess import INITIAL_KEYS, NAME_KEYS
-
-    rules = []
-    for key in (*NAME_KEYS, *INITIAL_KEYS):
-        for a, b in (("l", "r"), ("r", "l")):
-            rules.append(f"{a}.email_letters = {b}.{key} and {a}.postal = {b}.postal "
-                         f"and ({a}.given_name is null or {a}.surname is null)")
-    return rules
-
-
-def splink_settings(cfg: TenantConfig):
+def comparisons(design: Design) -> list:
+    """One comparison per piece of evidence the tenant's data carries."""
     import splink.comparison_library as cl
-    from splink import SettingsCreator, block_on
+
+    out = []
+    if design.has("given_name"):
+        out.append(_given_name_comparison(design))
+    if design.has("surname"):
+        out.append(_surname_comparison(design))
+    if design.has("email"):
+        out.append(_email_comparison())
+    if design.has("phone"):
+        out.append(cl.ExactMatch("phone").configure(term_frequency_adjustments=True))
+    if design.has("birthdate"):
+        out.append(cl.DateOfBirthComparison("birthdate", input_is_string=False))
+    location = _location_comparison(design)
+    if location is not None:
+        out.append(location)
+    if design.has("address2"):
+        out.append(_text_comparison("address2", "Second address line: exact, similar"))
+    out += [_identifier_comparison(c) for c in design.identifiers]
+    if design.has("email") and (design.has("given_name") or design.has("surname")):
+        out.append(_name_in_email_comparison())
+    return out
+
+
+def splink_settings(design: Design):
+    from splink import SettingsCreator
 
     return SettingsCreator(
         link_type="dedupe_only",
         unique_id_column_name="unique_id",
-        probability_two_random_records_match=0.0001,
-        blocking_rules_to_generate_predictions=[
-            block_on("email"),
-            block_on("phone"),
-            block_on("loyalty_id"),
-            block_on("surname", "birthdate"),
-            block_on("given_name_alias", "birthdate"),
-            block_on("surname", "postal"),
-            block_on("given_name_alias", "postal"),
-            block_on("address", "postal"),
-            *_name_in_email_blocking_rules(),
-        ],
-        comparisons=[
-            _given_name_comparison(),
-            cl.NameComparison("surname").configure(term_frequency_adjustments=True),
-            _email_comparison(),
-            cl.ExactMatch("phone").configure(term_frequency_adjustments=True),
-            cl.DateOfBirthComparison("birthdate", input_is_string=False),
-            _location_comparison(),
-            cl.ExactMatch("loyalty_id"),
-            _name_in_email_comparison(),
-        ],
+        probability_two_random_records_match=DEFAULT_PRIOR,
+        blocking_rules_to_generate_predictions=[r.sql for r in design.blocking_rules],
+        comparisons=comparisons(design),
         retain_matching_columns=True,
         retain_intermediate_calculation_columns=False,
         additional_columns_to_retain=["source", "pk"],
     )
 
 
-def settings_fingerprint(cfg: TenantConfig) -> str:
-    """Hash of everything that defines the model except its trained parameters."""
-    settings = splink_settings(cfg).create_settings_dict(sql_dialect_str="duckdb")
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+def settings_fingerprint(design: Design) -> str:
+    """Hash of everything that defines the model except its trained parameters (and the pair
+    counts the design was read off, which move with every delivery)."""
+    settings = splink_settings(design).create_settings_dict(sql_dialect_str="duckdb")
+    choices = {"settings": settings, "em": [r.sql for r in design.em_sessions],
+               "prior": [r.sql for r in design.lambda_rules], "households": design.households["on"],
+               "rules": design.deterministic_rules}
+    return hashlib.sha256(json.dumps(choices, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def model_design(model: dict) -> Design:
+    return Design.from_dict(model[DESIGN_KEY])
 
 
 # ---- training -----------------------------------------------------------------------------------
-
-# Deterministic-looking rules for the prior (lambda), and the EM sessions: each comparison is
-# estimated in at least one session that does not block on it.
-LAMBDA_RULES = (("email", "surname"), ("phone", "given_name"), ("loyalty_id",))
-EM_RULES = (("given_name_alias", "surname"), ("birthdate",), ("email", "surname"), ("email",))
 
 SCRATCH = "stitch_scratch"
 
@@ -228,6 +290,8 @@ def _linker(con, table: str, settings):
     from splink import Linker
 
     db_api = splink_db_api(con)
+    if isinstance(settings, dict) and DESIGN_KEY in settings:
+        settings = {k: v for k, v in settings.items() if k != DESIGN_KEY}
     if is_spark(con):
         if not isinstance(settings, dict):
             settings = settings.create_settings_dict(sql_dialect_str="duckdb")
@@ -236,33 +300,75 @@ def _linker(con, table: str, settings):
     return Linker(sdf, settings, log_level=logging.ERROR), db_api
 
 
-def train_model(con, table: str, cfg: TenantConfig) -> tuple[dict, float, list[dict]]:
+def train_model(con, table: str, cfg: TenantConfig, design: Design) -> tuple[dict, float, list[dict]]:
     """Estimate lambda, u (random sampling) and m (EM) on the records of `table`; return the
-    calibrated model, seconds, and the EM sessions that could not run on this data."""
-    from splink import block_on
-
+    calibrated model (with its design), seconds, and the training steps this data could not
+    support. A step that fails leaves the model exactly as it was before it."""
     t0 = time.perf_counter()
+    skipped: list[dict] = []
+    settings = splink_settings(design)
     with splink_scratch(con):
-        linker, _ = _linker(con, table, splink_settings(cfg))
-        linker.training.estimate_probability_two_random_records_match(
-            [block_on(*cols) for cols in LAMBDA_RULES], recall=0.7)
+        linker, _ = _linker(con, table, settings)
+        prior_known = _estimate_prior(linker, design, skipped)
         linker.training.estimate_u_using_random_sampling(
             max_pairs=cfg.stitch.u_sampling_max_pairs, seed=cfg.stitch.seed)
-        skipped = []
-        for cols in EM_RULES:
-            try:
-                linker.training.estimate_parameters_using_expectation_maximisation(block_on(*cols))
-            except ValueError as exc:
-                # On small data a session's pairs can all be near-certain non-matches (a family
-                # email shared by people with conflicting given names), and EM then drives an m to
-                # exactly 0, which Splink refuses. The other sessions still estimate every m.
-                skipped.append({"blocked_on": list(cols), "reason": str(exc).split(". ")[0]})
+        for session in design.em_sessions:
+            ok = _training_step(linker, f"EM session blocked on {session.name}", skipped, lambda: (
+                linker.training.estimate_parameters_using_expectation_maximisation(
+                    session.sql, populate_probability_two_random_records_match_from_trained_values=not prior_known)))
+            prior_known |= ok
         trained = linker.misc.save_model_to_json(None)
         if is_spark(con):  # saved in DuckDB SQL, whichever engine trained it
-            trained = duckdb_dialect_model(trained, splink_settings(cfg).create_settings_dict(
-                sql_dialect_str="duckdb"))
+            trained = duckdb_dialect_model(trained, settings.create_settings_dict(sql_dialect_str="duckdb"))
         model = calibrate(trained)
+    untrained = untrained_levels(model)
+    if untrained:
+        skipped.append({"step": "m estimates", "reason": "no EM session could estimate "
+                        + ", ".join(untrained) + ": Splink's default m is used"})
+    model[DESIGN_KEY] = design.as_dict()
     return model, time.perf_counter() - t0, skipped
+
+
+def _training_step(linker, step: str, skipped: list[dict], train) -> bool:
+    """Run one training step; if Splink raises, put the model back as it was and say why.
+
+    Splink's EM session changes the linker's live settings as it starts (drops the comparisons
+    its blocking rule uses, replaces the prior), and a failure after that would leave them so; a
+    copy of the settings taken before the step (with every earlier step's trained values, which
+    later sessions are averaged with) is put back instead."""
+    before = linker._settings_obj.core_model_settings.copy()
+    try:
+        train()
+        return True
+    except Exception as exc:  # noqa: BLE001 - any Splink training error: skip the step, say why
+        # e.g. no pair of the block left after the blocklist, or EM drives an m to exactly 0
+        # on a block of near-certain non-matches (Splink refuses m = 0)
+        linker._settings_obj.core_model_settings = before
+        skipped.append({"step": step, "reason": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"})
+        return False
+
+
+def _estimate_prior(linker, design: Design, skipped: list[dict]) -> bool:
+    """The prior from the near-deterministic rules; False when there are none or they find no
+    pair (the linker keeps the default, and the first EM session estimates the prior)."""
+    step = "prior from near-deterministic rules"
+    if not design.lambda_rules:
+        skipped.append({"step": step, "reason": "the tenant's columns allow none: the prior is estimated by EM"})
+        return False
+    ok = _training_step(linker, step, skipped, lambda: linker.training.estimate_probability_two_random_records_match(
+        [r.sql for r in design.lambda_rules], recall=LAMBDA_RECALL))
+    if ok and not 0 < linker._settings_obj._probability_two_random_records_match < 1:
+        linker._settings_obj._probability_two_random_records_match = DEFAULT_PRIOR
+        skipped.append({"step": step, "reason": f"no pair matches {' or '.join(r.name for r in design.lambda_rules)}: "
+                                                "the prior is estimated by EM"})
+        return False
+    return ok
+
+
+def untrained_levels(model: dict) -> list[str]:
+    """Comparisons with a level whose m no EM session estimated."""
+    return [c["output_column_name"] for c in model["comparisons"]
+            if any(lvl.get("m_probability") is None for lvl in c["comparison_levels"] if not lvl.get("is_null_level"))]
 
 
 def calibrate(model: dict) -> dict:
@@ -377,8 +483,8 @@ def save_model_charts(model: dict, folder: Path) -> dict[str, Path]:
     offline). They depend on the model alone."""
     con = duckdb.connect()
     try:
-        columns = [f"{c} {'date' if c == 'birthdate' else 'varchar'}"
-                   for c in ("unique_id", "source", "pk", *MATCH_COLUMNS)]
+        columns = [f"{c} {'date' if c == 'birthdate' else 'boolean' if c == 'mailbox_is_name' else 'varchar'}"
+                   for c in ("unique_id", "source", "pk", *match_columns(model_design(model).tenant_identifiers))]
         con.execute(f"create table _schema ({', '.join(columns)})")
         linker, _ = _linker(con, "_schema", model)
         return _write_charts({"match_weights": linker.visualisations.match_weights_chart(),

@@ -33,8 +33,13 @@ INITIAL_KEYS = {
 }
 
 MATCH_COLUMNS = ["given_name", "given_name_alias", "surname", "email", "email_user", "email_letters",
-                 "phone", "birthdate", "address", "postal", "city", "state", "loyalty_id",
-                 *NAME_KEYS, *INITIAL_KEYS]
+                 "mailbox_is_name", "phone", "birthdate", "address", "street_number", "street_name",
+                 "address2", "postal", "city", "state", "loyalty_id", *NAME_KEYS, *INITIAL_KEYS]
+
+
+def match_columns(identifiers: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """What the matcher sees per record: MATCH_COLUMNS and the tenant's other identifiers."""
+    return [*MATCH_COLUMNS, *identifiers]
 
 # Common English nicknames -> formal given name; lets 'Bob Smith' match 'Robert Smith'.
 NICKNAMES = {
@@ -94,8 +99,8 @@ def stage_customer_records(con, cfg: TenantConfig) -> int:
                lower(r.given_name) as given_name,
                coalesce(n.formal, m.formal, lower(r.given_name)) as given_name_alias,
                lower(r.surname) as surname, r.email, r.phone,
-               try_cast(r.birthdate as date) as birthdate, r.address, r.postal,
-               lower(r.city) as city, r.state, r.loyalty_id
+               try_cast(r.birthdate as date) as birthdate, r.address, r.address2, r.postal,
+               lower(r.city) as city, r.state, r.loyalty_id{"".join(f", r.{c}" for c in cfg.identifier_columns)}
         from ({union}) r
         left join {NICKNAME_TABLE} n on n.nickname = lower(r.given_name)
         left join {MISSPELT_TABLE} m on m.name = lower(r.given_name)""")
@@ -224,9 +229,10 @@ def count_distinct_people(given_names, up_to: int | None = None) -> int:
     return len(groups)
 
 
-def prepare_for_matching(con, blocklist: pd.DataFrame, table: str) -> None:
+def prepare_for_matching(con, blocklist: pd.DataFrame, table: str, identifiers: list[str] = ()) -> None:
     """Create `table` from the staged RECORDS: exactly what the matcher sees per record, with
-    blocklisted values removed (a blocked given name takes its alias with it)."""
+    blocklisted values removed (a blocked given name takes its alias with it). The street line
+    is also split into its leading number and the street name, for a number missing or mistyped."""
     con.register("_stitch_blocklist", blocklist[["field", "value"]])
     try:
         blocked = {f: f"{f} in (select value from _stitch_blocklist where field = '{f}')"
@@ -244,6 +250,7 @@ def prepare_for_matching(con, blocklist: pd.DataFrame, table: str) -> None:
         key_uses = "\n union all ".join(
             f"select '{key}' as key, {key} || '|' || postal as value, {person} as person "
             f"from keyed where {key} is not null" for key in INITIAL_KEYS)
+        ids = "".join(f", {c}" for c in identifiers)
         initial_keys = ",\n".join(
             f"case when {key} || '|' || postal in (select value from ambiguous where key = '{key}') "
             f"then null else {key} end as {key}" for key in INITIAL_KEYS)
@@ -255,14 +262,22 @@ def prepare_for_matching(con, blocklist: pd.DataFrame, table: str) -> None:
                        case when {blocked['given_name']} then null else given_name_alias end as given_name_alias,
                        {keep['surname']} as surname,
                        {keep['email']} as email,
-                       {keep['phone']} as phone, birthdate, {keep['address']} as address, postal, city,
-                       state, loyalty_id
+                       {keep['phone']} as phone, birthdate, {keep['address']} as address, address2, postal,
+                       city, state, loyalty_id{ids}
                 from {RECORDS}),
             keyed as materialized (
                 select unique_id, source, pk, given_name, given_name_alias, surname, email,
                        split_part(email, '@', 1) as email_user,
                        nullif(regexp_replace(split_part(email, '@', 1), '[^a-z]', '', 'g'), '') as email_letters,
-                       phone, birthdate, address, postal, city, state, loyalty_id,
+                       -- a mailbox of letters only that spells the record's own name ('mary.poole',
+                       -- 'mpoole'): namesakes write the same one at other providers
+                       g <> '' and s <> '' and not regexp_matches(split_part(email, '@', 1), '[0-9]')
+                         and regexp_replace(split_part(email, '@', 1), '[^a-z]', '', 'g') in
+                             ({", ".join(sql for sql in {**NAME_KEYS, **INITIAL_KEYS}.values())}) as mailbox_is_name,
+                       phone, birthdate, address,
+                       nullif(regexp_extract(address, '^([0-9]+[a-z]?)( |$)', 1), '') as street_number,
+                       nullif(trim(regexp_replace(address, '^[0-9]+[a-z]?( |$)', '')), '') as street_name,
+                       address2, postal, city, state, loyalty_id{ids},
                        {name_keys}
                 from (select *, regexp_replace(coalesce(given_name, ''), '[^a-z]', '', 'g') as g,
                                 regexp_replace(coalesce(given_name_alias, given_name, ''), '[^a-z]', '', 'g') as a,
@@ -270,7 +285,8 @@ def prepare_for_matching(con, blocklist: pd.DataFrame, table: str) -> None:
             ambiguous as (
                 select key, value from ({key_uses})
                 group by key, value having min(person) <> max(person))
-            select {', '.join(c for c in ("unique_id", "source", "pk", *MATCH_COLUMNS) if c not in INITIAL_KEYS)},
+            select {', '.join(c for c in ("unique_id", "source", "pk", *match_columns(identifiers))
+                              if c not in INITIAL_KEYS)},
                    {initial_keys}
             from keyed""")
     finally:
