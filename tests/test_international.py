@@ -174,3 +174,18 @@ def test_international_records_land_in_the_domain_tables(intl_tenant, tmp_path):
     assert mats["domain/au_shop"]["invalid_values_nulled"].value == {"postal": 1}
     assert mats["domain/de_crm"]["invalid_values_nulled"].value == {}
     assert mats["domain/web_signups"]["invalid_values_nulled"].value == {"country": 1, "state": 1, "postal": 1}
+
+
+def test_configured_junk_phones_are_read_in_the_tenants_country():
+    from cdp_assets.stitch.preprocess import _blocklist_value
+
+    assert _blocklist_value("phone", ["0400 000 000"], "AU").tolist() == ["+61400000000"]
+    assert _blocklist_value("address", ["1 Bahnhofstraße"], "DE").tolist() == ["1 bahnhofstr"]
+
+
+def test_a_searched_phone_is_read_in_the_tenants_country():
+    from cdp_assets.api import standard_phone
+
+    assert standard_phone(" 02 1234 5678 ", "AU") == "+61212345678"
+    assert standard_phone("(415) 555-0132") == "+14155550132"  # the default, US
+    assert standard_phone("+49 30 1234567", "AU") == "+49301234567"
