@@ -170,7 +170,7 @@ def create_app(cfg: TenantConfig, api_key: str | None = None) -> FastAPI:
                 raise ApiError(422, "invalid_request", f"{email!r} is not a valid email address")
             return _one(store, store.cdp_ids_by("by_email", value), f"email {value}")
         if phone:
-            value = standard_phone(phone)
+            value = standard_phone(phone, cfg.country)
             if value is None:
                 raise ApiError(422, "invalid_request", f"{phone!r} is not a valid phone number")
             return _one(store, store.cdp_ids_by("by_phone", value), f"phone {value}")
@@ -198,10 +198,11 @@ def standard_email(raw: str) -> str | None:
     return value if value not in standardize.EMPTY and re.match(standardize.EMAIL_RE, value) else None
 
 
-def standard_phone(raw: str) -> str | None:
-    """One phone as E.164, as the sources are (standardize.phone)."""
+def standard_phone(raw: str, country: str = standardize.DEFAULT_COUNTRY) -> str | None:
+    """One phone as E.164, as the sources are (standardize.phone): a national number is read in
+    `country` (the tenant's), an international one keeps its own."""
     value = re.sub(r"\s+", " ", raw.strip())
-    return None if value.lower() in standardize.EMPTY else standardize._e164(value, "US")
+    return None if value.lower() in standardize.EMPTY else standardize._e164(value, country)
 
 
 def serve(cfg: TenantConfig, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:

@@ -38,7 +38,8 @@ def holiday_calendar(cfg: TenantConfig) -> pd.DataFrame:
         calendar = holidays.country_holidays(cfg.bi.holiday_country, years=years)
     except NotImplementedError as exc:
         raise ValueError(f"bi.holiday_country: {cfg.bi.holiday_country!r} is not a country the "
-                         f"`holidays` package knows") from exc
+                         f"`holidays` package knows (it defaults to the tenant's country: set "
+                         f"bi.holiday_country to another)") from exc
     rows = sorted(calendar.items())
     return pd.DataFrame({"holiday_date": pd.to_datetime([d for d, _ in rows]).date,
                          "holiday_name": [n for _, n in rows]},

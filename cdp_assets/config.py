@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, ValidationError,
+                      field_validator, model_validator)
+
+from .countries import DEFAULT_COUNTRY, country_code, is_country_code
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "tenants" / "demo" / "tenant.yaml"
 
@@ -130,6 +132,17 @@ class ConfigError(ValueError):
     """A tenant config is invalid; the message names the file, the field and the problem."""
 
 
+def iso_country(v: Any) -> str:
+    """An ISO 3166-1 alpha-2 code, uppercased; the error suggests the code of a country name."""
+    if v is False:  # YAML 1.1 reads an unquoted NO as false
+        raise ValueError("got false, which is how YAML reads an unquoted NO: write \"NO\" for Norway")
+    if isinstance(v, str) and is_country_code(v.strip()):
+        return v.strip().upper()
+    hint = country_code(v) if isinstance(v, str) else None
+    raise ValueError(f"{v!r} is not an ISO 3166-1 country code "
+                     + (f"(did you mean {hint}?)" if hint else "(two letters, e.g. US, GB, AU, DE)"))
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -147,6 +160,22 @@ class Source(_Strict):
         default=None, description="for transaction_items: the transactions source their order-id refers "
                                   "to; when omitted, order ids are looked up in every transactions source")
     description: str = ""
+    country: str | None = Field(
+        default=None, description="ISO 3166-1 alpha-2 country of this source's records when a record "
+                                  "carries none of its own (phone region, postcode, state and street "
+                                  "rules); default: the tenant's country")
+    # the tenant's country, set by TenantConfig (travels with the source to Spark executors)
+    _tenant_country: str = PrivateAttr(default=DEFAULT_COUNTRY)
+
+    @field_validator("country", mode="before")
+    @classmethod
+    def _country_code(cls, v: Any) -> str | None:
+        return None if v is None else iso_country(v)
+
+    @property
+    def default_country(self) -> str:
+        """The country of a record of this source that carries none: the source's, else the tenant's."""
+        return self.country or self._tenant_country
     # identifier columns of every customers source of the tenant (set by TenantConfig): each
     # customer domain table carries all of them, so the sources union for Stitch
     _tenant_identifiers: list[str] = PrivateAttr(default_factory=list)
@@ -600,6 +629,11 @@ class SparkSettings(_Strict):
 
 class TenantConfig(_Strict):
     tenant: str
+    country: str = Field(default=DEFAULT_COUNTRY,
+                         description="ISO 3166-1 alpha-2 country of the tenant's customers: how phones, "
+                                     "postcodes, states and street lines are read when neither the record "
+                                     "nor its source says (sources.<name>.country); also the default "
+                                     "bi.holiday_country. Default US")
     warehouse: str = Field(default="warehouse.duckdb",
                            description="DuckDB file, relative to the config file")
     engine: EngineName = Field(default="duckdb", description="duckdb (embedded) or spark; "
@@ -636,6 +670,20 @@ class TenantConfig(_Strict):
         if not IDENTIFIER.match(v):
             raise ValueError(f"{v!r} must be a lowercase identifier ([a-z][a-z0-9_]*)")
         return v
+
+    @field_validator("country", mode="before")
+    @classmethod
+    def _country_code(cls, v: Any) -> str:
+        return iso_country(v)
+
+    @model_validator(mode="after")
+    def _inherit_country(self) -> "TenantConfig":
+        """Sources without a country of their own, and public holidays, take the tenant's."""
+        for src in self.sources.values():
+            src._tenant_country = self.country
+        if "holiday_country" not in self.bi.model_fields_set:
+            self.bi.holiday_country = self.country
+        return self
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "TenantConfig":

@@ -237,6 +237,15 @@ def _reject_unparseable(batch: Batch, df: pd.DataFrame, column: str, parsed: pd.
     return df
 
 
+def record_country(batch: Batch, values: pd.Series, default: str) -> pd.Series:
+    """Each record's country (ISO alpha-2): its own, from a code or a name, else the source's or
+    tenant's default. A value that is no country is counted and the default taken."""
+    present = std.blank_to_none(values).notna()
+    own = std.country(values)
+    batch.count_invalid("country", present & own.isna())
+    return own.where(own.notna(), default)
+
+
 def standardise_customers(batch: Batch, source: Source) -> pd.DataFrame:
     df = _require(batch, _tagged(batch, source), "pk", "pk")
     df = _dedupe(batch, df, ["pk"], "pk")
@@ -251,16 +260,18 @@ def standardise_customers(batch: Batch, source: Source) -> pd.DataFrame:
         joined = (df["given_name"].fillna("") + " " + df["surname"].fillna("")).str.strip()
         df["full_name"] = joined.where(joined != "", None)
     df["address"] = street_line(df["street_number"], df["address"])
-    for col, fn in (("email", std.email), ("phone", std.phone), ("address", std.address),
-                    ("address2", std.address), ("city", std.city), ("state", std.state),
-                    ("country", std.country), ("gender", std.gender),
+    df["country"] = record_country(batch, df["country"], source.default_country)
+    for col, fn in (("email", std.email), ("city", std.city), ("gender", std.gender),
                     *((c, std.identifier) for c in ("loyalty_id", *source.tenant_identifier_columns))):
         present = std.blank_to_none(df[col]).notna()
         df[col] = fn(df[col])
         batch.count_invalid(col, present & df[col].isna())
-    present = std.blank_to_none(df["postal"]).notna()
-    df["postal"] = std.postal(df["postal"], df["country"])
-    batch.count_invalid("postal", present & df["postal"].isna())
+    # read by the rules of each record's country
+    for col, fn in (("phone", std.phone), ("address", std.address), ("address2", std.address),
+                    ("state", std.state), ("postal", std.postal)):
+        present = std.blank_to_none(df[col]).notna()
+        df[col] = fn(df[col], df["country"])
+        batch.count_invalid(col, present & df[col].isna())
     birthdate, bad = std.parse_dates(df["birthdate"])
     future = birthdate > pd.Timestamp.now()
     batch.count_invalid("birthdate", bad | future)

@@ -3,37 +3,40 @@
 Every function takes and returns a pandas Series of strings (None for missing) so a domain
 table is standardised column by column. Values that cannot be made valid become None; the
 caller counts them.
+
+Phones, street lines, states and postcodes follow the rules of each record's country (an ISO
+3166-1 alpha-2 code per record, or one for all; countries.py holds the reference data):
+
+* phone: parsed with the country as the region (`02 1234 5678` is +61 2 in AU); a number in
+  +international form keeps its own country. E.164.
+* postal: US ZIP5 (ZIP+4 cut, a 3-4 digit ZIP that lost its leading zeros padded), CA `A1A 1A1`,
+  GB outward + inward code (`SW1A 1AA`), AU 4 digits, DE 5 digits (a PLZ that lost its leading
+  zero padded); a value that cannot be a postcode of these countries is None. Elsewhere: as
+  written, uppercase.
+* state: names and abbreviations -> ISO 3166-2 code without the country (`NSW`, `QC`, `BY`,
+  `ENG`), for every country pycountry knows; in US, CA, AU and DE anything else is None.
+* address: USPS-style suffix abbreviations where streets are named in English (US, CA, AU, GB,
+  IE, NZ); `straße`/`strasse`/`str.` -> `str` and ß -> ss where in German (DE, AT, CH, LI).
+
+A record whose country is None (unknown) gets none of the country rules: a phone must be in
++international form, postcodes and states are kept as written (uppercase), street lines are only
+lowercased and de-punctuated.
 """
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
+import numpy as np
 import pandas as pd
 import phonenumbers
 
+from .countries import (CLOSED_SUBDIVISIONS, DEFAULT_COUNTRY, US_STATES,  # noqa: F401 - US_STATES
+                        country_code, fold, subdivision_codes)       # is read by generate.py
+
 EMAIL_RE = r"^[a-z0-9._%+'\-]+@[a-z0-9\-]+(\.[a-z0-9\-]+)*\.[a-z]{2,}$"
 
-US_STATES = {
-    "alabama": "AL", "alaska": "AK", "arizona": "AZ", "arkansas": "AR", "california": "CA",
-    "colorado": "CO", "connecticut": "CT", "delaware": "DE", "district of columbia": "DC",
-    "florida": "FL", "georgia": "GA", "hawaii": "HI", "idaho": "ID", "illinois": "IL",
-    "indiana": "IN", "iowa": "IA", "kansas": "KS", "kentucky": "KY", "louisiana": "LA",
-    "maine": "ME", "maryland": "MD", "massachusetts": "MA", "michigan": "MI", "minnesota": "MN",
-    "mississippi": "MS", "missouri": "MO", "montana": "MT", "nebraska": "NE", "nevada": "NV",
-    "new hampshire": "NH", "new jersey": "NJ", "new mexico": "NM", "new york": "NY",
-    "north carolina": "NC", "north dakota": "ND", "ohio": "OH", "oklahoma": "OK", "oregon": "OR",
-    "pennsylvania": "PA", "rhode island": "RI", "south carolina": "SC", "south dakota": "SD",
-    "tennessee": "TN", "texas": "TX", "utah": "UT", "vermont": "VT", "virginia": "VA",
-    "washington": "WA", "west virginia": "WV", "wisconsin": "WI", "wyoming": "WY",
-    "puerto rico": "PR", "guam": "GU", "virgin islands": "VI", "american samoa": "AS",
-    "northern mariana islands": "MP", "armed forces americas": "AA", "armed forces europe": "AE",
-    "armed forces pacific": "AP", "marshall islands": "MH", "palau": "PW",
-    "federated states of micronesia": "FM",
-}
-COUNTRIES = {"us": "US", "usa": "US", "u.s.": "US", "u.s.a.": "US", "united states": "US",
-             "united states of america": "US", "america": "US", "ca": "CA", "canada": "CA",
-             "gb": "GB", "uk": "GB", "united kingdom": "GB", "mx": "MX", "mexico": "MX"}
 GENDERS = {"m": "M", "male": "M", "man": "M", "f": "F", "female": "F", "woman": "F",
            "x": "X", "non-binary": "X", "nonbinary": "X"}
 STREET_SUFFIXES = {
@@ -43,9 +46,12 @@ STREET_SUFFIXES = {
     "apartment": "apt", "suite": "ste", "north": "n", "south": "s", "east": "e", "west": "w",
     "unit": "apt", "#": "apt",
 }
+# where street lines are written in English (USPS suffixes) or in German (Straße -> str)
+ENGLISH_STREETS = frozenset({"US", "CA", "AU", "GB", "IE", "NZ"})
+GERMAN_STREETS = frozenset({"DE", "AT", "CH", "LI"})
+GERMAN_STREET = re.compile(r"stra(?:ß|ss)e(?=\s|$)")   # Hauptstraße, Berliner Strasse
 DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%Y/%m/%d", "%d.%m.%Y", "%m-%d-%Y", "%Y%m%d")
 EMPTY = {"", "null", "none", "n/a", "na", "nan", "nat", "-", "?"}
-
 
 def as_optional(s: pd.Series) -> pd.Series:
     """An object Series whose missing values are None (not NaN / pd.NA)."""
@@ -59,13 +65,27 @@ def blank_to_none(s: pd.Series) -> pd.Series:
     return s.mask(s.str.lower().isin(EMPTY)).astype(object).where(lambda x: x.notna(), None)
 
 
+def per_record(countries: pd.Series | str | None, index: pd.Index) -> pd.Series:
+    """The country of each record: a Series aligned on index, from a Series or one for all."""
+    if isinstance(countries, pd.Series):
+        return as_optional(countries.reindex(index))
+    return as_optional(pd.Series(countries, index=index, dtype=object))
+
+
+def _each_unique(s: pd.Series, fn) -> pd.Series:
+    """fn applied once per distinct present value (a column of a million rows has few)."""
+    present = s.dropna()
+    mapping = {v: fn(v) for v in pd.unique(present)}
+    return as_optional(s.map(mapping))
+
+
 def email(s: pd.Series) -> pd.Series:
     s = blank_to_none(s).str.replace(" ", "", regex=False).str.lower()
     return as_optional(s.where(s.str.match(EMAIL_RE, na=False), None))
 
 
 @lru_cache(maxsize=1_000_000)
-def _e164(raw: str, region: str) -> str | None:
+def _e164(raw: str, region: str | None) -> str | None:
     try:
         num = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException:
@@ -75,9 +95,18 @@ def _e164(raw: str, region: str) -> str | None:
     return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
 
 
-def phone(s: pd.Series, region: str = "US") -> pd.Series:
+def phone(s: pd.Series, countries: pd.Series | str | None = DEFAULT_COUNTRY) -> pd.Series:
+    """E.164, a national number read in its record's country (+international ones keep theirs).
+    Each distinct number is parsed once per country."""
     s = blank_to_none(s)
-    return as_optional(s.map(lambda v: _e164(v, region) if isinstance(v, str) else None))
+    regions = per_record(countries, s.index).where(lambda r: r.notna(), "ZZ")  # ZZ: unknown
+    out = pd.Series(None, index=s.index, dtype=object)
+    for region in regions[s.notna()].unique():
+        rows = (regions == region) & s.notna()
+        codes, distinct = pd.factorize(s[rows])
+        parsed = np.array([_e164(v, region) for v in distinct], dtype=object)
+        out[rows] = parsed[codes]
+    return as_optional(out)
 
 
 def name(s: pd.Series) -> pd.Series:
@@ -95,49 +124,104 @@ def split_full_name(full: pd.Series) -> tuple[pd.Series, pd.Series]:
     return as_optional(given), as_optional(surname)
 
 
-def address(s: pd.Series) -> pd.Series:
-    """Lowercase street line with standard USPS suffix abbreviations ('12 Oak Street' -> '12 oak st')."""
+def address(s: pd.Series, countries: pd.Series | str | None = DEFAULT_COUNTRY) -> pd.Series:
+    """Lowercase street line, punctuation as spaces, with the street-type abbreviations of the
+    record's country: USPS suffixes in English ('12 Oak Street' -> '12 oak st'), 'str' in German
+    ('Hauptstraße 5' -> 'hauptstr 5')."""
     s = blank_to_none(s).str.lower().str.replace(r"[.,]", " ", regex=True)
-    s = s.str.replace(r"\s+", " ", regex=True).str.strip()
+    s = as_optional(s.str.replace(r"\s+", " ", regex=True).str.strip())
+    regions = per_record(countries, s.index)
+    english = regions.isin(ENGLISH_STREETS) & s.notna()
+    german = regions.isin(GERMAN_STREETS) & s.notna()
+    out = s.copy()
+    out[english] = _each_unique(s[english], _english_suffixes)
+    out[german] = _each_unique(s[german], _german_street)
+    return as_optional(out.where(out != "", None))
 
-    def abbreviate(v):
-        if not isinstance(v, str):
-            return None
-        return " ".join(STREET_SUFFIXES.get(tok, tok) for tok in v.split(" ")) or None
 
-    return as_optional(s.map(abbreviate))
+def _english_suffixes(line: str) -> str:
+    return " ".join(STREET_SUFFIXES.get(tok, tok) for tok in line.split(" "))
+
+
+def _german_street(line: str) -> str:
+    return GERMAN_STREET.sub("str", line).replace("ß", "ss")
 
 
 def city(s: pd.Series) -> pd.Series:
     return name(s)
 
 
-def state(s: pd.Series) -> pd.Series:
+def state(s: pd.Series, countries: pd.Series | str | None = DEFAULT_COUNTRY) -> pd.Series:
+    """ISO 3166-2 subdivision code (without the country) from a name, abbreviation or code, read
+    in the record's country ('wa' is WA in AU and in US, 'Bayern' and 'Bavaria' are BY). In a
+    country whose subdivisions are a closed list (US, CA, AU, DE) anything else is None;
+    elsewhere (a GB county, say) it is kept as written, uppercase."""
     s = blank_to_none(s)
-    low = s.str.lower()
-    mapped = low.map(US_STATES)
-    upper = s.str.upper()
-    return mapped.where(mapped.notna(), upper).astype(object).where(lambda x: x.notna(), None)
+    regions = per_record(countries, s.index)
+    out = as_optional(s.str.upper())
+    folded = _each_unique(s, fold)
+    for country in regions[s.notna()].dropna().unique():
+        rows = (regions == country) & s.notna()
+        codes = as_optional(folded[rows].map(subdivision_codes(country)))
+        out[rows] = codes if country in CLOSED_SUBDIVISIONS else codes.where(codes.notna(), out[rows])
+    return as_optional(out)
 
 
 def country(s: pd.Series) -> pd.Series:
-    s = blank_to_none(s)
-    mapped = s.str.lower().map(COUNTRIES)
-    return mapped.where(mapped.notna(), s.str.upper()).astype(object).where(lambda x: x.notna(), None)
+    """ISO 3166-1 alpha-2 from a code or a name ('Australia', 'Deutschland', 'UK'); None when
+    the value is no country."""
+    return _each_unique(blank_to_none(s), country_code)
 
 
-def postal(s: pd.Series, countries: pd.Series | None = None) -> pd.Series:
-    """US ZIP: first five digits, zero-padded when a spreadsheet dropped the leading zero."""
+def postal(s: pd.Series, countries: pd.Series | str | None = DEFAULT_COUNTRY) -> pd.Series:
+    """A postcode in its record's country's format (see the module docstring); None when it
+    cannot be one."""
     s = blank_to_none(s)
-    digits = s.str.replace(r"[^0-9]", "", regex=True)
-    us_like = s.str.match(r"^\d{3,5}(-?\d{4})?$", na=False)
-    if countries is not None:
-        us_like &= countries.isna() | (countries == "US")
-    zip5 = digits.str.slice(0, 5).where(digits.str.len() != 9, digits.str.slice(0, 5))
-    zip5 = zip5.where(digits.str.len() >= 5, digits.str.zfill(5))
-    other = s.str.upper()
-    out = zip5.where(us_like, other)
-    return out.astype(object).where(out.notna(), None)
+    regions = per_record(countries, s.index)
+    out = as_optional(s.str.upper())
+    for country, rule in POSTCODE_RULES.items():
+        rows = (regions == country) & s.notna()
+        if rows.any():
+            out[rows] = rule(out[rows].str.replace(" ", "", regex=False))
+    return as_optional(out)
+
+
+def _us_zip(s: pd.Series) -> pd.Series:
+    """ZIP5: ZIP+4 cut to five digits; 3-4 digits are a ZIP whose leading zeros a spreadsheet
+    dropped (2139 -> 02139)."""
+    zip5 = s.str.extract(r"^(\d{5})-?\d{4}$|^(\d{3,5})(?:-\d{4})?$")
+    return zip5[0].fillna(zip5[1]).str.zfill(5)
+
+
+def _ca_postal(s: pd.Series) -> pd.Series:
+    """A1A 1A1 (letters D F I O Q U never appear; W Z never first)."""
+    s = s.str.replace("-", "", regex=False)
+    ok = s.str.fullmatch(r"[ABCEGHJ-NPRSTVXY]\d[ABCEGHJ-NPRSTV-Z]\d[ABCEGHJ-NPRSTV-Z]\d", na=False)
+    return (s.str.slice(0, 3) + " " + s.str.slice(3)).where(ok, None)
+
+
+def _gb_postcode(s: pd.Series) -> pd.Series:
+    """Outward code, one space, inward code: sw1a1aa -> SW1A 1AA."""
+    parts = s.str.extract(r"^([A-Z]{1,2}\d[A-Z\d]?|GIR)(\d[A-Z]{2})$")
+    return parts[0] + " " + parts[1]
+
+
+def _au_postcode(s: pd.Series) -> pd.Series:
+    """Four digits; three are a Northern Territory (08xx) or ACT (02xx) postcode that lost its
+    leading zero. Never five."""
+    return s.where(s.str.fullmatch(r"\d{3,4}", na=False), None).str.zfill(4)
+
+
+def _de_postcode(s: pd.Series) -> pd.Series:
+    """Five digits (a 'D-' prefix dropped); four are a PLZ of the east (01067 Dresden) that lost
+    its leading zero. None start with 00."""
+    s = s.str.replace(r"^DE?-", "", regex=True)
+    plz = s.where(s.str.fullmatch(r"\d{4,5}", na=False), None).str.zfill(5)
+    return plz.where(~plz.str.startswith("00", na=False), None)
+
+
+POSTCODE_RULES = {"US": _us_zip, "CA": _ca_postal, "GB": _gb_postcode, "AU": _au_postcode,
+                  "DE": _de_postcode}
 
 
 def gender(s: pd.Series) -> pd.Series:

@@ -113,3 +113,63 @@ def tiny(tiny_tenant):
     con = duckdb.connect(str(tiny_tenant.warehouse_path), read_only=True)
     yield con
     con.close()
+
+
+# ---- an international tenant (tests/test_international.py, tests/test_spark.py) ----------------
+
+INTL_AU_CUSTOMERS = """\
+id,name,email,phone,street,city,state,postcode
+A1,Olivia Smith,olivia@example.com.au,02 1234 5678,12 George Street,Sydney,new south wales,2000
+A2,Jack Wilson,jack@example.com,0412 345 678,5 Queen St.,Brisbane,Qld,4000
+A3,Mia Brown,mia@example.com,(08) 8123 4567,1 King William Street,Adelaide,S.A.,5000
+A4,Noah Taylor,noah@example.com,+64 9 123 4567,3 Smith Street,Darwin,Northern Territory,800
+A5,Ava Jones,ava@example.com,08 9123 4567,1 Hay St,Perth,wa,20000
+"""
+
+INTL_DE_CUSTOMERS = """\
+id,vorname,nachname,telefon,strasse,ort,bundesland,plz
+D1,Lukas,Müller,030 1234567,Hauptstraße 5,Berlin,Berlin,10115
+D2,Anna,Schmidt,089 123456,Leopoldstrasse 12,München,Bayern,80331
+D3,Felix,Wagner,0351 1234567,Prager Str. 3,Dresden,Sachsen,1067
+D4,Lea,Becker,0711 123456,Königstraße 1,Stuttgart,Baden-Wuerttemberg,70173
+D5,Paul,Klein,+61 2 9876 5432,Große Straße 7,Düsseldorf,NRW,40212
+"""
+
+# records that carry their own country; W3 carries none (the tenant's), W5 one that is no country
+INTL_WEB_SIGNUPS = """\
+id,email,phone,state,postcode,country
+W1,w1@example.com,020 7946 0000,England,sw1a1aa,UK
+W2,w2@example.com,(416) 555-0100,Ontario,k1a0b1,Canada
+W3,w3@example.com,0412 345 678,Vic.,3000,
+W4,w4@example.com,0176 12345678,Bavaria,80331,Deutschland
+W5,w5@example.com,0412 345 679,Washington,98101,Narnia
+"""
+
+
+@pytest.fixture()
+def intl_tenant(tmp_path) -> Path:
+    """A tenant in Australia (country: AU) with an Australian shop, a German CRM (its source
+    says country: DE) and web sign-ups whose records carry their own country."""
+    import yaml
+
+    (tmp_path / "au_customers.csv").write_text(INTL_AU_CUSTOMERS, encoding="utf-8")
+    (tmp_path / "de_customers.csv").write_text(INTL_DE_CUSTOMERS, encoding="utf-8")
+    (tmp_path / "web_signups.csv").write_text(INTL_WEB_SIGNUPS, encoding="utf-8")
+    doc = {
+        "tenant": "intl",
+        "country": "AU",
+        "sources": {
+            "au_shop": {"path": "au_customers.csv", "kind": "customers", "columns": {
+                "id": "pk", "name": "full-name", "email": "email", "phone": "phone",
+                "street": "address", "city": "city", "state": "state", "postcode": "postal"}},
+            "de_crm": {"path": "de_customers.csv", "kind": "customers", "country": "DE", "columns": {
+                "id": "pk", "vorname": "given-name", "nachname": "surname", "telefon": "phone",
+                "strasse": "address", "ort": "city", "bundesland": "state", "plz": "postal"}},
+            "web_signups": {"path": "web_signups.csv", "kind": "customers", "columns": {
+                "id": "pk", "email": "email", "phone": "phone", "state": "state",
+                "postcode": "postal", "country": "country"}},
+        },
+    }
+    path = tmp_path / "tenant.yaml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    return path

@@ -29,8 +29,8 @@ RECORDS = [
      None, None, None, "2019-01-01", "2025-01-01"),
     (P1, "loyalty_members", "1", "Jonny", "Smithe", "c@x.com", "+15550000002", "3 Elm Rd", "Troy",
      "NY", "12180", "1979-12-31", "M", "L2", "2018-06-01", None),
-    # P2: two records tied on every timestamp
-    (P2, "pos_customers", "7", "Ann", "Lee", "ann@pos.com", None, None, None, None, None, None,
+    # P2: two records tied on every timestamp, neither with a street line; one has a postal code
+    (P2, "pos_customers", "7", "Ann", "Lee", "ann@pos.com", None, None, None, None, "10001", None,
      None, None, "2022-05-05", "2023-05-05"),
     (P2, "ecommerce_customers", "7", "Anne", "Lee", "ann@shop.com", None, None, None, None, None,
      None, None, None, "2022-05-05", "2023-05-05"),
@@ -102,6 +102,8 @@ def seed_warehouse(path: Path) -> None:
         loyalty_id varchar, created_at timestamp, updated_at timestamp)""")
     con.executemany("insert into stitch.unified_coalesced values "
                     "(?, ?, ?, ?, ?, null, ?, ?, ?, ?, ?, ?, null, ?, ?, ?, ?, ?)", RECORDS)
+    # every domain record carries a country: its own, its source's or the tenant's
+    con.execute("update stitch.unified_coalesced set country = 'US'")
     con.execute("""create table stitch.unified_scores (
         source_l varchar, pk_l varchar, source_r varchar, pk_r varchar, match_probability double,
         deterministic_rule varchar, label varchar, linked boolean, same_cdp_id boolean)""")
@@ -168,6 +170,13 @@ def test_address_is_one_record_never_mixed(built):
     f = person(built, "paid_media_c360")  # first_seen
     assert (f["address"], f["city"], f["postal"], f["address__from"]) == (
         "3 Elm Rd", "Troy", "12180", "loyalty_members|1")
+
+
+def test_address_group_prefers_a_locality_to_a_bare_country(built):
+    # P2: no street line; recency ties, and (source, pk) would pick ecommerce_customers|7, which
+    # carries nothing but its country: the group comes from the record with a postal code
+    p = person(built, "c360", P2)
+    assert (p["postal"], p["country"], p["address__from"]) == ("10001", "US", "pos_customers|7")
 
 
 def test_ties_end_on_recency_then_source_and_pk(built):

@@ -58,8 +58,10 @@ def test_standardisers():
     assert std.email(s).tolist() == ["bob.smith@example.com", None, None, None]
     assert std.phone(pd.Series(["(415) 555-0132", "+1 415.555.0132", "000", ""])).tolist() == [
         "+14155550132", "+14155550132", None, None]
+    # postcodes follow the record's country, US by default: a GB postcode is no US ZIP
     assert std.postal(pd.Series(["2139", "94105-1234", "941051234", "SW1A 1AA"])).tolist() == [
-        "02139", "94105", "94105", "SW1A 1AA"]
+        "02139", "94105", "94105", None]
+    assert std.postal(pd.Series(["SW1A 1AA"]), "GB").tolist() == ["SW1A 1AA"]
     assert std.state(pd.Series(["Massachusetts", "ca", None])).tolist() == ["MA", "CA", None]
     assert std.name(pd.Series(["  o'brien ", "SMITH-JONES"])).tolist() == ["O'Brien", "Smith-Jones"]
     assert std.address(pd.Series(["12 Oak Street, Apt. 4"])).tolist() == ["12 oak st apt 4"]

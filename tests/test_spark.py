@@ -199,3 +199,30 @@ def test_duckdb_sql_is_transpiled_for_spark():
     assert "ANTI JOIN" in sql and "QUALIFY" not in sql
     assert bind("select ? as a, 'x?' as b, ? in (select unnest(?))", ["it's", 1, ["p", "q"]]) == \
         "select 'it''s' as a, 'x?' as b, 1 in (select unnest(['p', 'q']))"
+
+
+def test_country_defaults_reach_the_executors(runs, intl_tenant):
+    """The tenant's and a source's country travel with the source to the executors: Australian,
+    German and self-declared records standardise on Spark exactly as on DuckDB."""
+    from pyspark.sql import functions as F
+
+    from cdp_assets.scale_out import spark_session
+    from cdp_assets.sources import DOMAIN_COLUMNS, build_domain_table
+    from cdp_assets.spark_sources import INVALID_COLUMN, INVALID_COUNT, ROW_KIND, standardise_on_spark
+
+    _, (spark_cfg, _) = runs
+    spark = spark_session(spark_cfg)
+    cfg = load_config(intl_tenant)
+    phones = set()
+    for name, source in cfg.sources.items():
+        path = cfg.resolve(source.path)
+        here, batch, _ = build_domain_table(name, source, path)
+        _, standardised = standardise_on_spark(spark, name, source, path, buckets=2)
+        there = (standardised.filter(F.col(ROW_KIND) == "domain")
+                 .select(*DOMAIN_COLUMNS[source.kind]).toPandas().sort_values("source_row"))
+        assert _values(there) == _values(here.sort_values("source_row")), name
+        invalid = {r[0]: r[1] for r in standardised.filter(F.col(ROW_KIND) == "invalid")
+                   .groupBy(INVALID_COLUMN).agg(F.sum(INVALID_COUNT)).collect()}
+        assert invalid == batch.invalid_values, name
+        phones |= set(there["phone"].dropna())
+    assert {"+61212345678", "+49301234567", "+442079460000"} <= phones

@@ -143,14 +143,16 @@ def register_nicknames(con) -> None:
     con.executemany(f"insert into {NICKNAME_TABLE} values (?, ?)", sorted(NICKNAMES.items()))
 
 
-def _blocklist_value(field: str, values: list[str]) -> pd.Series:
+def _blocklist_value(field: str, values: list[str], country: str) -> pd.Series:
+    """A configured junk value as the sources standardise it (phones and streets in the tenant's
+    country)."""
     s = pd.Series(values, dtype=object)
     if field == "email":
         return std.email(s)
     if field == "phone":
-        return std.phone(s)
+        return std.phone(s, country)
     if field == "address":
-        return std.address(s)
+        return std.address(s, country)
     return std.name(s).str.lower()
 
 
@@ -165,7 +167,7 @@ def build_blocklist(con, cfg: TenantConfig) -> pd.DataFrame:
     rows = []
     for field, configured in (("email", bl.emails), ("phone", bl.phones), ("address", bl.addresses),
                               ("given_name", bl.names), ("surname", bl.names)):
-        values = [v for v in _blocklist_value(field, configured).dropna().unique()]
+        values = [v for v in _blocklist_value(field, configured, cfg.country).dropna().unique()]
         if not values:
             continue
         touched = dict(con.execute(f"""select {field}, count(*) from {RECORDS}

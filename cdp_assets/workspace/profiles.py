@@ -61,8 +61,8 @@ def search(con, cfg: TenantConfig, text: str) -> tuple[str, Table]:
     if "@" in text:
         kind, value = "email", standard_email(text)
         ids_sql, params = _identity_ids_sql(con, cfg, "email"), [value]
-    elif PHONE_LIKE.match(text) and standard_phone(text):
-        kind, value = "phone", standard_phone(text)
+    elif PHONE_LIKE.match(text) and standard_phone(text, cfg.country):
+        kind, value = "phone", standard_phone(text, cfg.country)
         ids_sql, params = _identity_ids_sql(con, cfg, "phone"), [value]
     if ids_sql is not None and params[0] is not None:
         cur = con.execute(f"select {cols} from c360.customer_360 c where c.cdp_id in ({ids_sql}) "

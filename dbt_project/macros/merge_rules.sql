@@ -102,9 +102,10 @@
 {#
   Fields that belong together are taken from one record, never mixed: the address group
   (street, city, state, postal, country) comes from the best record that has a street line,
-  or, failing that, from the best record with any part of an address. "Best" is the group's
-  rule applied to whole records: most_frequent counts records carrying the same full address,
-  longest compares street lines.
+  or, failing that, from the best record with a city, state or postal code, or else from the
+  best record with a country (every record has one: its own, its source's or the tenant's).
+  "Best" is the group's rule applied to whole records: most_frequent counts records carrying
+  the same full address, longest compares street lines.
 #}
 {% macro merge_group_pick(group_name, fields, rule=none) -%}
     {%- set rule = rule if rule is not none else merge_rule_for(fields[0]) -%}
@@ -113,9 +114,13 @@
     {%- do parts.append(('record_key', "source || '|' || pk")) -%}
     {%- set filters = [] -%}
     {%- for f in fields %}{% do filters.append(f ~ ' is not null') %}{% endfor -%}
+    {%- set locality = [] -%}
+    {%- for f in fields[1:] if f != 'country' %}{% do locality.append(f ~ ' is null') %}{% endfor -%}
+    {%- set locality_order = '(' ~ (locality | join(' and ')) ~ '), ' if locality else '' -%}
     {{- return({'name': group_name ~ '__record',
                 'value': cdp_struct(parts),
-                'order': '(' ~ fields[0] ~ ' is null), ' ~ merge_order(rule, fields[0], fields[0], group_name),
+                'order': '(' ~ fields[0] ~ ' is null), ' ~ locality_order
+                         ~ merge_order(rule, fields[0], fields[0], group_name),
                 'filter': '(' ~ (filters | join(' or ')) ~ ')'}) -}}
 {%- endmacro %}
 
