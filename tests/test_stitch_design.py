@@ -75,7 +75,7 @@ def test_names_address_and_birthdate_without_email_stitch_like_the_benchmark(tmp
     """FEBRL1 as a user tags it: no email, phone or identifier. The model is built from what is
     there, households are judged absent (renamed duplicates keep their birth date), swapped
     names and a given-name + surname block are used, and the result beats bare Splink's 0.98."""
-    config = write_tenant(tmp_path, {"people": (febrl1, FEBRL_COLUMNS)})
+    config = write_tenant(tmp_path, {"people": (febrl1, FEBRL_COLUMNS)}, country="AU")
     meta = stitch(config, dagster_instance)
     model = meta["stitch/match_model"]
     design = model["design"]
