@@ -205,8 +205,9 @@ def check_references(cfg: TenantConfig, left_out: Mapping[str, str] | None = Non
                 if problem:
                     raise ValueError(f"destinations.{name}.columns: {problem}")
         elif isinstance(dest, Postgres):
-            if "tables" not in dest.model_fields_set:  # the default: what this tenant builds of it
-                dest.tables = [t for t in dest.tables if t not in left_out]
+            built = [t for t in dest.tables if t not in left_out]
+            if "tables" not in dest.model_fields_set and built != dest.tables:
+                dest.tables = built  # the default tables: those of them this tenant builds
             for table in dest.tables:
                 problem = _table_problem(left_out, table)
                 if problem:
