@@ -4,6 +4,9 @@ Connect, which publishes it with the customer 360 to a PostgreSQL database.
     holiday_calendar (Python, `holidays`) -> dim_date, dim_customer, dim_product,
                                              fact_sales, fact_sales_items (dbt) -> postgres destination
 
+A tenant without transactions sources has no BI stage; one without transaction_items sources no
+dim_product or fact_sales_items (cdp_assets/scope.py).
+
 Publishing loads every table into a staging schema, then swaps all of them into place in ONE
 PostgreSQL transaction: a reader sees the previous tables or the new ones, never a half-written
 table, and running it again gives the same result.
@@ -21,6 +24,7 @@ from dagster_duckdb import DuckDBResource
 
 from .config import Postgres, TenantConfig
 from .dbt_models import build_dbt_assets
+from .scope import tenant_scope
 from .warehouse import preview_md, replace_table
 
 GROUP = "bi"
@@ -160,5 +164,6 @@ def build_bi_definitions(cfg: TenantConfig, manifest: Path) -> list:
     orchestrated = {o.destination for o in cfg.orchestrations.values()}  # these receive orchestrations
     publishers = [build_postgres_asset(cfg, n, d) for n, d in cfg.destinations.items()
                   if isinstance(d, Postgres) and n not in orchestrated]
-    return [build_holiday_asset(cfg),
-            build_dbt_assets(cfg, manifest, folder="bi", name="bi_models"), *publishers]
+    models = build_dbt_assets(cfg, manifest, folder="bi", name="bi_models")
+    holidays = [build_holiday_asset(cfg)] if tenant_scope(cfg).builds("bi.holiday_calendar") else []
+    return [*holidays, *([models] if models is not None else []), *publishers]

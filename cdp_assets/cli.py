@@ -77,6 +77,12 @@ class _Progress(logging.Handler):
             self.say(f"      check {ev.asset_key.to_user_string()}:{ev.check_name} {mark}")
 
 
+def left_out_notes(defs) -> list[str]:
+    """What the tenant's sources do not let it build, and why (cdp_assets/scope.py)."""
+    notes = defs.metadata.get("cdp/left_out")
+    return list(notes.data) if notes is not None else []
+
+
 def run_tenant(config: str | None, warehouse: str | None = None, quiet: bool = False,
                instance=None, retrain: bool = False):
     """Materialize a tenant's whole graph (sources -> exports) in this process."""
@@ -110,6 +116,8 @@ def run_tenant(config: str | None, warehouse: str | None = None, quiet: bool = F
         defs = dg.Definitions.merge(defs, dg.Definitions(loggers={"cdp_progress": cdp_progress}))
         loggers = {"cdp_progress": {}}
         print(f"cdp: tenant {cfg.tenant!r} -> warehouse {cfg.warehouse_path}", flush=True)
+        for note in left_out_notes(defs):
+            print(f"cdp: {note}", flush=True)
     t0 = time.perf_counter()
     # dbt's own output goes to the log file; the terminal shows one line per step
     with open(log_path, "w", encoding="utf-8") as log, contextlib.redirect_stdout(log):

@@ -745,6 +745,8 @@ class TenantConfig(_Strict):
         self._check_segments()
         self._check_orchestrations()
         self._check_deterministic_rules()
+        from .scope import check_references  # nothing may name a table the sources cannot build
+        check_references(self)
         return self
 
     def _check_deterministic_rules(self) -> None:
@@ -888,9 +890,9 @@ def _format_error(path: Path, err: ValidationError) -> str:
         loc = ".".join(str(p) for p in parts)
         msg = e["msg"].removeprefix("Value error, ")
         # model-level validators report their own dotted field inside the message
-        if re.match(r"^[a-z_]+[\w.]*: ", msg) and loc:
+        if re.match(r"^[a-z_]+[\w.\[\]]*: ", msg) and loc:
             lines.append(f"{path}: {loc}.{msg}")
-        elif re.match(r"^[a-z_]+[\w.]*: ", msg):
+        elif re.match(r"^[a-z_]+[\w.\[\]]*: ", msg):
             lines.append(f"{path}: {msg}")
         else:
             lines.append(f"{path}: {loc or '(top level)'}: {msg}")

@@ -1,7 +1,9 @@
 """Custom tables: every dbt model an engineer adds under dbt_project/models/custom/ (referencing
 any customer 360 table with ref('<db>__<table>')) becomes an asset custom/<model> in the
 `custom` group, with its lineage from dbt, materialized with the rest of the graph and
-exportable by a destination (`table: custom.<model>`)."""
+exportable by a destination (`table: custom.<model>`). A custom model that needs purchase data
+says so with `meta: {cdp_needs: [orders]}` (or order_lines); a tenant without that data leaves
+it out, as it leaves out any model that reads a table it does not build (cdp_assets/scope.py)."""
 
 from __future__ import annotations
 
@@ -17,4 +19,5 @@ GROUP = "custom"
 def build_custom_definitions(cfg: TenantConfig, manifest: Path) -> list:
     if not any(CUSTOM_DIR.rglob("*.sql")):
         return []
-    return [build_dbt_assets(cfg, manifest, folder="custom", name="custom_models")]
+    models = build_dbt_assets(cfg, manifest, folder="custom", name="custom_models")
+    return [models] if models is not None else []

@@ -30,6 +30,7 @@ from dagster_duckdb import DuckDBResource
 
 from .config import SourceKind, TenantConfig
 from .scale_out import is_spark
+from .scope import TABLE_NEEDS, needs_of, tenant_scope
 from .warehouse import table_preview
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
@@ -119,8 +120,17 @@ def tenant_sources_yaml(cfg: TenantConfig) -> str:
             + yaml.safe_dump(doc, sort_keys=False))
 
 
+def dbt_vars(cfg: TenantConfig) -> dict:
+    """The config's vars and what purchase data the tenant has (cdp_assets/scope.py)."""
+    return {**cfg.dbt_vars(), **tenant_scope(cfg).dbt_vars()}
+
+
 def dbt_vars_arg(cfg: TenantConfig) -> list[str]:
-    return ["--vars", json.dumps(cfg.dbt_vars(), sort_keys=True)]
+    return ["--vars", json.dumps(dbt_vars(cfg), sort_keys=True)]
+
+
+def dbt_vars_fingerprint(cfg: TenantConfig) -> str:
+    return hashlib.sha256(json.dumps(dbt_vars(cfg), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def dbt_env(cfg: TenantConfig) -> dict[str, str]:
@@ -203,7 +213,7 @@ def prepare_manifest(cfg: TenantConfig) -> Path:
                            if p.is_file() and p.suffix in (".sql", ".yml", ".yaml")
                            and p.relative_to(project).parts[0] not in NOT_LINKED)
     layout = hashlib.sha256("\n".join(str(p.relative_to(project)) for p in project_files).encode()).hexdigest()
-    fingerprint = (f"{cfg.fingerprint()}:{layout[:16]}:"
+    fingerprint = (f"{dbt_vars_fingerprint(cfg)}:{layout[:16]}:"
                    f"{max((p.stat().st_mtime_ns for p in project_files), default=0)}")
     if manifest.exists() and stamp.exists() and stamp.read_text() == fingerprint:
         return manifest
@@ -250,12 +260,71 @@ def load_manifest(manifest: Path) -> dict:
     return _manifest_json(manifest, manifest.stat().st_mtime_ns)
 
 
-def build_dbt_assets(cfg: TenantConfig, manifest: Path, folder: str, name: str) -> dg.AssetsDefinition:
-    """dbt models under models/<folder> as one Dagster multi-asset."""
+# ---- models this tenant does not build ----------------------------------------------------------
+
+def relation_name(props: Mapping[str, Any]) -> str:
+    """schema.table of a model or source, as its asset key (CdpDbtTranslator) spells it."""
+    return ".".join(TRANSLATOR.get_asset_key(props).path)
+
+
+def left_out_models(cfg: TenantConfig, manifest: Path) -> dict[str, str]:
+    """unique_id -> why, for every dbt model (and source) the tenant does not build: a table of
+    the purchase stages without its data (scope.TABLE_NEEDS), a model whose `meta: {cdp_needs:
+    [...]}` the tenant does not have, and every model that reads one of those."""
+    scope = tenant_scope(cfg)
+    doc = load_manifest(manifest)
+    nodes = {**doc["sources"], **{k: v for k, v in doc["nodes"].items() if v["resource_type"] == "model"}}
+    why: dict[str, str | None] = {}
+
+    def reason(uid: str) -> str | None:
+        if uid in why:
+            return why[uid]
+        props, text = nodes[uid], None
+        table = relation_name(props)
+        if table in TABLE_NEEDS and not scope.has(TABLE_NEEDS[table]):
+            text = scope.why_not(TABLE_NEEDS[table])
+        meta = {**props.get("meta", {}), **props.get("config", {}).get("meta", {})}
+        for need in needs_of(meta.get("cdp_needs", []), props.get("original_file_path", uid)):
+            if text is None and not scope.has(need):
+                text = f"it needs {need.label} ({scope.why_not(need)})"
+        for parent in props.get("depends_on", {}).get("nodes", []):
+            if text is None and parent in nodes and reason(parent) is not None:
+                text = f"it reads {relation_name(nodes[parent])}, which is left out ({reason(parent)})"
+        why[uid] = text
+        return text
+
+    return {uid: reason(uid) for uid in sorted(nodes) if reason(uid) is not None}
+
+
+def left_out_tables(cfg: TenantConfig, manifest: Path) -> dict[str, str]:
+    """schema.table -> why, for the purchase stages' tables and the dbt models left out."""
+    doc = load_manifest(manifest)
+    nodes = {**doc["sources"], **doc["nodes"]}
+    return {**tenant_scope(cfg).left_out_tables(),
+            **{relation_name(nodes[uid]): text for uid, text in left_out_models(cfg, manifest).items()}}
+
+
+def _folder_models(manifest: Path, folder: str) -> dict[str, dict]:
+    parts = ["cdp", *folder.split(".")]
+    return {uid: props for uid, props in load_manifest(manifest)["nodes"].items()
+            if props["resource_type"] == "model" and props["fqn"][:len(parts)] == parts}
+
+
+def build_dbt_assets(cfg: TenantConfig, manifest: Path, folder: str,
+                     name: str) -> dg.AssetsDefinition | None:
+    """dbt models under models/<folder> as one Dagster multi-asset, without the models the
+    tenant does not build (left_out_models); None when it builds none of them."""
     from dagster_dbt import dbt_assets
 
-    @dbt_assets(manifest=load_manifest(manifest), select=f"fqn:cdp.{folder}.*", name=name,
-                dagster_dbt_translator=TRANSLATOR)
+    models = _folder_models(manifest, folder)
+    left_out = [props for uid, props in models.items() if uid in left_out_models(cfg, manifest)]
+    if len(left_out) == len(models):
+        return None
+    # `+`: with its tests (which the folder's fqn selects too) and what reads it - left out as well
+    exclude = " ".join(f"fqn:{'.'.join(props['fqn'])}+" for props in left_out) or None
+
+    @dbt_assets(manifest=load_manifest(manifest), select=f"fqn:cdp.{folder}.*", exclude=exclude,
+                name=name, dagster_dbt_translator=TRANSLATOR)
     def _models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: DuckDBResource):
         with warehouse_env(cfg), buildable_tests_only():
             invocation = dbt.cli(["build", *dbt_vars_arg(cfg)], context=context,

@@ -3,6 +3,9 @@ configured transactions, transaction_items and products source:
 
     unified_transactions, unified_product_catalog -> unified_itemized_transactions
         -> transaction_attributes -> transaction_attributes_extended
+
+A tenant without transactions sources has no interactions stage; one without transaction_items
+sources builds the order-based models only (cdp_assets/scope.py).
 """
 
 from __future__ import annotations
@@ -16,4 +19,5 @@ GROUP = "interactions"
 
 
 def build_interaction_definitions(cfg: TenantConfig, manifest: Path) -> list:
-    return [build_dbt_assets(cfg, manifest, folder="interactions", name="interaction_models")]
+    models = build_dbt_assets(cfg, manifest, folder="interactions", name="interaction_models")
+    return [models] if models is not None else []

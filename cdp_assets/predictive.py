@@ -7,6 +7,9 @@
 Each model is evaluated on the most recent `predictive.holdout_days` before it is refitted on
 all the history: its holdout metric and a naive baseline's are logged as metadata, and the
 asset check `beats_naive_baseline` fails when the model does no better than the baseline.
+
+A tenant without transactions sources has no predictive stage; one without transaction_items
+sources has the CLV model only (cdp_assets/scope.py).
 """
 
 
@@ -19,6 +22,7 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from .config import TenantConfig
+from .scope import tenant_scope
 from .warehouse import preview_md, replace_table
 
 GROUP = "predictive"
@@ -368,4 +372,7 @@ def build_predictive_definitions(cfg: TenantConfig) -> list:
         yield _check("product_category_propensity", metrics["holdout_auc"] > metrics["baseline_auc"],
                      metrics, "holdout_auc", "baseline_auc", "higher is better")
 
-    return [predicted_clv_attributes, category_propensity_model]
+    scope = tenant_scope(cfg)
+    return [model for model, table in [(predicted_clv_attributes, "predicted_clv_attributes"),
+                                       (category_propensity_model, "product_category_propensity")]
+            if scope.builds(f"{SCHEMA}.{table}")]

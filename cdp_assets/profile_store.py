@@ -6,7 +6,9 @@ scores, current segment memberships) as ready-made JSON, plus lookup tables from
 and (source, pk) to cdp_id. The file is written under a temporary name beside the final one and
 moved into place with `os.replace`, so the API never reads a half-written store and never
 holds a lock on the warehouse; the API re-opens the file when it changes. On the Spark engine the
-same SQL builds it from the lakehouse's Parquet tables (`serving_source`).
+same SQL builds it from the lakehouse's Parquet tables (`serving_source`). A section whose table
+the tenant does not build (no transactions sources: no purchase attributes or scores;
+cdp_assets/scope.py) is not in its profiles, even when an old run left the table behind.
 """
 
 
@@ -20,6 +22,7 @@ from dagster_duckdb import DuckDBResource
 
 from .config import SourceKind, TenantConfig
 from .scale_out import duckdb_on_lakehouse, is_spark
+from .scope import TenantScope, tenant_scope
 from .warehouse import preview_md
 
 GROUP = "activation"
@@ -31,6 +34,8 @@ ONE_ROW_SECTIONS = [
     ("interactions", "transaction_attributes_extended", "transaction_attributes_extended"),
     ("predictive", "predicted_clv_attributes", "predicted_clv"),
 ]
+# one row per cdp_id and category
+MANY_ROW_SECTIONS = [("predictive", "product_category_propensity"), ("predictive", "recommendations")]
 
 
 def _exists(con, schema: str, table: str) -> bool:
@@ -44,21 +49,26 @@ def _columns(con, schema: str, table: str) -> list[str]:
         "order by ordinal_position", [schema, table]).fetchall()]
 
 
-def profile_document_sql(con, segment_tables: list[tuple[str, str]]) -> str:
-    """SQL selecting (cdp_id, profile json) for every person in the customer 360."""
+def profile_document_sql(con, segment_tables: list[tuple[str, str]],
+                         scope: TenantScope | None = None) -> str:
+    """SQL selecting (cdp_id, profile json) for every person in the customer 360, with the
+    sections whose table the tenant builds (`scope`; all when None) and the warehouse has."""
+    def section(schema: str, table: str) -> bool:
+        return (scope is None or scope.builds(f"{schema}.{table}")) and _exists(con, schema, table)
+
     joins, fields = [], ["'cdp_id': c.cdp_id", "'customer': c"]
     for i, (schema, table, key) in enumerate(ONE_ROW_SECTIONS):
-        if _exists(con, schema, table):
+        if section(schema, table):
             joins.append(f'left join "{schema}"."{table}" s{i} on s{i}.cdp_id = c.cdp_id')
             fields.append(f"'{key}': case when s{i}.cdp_id is null then null "
                           f"else s{i} end")
-    if _exists(con, "predictive", "product_category_propensity"):
+    if section("predictive", "product_category_propensity"):
         joins.append("""left join (select cdp_id, map_from_entries(list((product_category, propensity)
                            order by product_category)) as m
                          from predictive.product_category_propensity group by cdp_id) pp
                         on pp.cdp_id = c.cdp_id""")
         fields.append("'category_propensity': pp.m")
-    if _exists(con, "predictive", "recommendations"):
+    if section("predictive", "recommendations"):
         joins.append("""left join (select cdp_id, list({'rank': rank, 'product_category': product_category,
                            'product_id': recommended_product_id, 'product': recommended_product}
                            order by rank) as l
@@ -99,7 +109,8 @@ def build_profile_store(cfg: TenantConfig, con, path: Path,
         con.execute(f"attach '{tmp}' as store")
         try:
             con.execute(f"create table store.profiles (cdp_id varchar primary key, profile varchar not null)")
-            con.execute(f"insert into store.profiles {profile_document_sql(con, list(segment_tables))}")
+            documents = profile_document_sql(con, list(segment_tables), tenant_scope(cfg))
+            con.execute(f"insert into store.profiles {documents}")
             for column in ("email", "phone"):
                 con.execute(f"create table store.by_{column} (value varchar, cdp_id varchar)")
                 query = identity_lookup_sql(cfg, con, column)
@@ -140,10 +151,10 @@ def serving_source(warehouse):
 
 def build_profile_store_asset(cfg: TenantConfig, segment_keys: list[dg.AssetKey] = ()) -> dg.AssetsDefinition:
     path = cfg.resolve(cfg.profile_api.store).resolve()
+    scope = tenant_scope(cfg)
+    sections = [(s, t) for s, t, _ in ONE_ROW_SECTIONS] + MANY_ROW_SECTIONS
     deps = [dg.AssetKey(["c360", "customer_360"]), dg.AssetKey(["stitch", "unified_coalesced"]),
-            *(dg.AssetKey([s, t]) for s, t, _ in ONE_ROW_SECTIONS),
-            dg.AssetKey(["predictive", "product_category_propensity"]),
-            dg.AssetKey(["predictive", "recommendations"]), *segment_keys]
+            *(dg.AssetKey([s, t]) for s, t in sections if scope.builds(f"{s}.{t}")), *segment_keys]
 
     @dg.asset(key=STORE_KEY, group_name=GROUP, deps=deps, kinds={"duckdb", "api"},
               check_specs=[dg.AssetCheckSpec("every_person_served", asset=STORE_KEY,

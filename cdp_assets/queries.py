@@ -10,11 +10,15 @@ to Spark SQL). Only reading
 statements pass: a SELECT, WITH ... SELECT or a set operation (UNION / INTERSECT / EXCEPT) of
 them; anything else (INSERT, DROP, CREATE, UPDATE, COPY, ATTACH, PRAGMA, ...) is refused with
 a message saying so, before it reaches the warehouse.
+
+A query that reads a table the tenant does not build (e.g. interactions.* without transactions
+sources; cdp_assets/scope.py) is left out of the graph, with a note in `cdp run`'s output.
 """
 
 
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -188,5 +192,21 @@ def build_query_asset(name: str, path: Path, engine: str = "duckdb") -> dg.Asset
     return _query
 
 
-def build_query_definitions(cfg: TenantConfig) -> list[dg.AssetsDefinition]:
-    return [build_query_asset(name, path, cfg.active_engine) for name, path in saved_queries(cfg).items()]
+def left_out_queries(cfg: TenantConfig, left_out: Mapping[str, str]) -> dict[str, str]:
+    """queries.<name> -> why, for every saved query that reads a table in `left_out`
+    (schema.table -> why it is not built)."""
+    out = {}
+    for name, path in saved_queries(cfg).items():
+        missing = [f"{s}.{t}" for s, t in parse_presto(path.read_text(), source=str(path)).tables
+                   if f"{s}.{t}" in left_out]
+        if missing:
+            out[f"{SCHEMA}.{name}"] = f"it reads {missing[0]}, which is left out ({left_out[missing[0]]})"
+    return out
+
+
+def build_query_definitions(cfg: TenantConfig,
+                            left_out: Mapping[str, str] | None = None) -> list[dg.AssetsDefinition]:
+    """One asset per saved query, but those reading a table in `left_out` (left_out_queries)."""
+    skipped = left_out_queries(cfg, left_out or {})
+    return [build_query_asset(name, path, cfg.active_engine) for name, path in saved_queries(cfg).items()
+            if f"{SCHEMA}.{name}" not in skipped]

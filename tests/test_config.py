@@ -132,3 +132,81 @@ def test_customer_databases_from_config_and_the_default_c360():
     assert list(only) == ["c360"] and only["c360"].merge.rule_for("phone").sources[0] == "loyalty_members"
 
 
+
+
+# ---- tenants without purchase data: entries naming what they cannot build are refused -----------
+
+def scoped_doc(kinds=("customers",)) -> dict:
+    """The demo config with only sources of `kinds`, and none of its entries on purchase tables."""
+    doc = demo_doc()
+    doc["sources"] = {n: s for n, s in doc["sources"].items() if s["kind"] in kinds}
+    doc["segments"] = {"reachable_by_email": doc["segments"]["reachable_by_email"]}
+    doc["orchestrations"] = {}
+    return doc
+
+
+SCOPE_ERRORS = [
+    (("customers",), lambda d: d["segments"].update(demo_doc()["segments"]),
+     "segments.bakery_fans.all[0].table: predictive.product_category_propensity is not built for this "
+     "tenant (no transactions or transaction_items sources)"),
+    (("customers",), lambda d: d["segments"].update(repeat={"column": "order_count", "op": ">", "value": 1}),
+     "segments.repeat.column: column 'order_count' of c360.customer_360 comes from orders and is left "
+     "out (no transactions sources)"),
+    (("customers",), lambda d: d["segments"].update(spenders={"any": [
+        {"column": "email", "op": "not_null"},
+        {"not": {"table": "paid_media_c360.customer_360", "column": "lifetime_revenue", "op": "<", "value": 9}}]}),
+     "segments.spenders.any[1].not.column: column 'lifetime_revenue' of paid_media_c360.customer_360"),
+    (("customers",), lambda d: d["destinations"].update(attrs={"table": "interactions.transaction_attributes",
+                                                               "path": "out"}),
+     "destinations.attrs.table: interactions.transaction_attributes is not built for this tenant "
+     "(no transactions sources)"),
+    (("customers",), lambda d: d["destinations"]["c360_file_drop"].update(columns=["email", "order_count"]),
+     "destinations.c360_file_drop.columns: column 'order_count' of c360.customer_360 comes from orders"),
+    (("customers",), lambda d: d["destinations"].update(bi={"kind": "postgres", "url_env": "X",
+                                                            "tables": ["bi.fact_sales"]}),
+     "destinations.bi.tables: bi.fact_sales is not built for this tenant (no transactions sources)"),
+    (("customers",), lambda d: d.update(lakehouse={"folder": "lake", "tables": ["predictive.recommendations"]}),
+     "lakehouse.tables: predictive.recommendations is not built for this tenant"),
+    (("customers",), lambda d: d["orchestrations"].update(o={"segment": "reachable_by_email",
+                                                             "destination": "segment_drops",
+                                                             "fields": {"spend": "lifetime_revenue"}}),
+     "orchestrations.o.fields.spend: column 'lifetime_revenue' of c360.customer_360 comes from orders"),
+    (("customers", "transactions"), lambda d: d["segments"].update(bakers={
+        "table": "interactions.transaction_attributes_extended", "column": "preferred_category",
+        "op": "=", "value": "Bakery"}),
+     "segments.bakers.column: column 'preferred_category' of interactions.transaction_attributes_extended "
+     "comes from order lines and is left out (no transaction_items sources)"),
+    (("customers", "transactions"), lambda d: d["segments"].update(demo_doc()["segments"]),
+     "segments.bakery_fans.all[0].table: predictive.product_category_propensity is not built for this "
+     "tenant (no transaction_items sources)"),
+]
+
+
+@pytest.mark.parametrize("kinds, mutate, expected", SCOPE_ERRORS)
+def test_entries_on_tables_a_tenant_does_not_build_are_config_errors(tmp_path, kinds, mutate, expected):
+    doc = scoped_doc(kinds)
+    load_config(write(tmp_path, doc))  # valid as it is
+    mutate(doc)
+    path = write(tmp_path, doc)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(path) in str(err.value) and expected in str(err.value), str(err.value)
+
+
+def test_what_a_tenant_builds_follows_from_its_source_kinds(tmp_path):
+    from cdp_assets.scope import ORDER_LINES, ORDERS, tenant_scope
+
+    doc = scoped_doc()
+    doc["destinations"]["bi"] = {"kind": "postgres", "url_env": "X"}
+    cfg = load_config(write(tmp_path, doc))
+    scope = tenant_scope(cfg)
+    assert not scope.has(ORDERS) and not scope.has(ORDER_LINES)
+    assert scope.builds("c360.customer_360") and not scope.builds("interactions.unified_transactions")
+    # a postgres destination's default tables are those of them the tenant builds
+    assert cfg.destinations["bi"].tables == ["c360.customer_360"]
+    assert scope.dbt_vars() == {"purchase_data": {"orders": False, "order_lines": False}}
+
+    orders = tenant_scope(load_config(write(tmp_path, scoped_doc(("customers", "transactions")))))
+    assert orders.has(ORDERS) and not orders.has(ORDER_LINES)
+    assert orders.builds("bi.fact_sales") and not orders.builds("bi.fact_sales_items")
+    assert tenant_scope(load_config(DEFAULT_CONFIG)).left_out_tables() == {}

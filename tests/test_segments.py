@@ -7,7 +7,14 @@ import pytest
 from cdp_assets.config import ConfigError, TenantConfig, load_config
 from cdp_assets.segments import SegmentError, compile_segment, materialize_segment, preview_segment
 
-SOURCES = {"shop": {"path": "x.csv", "kind": "customers", "columns": {"id": "pk"}}}
+# with orders and order lines: segments may read the predictive tables
+SOURCES = {"shop": {"path": "x.csv", "kind": "customers", "columns": {"id": "pk"}},
+           "orders": {"path": "o.csv", "kind": "transactions", "customer_source": "shop",
+                      "columns": {"id": "order-id", "customer": "customer-pk", "at": "order-datetime",
+                                  "total": "order-revenue"}},
+           "lines": {"path": "l.csv", "kind": "transaction_items",
+                     "columns": {"order": "order-id", "sku": "product-id", "qty": "item-quantity",
+                                 "total": "item-revenue"}}}
 
 
 def tenant(segments: dict) -> TenantConfig:

@@ -177,6 +177,24 @@ def test_spark_run_reports_spark_kinds_and_passes_the_checks(runs):
     assert checks and all(c.passed for c in checks if c.check_name != "no_implausible_clusters")
 
 
+def test_customers_only_graph_is_the_same_on_both_engines(runs):
+    """What a customers-only tenant leaves out (cdp_assets/scope.py) does not depend on the engine:
+    no interactions, bi or predictive asset on Spark either, every customer 360 database there."""
+    from cdp_assets.definitions import build_definitions
+
+    graphs = {}
+    for engine, (cfg, _) in zip(("duckdb", "spark"), runs):
+        os.environ["CDP_ENGINE"] = engine
+        try:
+            graph = build_definitions(cfg).resolve_asset_graph()
+        finally:
+            os.environ.pop("CDP_ENGINE", None)
+        graphs[engine] = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert graphs["spark"] == graphs["duckdb"]
+    assert not [k for k in graphs["spark"] if k.split("/")[0] in ("interactions", "bi", "predictive")]
+    assert {"c360/customer_360", "operations_c360/customer_360", "activation/profile_store"} <= graphs["spark"]
+
+
 def test_engine_setting_is_validated(tenant, monkeypatch):
     monkeypatch.setenv("CDP_ENGINE", "presto")
     with pytest.raises(ConfigError, match="CDP_ENGINE"):

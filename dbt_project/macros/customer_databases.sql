@@ -192,11 +192,17 @@ join {{ ref(db.name ~ '__unified_records') }} r on r.source || '|' || r.pk = c.r
 {%- endmacro %}
 
 
-{# The customer 360: merged profile + purchase attributes, one row per person. #}
+{# The customer 360: merged profile + purchase attributes, one row per person. A tenant without
+   orders (db.orders false: no transactions source) has no purchase attributes: its customer 360
+   is the merged profile, and reads nothing of the interactions stage, which it does not build. #}
 {% macro cdp_customer_360(db) -%}
 {%- set provenance = [] -%}
 {%- for f in single_fields() %}{% do provenance.append(f ~ '__from') %}{% endfor -%}
 {%- do provenance.append('address__from') -%}
+{%- if not db.get('orders', true) %}
+select {{ cdp_star_except(none, ['source_count', 'last_updated_at'] + provenance) }}
+from {{ ref(db.name ~ '__merged_customers') }}
+{%- else %}
 with
 {%- if db.stitch_mode == 'probabilistic' %}
 attributes as (
@@ -226,4 +232,5 @@ select
     t.average_order_value
 from {{ ref(db.name ~ '__merged_customers') }} m
 left join attributes t using (cdp_id)
+{%- endif %}
 {%- endmacro %}

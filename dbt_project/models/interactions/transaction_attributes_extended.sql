@@ -2,9 +2,11 @@
   One row per person in transaction_attributes: product, channel and store preferences and
   the lifecycle flags (one-and-done, early repeat purchaser, multi-channel buyer).
   Preferences are by net revenue (categories) or order count (channel, store); ties go to the
-  alphabetically first value so a rebuild gives the same answer.
+  alphabetically first value so a rebuild gives the same answer. A tenant without order lines
+  (no transaction_items sources) has no category columns: the rest comes from orders alone.
 #}
 {%- set as_of = "date '" ~ var('as_of_date') ~ "'" -%}
+{%- set lines = cdp_has('order_lines') -%}
 
 with attributes as (
     select * from {{ ref('transaction_attributes') }}
@@ -17,6 +19,7 @@ orders as (
     from {{ ref('unified_transactions') }}
     where cdp_id is not null and not is_cancelled and order_date <= {{ as_of }}
 ),
+{%- if lines %}
 
 lines as (
     select i.*, o.nth, o.nth_last
@@ -47,6 +50,13 @@ preferred_category as (
     qualify row_number() over (partition by cdp_id order by revenue desc, product_category) = 1
 ),
 
+category_counts as (
+    select cdp_id, count(distinct product_category) as category_count,
+           sum(item_quantity) filter (where not is_return) as units_purchased
+    from lines group by cdp_id
+),
+{%- endif %}
+
 preferred_channel as (
     select cdp_id, channel as preferred_channel
     from (select cdp_id, channel, count(*) as n from orders group by all)
@@ -70,21 +80,17 @@ per_person as (
            count(distinct channel) as channel_count,
            count(distinct store_id) as store_count
     from orders group by cdp_id
-),
-
-category_counts as (
-    select cdp_id, count(distinct product_category) as category_count,
-           sum(item_quantity) filter (where not is_return) as units_purchased
-    from lines group by cdp_id
 )
 
 select
     a.cdp_id,
+    {%- if lines %}
     fc.first_product_category,
     lc.last_product_category,
     pc.preferred_category,
     coalesce(cc.category_count, 0) as category_count,
     coalesce(cc.units_purchased, 0) as units_purchased,
+    {%- endif %}
     ch.preferred_channel,
     st.preferred_store,
     so.second_order_date,
@@ -95,11 +101,13 @@ select
     p.channel_count >= 2 as is_multichannel_buyer,
     p.store_count
 from attributes a
+{%- if lines %}
 left join first_category fc using (cdp_id)
 left join last_category lc using (cdp_id)
 left join preferred_category pc using (cdp_id)
+left join category_counts cc using (cdp_id)
+{%- endif %}
 left join preferred_channel ch using (cdp_id)
 left join preferred_store st using (cdp_id)
 left join second_order so using (cdp_id)
 left join per_person p using (cdp_id)
-left join category_counts cc using (cdp_id)

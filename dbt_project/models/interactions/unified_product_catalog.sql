@@ -14,8 +14,10 @@ with catalog as (
     from {{ source('domain', s.name) }}
     union all
     {%- endfor %}
-    select null::{{ text }}, null::{{ text }}, null::{{ text }}, null::{{ text }}, null::double,
-           null::{{ text }}, null::integer
+    {#- typed and named: the only part of the union when there is no product source #}
+    select null::{{ text }} as product_id, null::{{ text }} as product_name,
+           null::{{ text }} as product_category, null::{{ text }} as product_brand,
+           null::double as product_price, null::{{ text }} as source, null::integer as source_rank
     where false
 ),
 
@@ -25,7 +27,9 @@ sold as (
     from {{ source('domain', s.name) }}
     union all
     {%- endfor %}
-    select null::{{ text }}, null::{{ text }}, null::double where false
+    select null::{{ text }} as product_id, null::{{ text }} as product_category,
+           null::double as item_unit_price
+    where false
 ),
 
 first_listing as (
