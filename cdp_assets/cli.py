@@ -38,6 +38,10 @@ def cmd_generate(args) -> int:
     return 0
 
 
+# an info message a step logs with this prefix is shown in `cdp run`'s output, not only the log
+RUN_NOTE = "cdp: "
+
+
 class _Progress(logging.Handler):
     """Prints one line per finished step / asset / check instead of Dagster's debug stream."""
 
@@ -53,8 +57,11 @@ class _Progress(logging.Handler):
         meta = getattr(record, "dagster_meta", None) or {}
         event = meta.get("dagster_event")
         if event is None:
+            text = meta.get("orig_message") or record.getMessage()
             if record.levelno >= logging.WARNING:
-                self.say(f"  ! {record.getMessage()[:300]}")
+                self.say(f"  ! {text[:400]}")
+            elif text.startswith(RUN_NOTE):  # what a step wants the person running it to know
+                self.say(f"    {text[len(RUN_NOTE):][:400]}")
             return
         step = event.step_key or ""
         kind = event.event_type_value

@@ -141,7 +141,8 @@ def test_a_failed_training_step_leaves_the_model_as_before_it(tmp_path, febrl1):
     con.execute("""create temp table _stitch_records as
         select 'people|' || pk as unique_id, 'people' as source, pk, given_name, given_name as given_name_alias,
                surname, null::varchar as email, null::varchar as phone, birthdate, address,
-               null::varchar as address2, postal, city, state, null::varchar as loyalty_id from _records""")
+               null::varchar as address2, postal, city, state, null::varchar as gender,
+               null::varchar as loyalty_id from _records""")
     prepare_for_matching(con, pd.DataFrame({"field": [], "value": []}, dtype=str), "prepared_raw")
     con.execute("create temp table prepared as select * from prepared_raw")  # as the asset reads it
     design = choose_design(con, "prepared", cfg)

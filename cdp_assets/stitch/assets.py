@@ -22,7 +22,7 @@ from ..warehouse import preview_md, replace_table, transaction, uncompressed_wri
 from . import clusters as cl
 from . import ids as idm
 from .design import choose_design
-from .model import (HOUSEHOLD_VETO, ModelStore, model_design, model_summary, save_model_charts, save_waterfall_chart,
+from .model import (ModelStore, household_veto, model_design, model_summary, save_model_charts, save_waterfall_chart,
                     score_pairs, settings_fingerprint, train_model)
 from .preprocess import build_blocklist, customer_union_sql, prepare_for_matching, stage_customer_records
 
@@ -110,8 +110,9 @@ def build_stitch_definitions(cfg: TenantConfig) -> tuple[list, list]:
                 for step in skipped:
                     context.log.warning(f"stitch: {step['step']} skipped: {step['reason']}")
         design = model_design(model)
-        context.log.info(f"stitch: household protections {'on' if design.households['on'] else 'off'}: "
-                         f"{design.households['why']}")
+        fields = sorted(c for c in design.columns if c not in ("given_name_alias", "street_name"))
+        context.log.info(f"cdp: stitch: evidence from {', '.join(fields)}; household protections "
+                         f"{'on' if design.households['on'] else 'off'}: {design.households['why']}")
         charts = model_charts(model, version, artefacts / "charts")
         return dg.MaterializeResult(metadata={
             "dagster/row_count": len(model["comparisons"]),
@@ -202,7 +203,7 @@ def _match(context, cfg: TenantConfig, con, model: dict, model_version: int, art
     lap("rules")
     labels = cl.read_labels(cfg.resolve(st.labels) if st.labels else None, lambda ids: _existing(con, ids))
     cl.combine_evidence(con, "scores", "rule_links", labels, st.match_threshold, out="evidence",
-                        model_veto=HOUSEHOLD_VETO if households and design.has("given_name") else None)
+                        model_veto=household_veto(model) if households else None)
     lap("evidence")
     rebuilt = cl.cluster_records(con, "prepared", "evidence", out="clusters",
                                  birthdate_gap_days=st.birthdate_gap_days if households else None)
@@ -247,7 +248,7 @@ def _match(context, cfg: TenantConfig, con, model: dict, model_version: int, art
               for t in ("unified_changes_clusters", "unified_changes_pks", "detailed_examples")}
     example_clusters = con.execute("select count(distinct cdp_id) from stitch.detailed_examples").fetchall()[0][0]
     lap("metadata")
-    context.log.info(f"stitch: {records} records -> {people} people; changes {changes}")
+    context.log.info(f"cdp: stitch: {records:,} records -> {people:,} people; clusters {changes}")
 
     def md(table):
         return dg.MetadataValue.md(preview_md(previews[table]))

@@ -214,7 +214,7 @@ def choose_design(con, table: str, cfg: TenantConfig) -> Design:
     identifiers = ["loyalty_id", *cfg.identifier_columns]
     candidates = [c for c in match_columns(cfg.identifier_columns)
                   if c in ("given_name", "given_name_alias", "surname", "email", "phone", "birthdate",
-                           "address", "street_name", "address2", "postal", "city", "state", *identifiers)]
+                           "address", "street_name", "address2", "postal", "city", "state", "gender", *identifiers)]
     records = int(con.execute(f"select count(*) from {table}").fetchall()[0][0])
     counts = carried(con, table, candidates)
     present = {c: n for c, n in counts.items() if records and n >= max(2, MIN_SHARE * records)}

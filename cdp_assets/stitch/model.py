@@ -29,7 +29,9 @@ U_CORRECTION_FLOOR = 0.05
 # With household protections on (design.households), the model alone never links a pair whose
 # given names conflict: a household's shared surname, address, phone and family email are not
 # independent evidence, and at a million records their tiny u outweighs any learned m of a
-# given-name conflict. A deterministic rule or an analyst label still links them.
+# given-name conflict (and EM blocked on an address learns the household as the 'match' class:
+# on pseudopeople's census it put m of a given-name conflict at 0.38). Not even a shared birth
+# date lifts it: twins, and a relative's date given by mistake. A rule or a label still links.
 HOUSEHOLD_VETO = "gamma_given_name = 0"
 DESIGN_KEY = "cdp_design"      # the design a model was trained with, saved beside Splink's settings
 # The prior when no near-deterministic rule finds a pair: Splink's own default
@@ -228,6 +230,8 @@ def comparisons(design: Design) -> list:
         out.append(location)
     if design.has("address2"):
         out.append(_text_comparison("address2", "Second address line: exact, similar"))
+    if design.has("gender"):
+        out.append(cl.ExactMatch("gender"))
     out += [_identifier_comparison(c) for c in design.identifiers]
     if design.has("email") and (design.has("given_name") or design.has("surname")):
         out.append(_name_in_email_comparison())
@@ -257,6 +261,12 @@ def settings_fingerprint(design: Design) -> str:
                "prior": [r.sql for r in design.lambda_rules], "households": design.households["on"],
                "rules": design.deterministic_rules}
     return hashlib.sha256(json.dumps(choices, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def household_veto(model: dict) -> str | None:
+    """SQL on the scored pairs: those the model alone may not link when the data holds households
+    (None when the model compares no given name)."""
+    return HOUSEHOLD_VETO if any(c["output_column_name"] == "given_name" for c in model["comparisons"]) else None
 
 
 def model_design(model: dict) -> Design:
@@ -317,14 +327,17 @@ def train_model(con, table: str, cfg: TenantConfig, design: Design) -> tuple[dic
                 linker.training.estimate_parameters_using_expectation_maximisation(
                     session.sql, populate_probability_two_random_records_match_from_trained_values=not prior_known)))
             prior_known |= ok
+        if not prior_known:
+            skipped.append({"step": "prior from EM", "reason": "no EM session ran on this data: Splink's "
+                            f"default prior {DEFAULT_PRIOR} is used"})
         trained = linker.misc.save_model_to_json(None)
         if is_spark(con):  # saved in DuckDB SQL, whichever engine trained it
             trained = duckdb_dialect_model(trained, settings.create_settings_dict(sql_dialect_str="duckdb"))
         model = calibrate(trained)
     untrained = untrained_levels(model)
     if untrained:
-        skipped.append({"step": "m estimates", "reason": "no EM session could estimate "
-                        + ", ".join(untrained) + ": Splink's default m is used"})
+        skipped.append({"step": "m estimates", "reason": "no EM session estimated "
+                        + "; ".join(untrained) + " - Splink's default m is used"})
     model[DESIGN_KEY] = design.as_dict()
     return model, time.perf_counter() - t0, skipped
 
@@ -366,9 +379,11 @@ def _estimate_prior(linker, design: Design, skipped: list[dict]) -> bool:
 
 
 def untrained_levels(model: dict) -> list[str]:
-    """Comparisons with a level whose m no EM session estimated."""
-    return [c["output_column_name"] for c in model["comparisons"]
-            if any(lvl.get("m_probability") is None for lvl in c["comparison_levels"] if not lvl.get("is_null_level"))]
+    """'comparison: level' of every level whose m no EM session estimated (never seen in any
+    session's pairs, or its comparison blocked on in every session)."""
+    return [f"{c['output_column_name']}: {lvl.get('label_for_charts') or lvl['sql_condition']}"
+            for c in model["comparisons"] for lvl in c["comparison_levels"]
+            if not lvl.get("is_null_level") and lvl.get("m_probability") is None]
 
 
 def calibrate(model: dict) -> dict:

@@ -34,7 +34,7 @@ INITIAL_KEYS = {
 
 MATCH_COLUMNS = ["given_name", "given_name_alias", "surname", "email", "email_user", "email_letters",
                  "mailbox_is_name", "phone", "birthdate", "address", "street_number", "street_name",
-                 "address2", "postal", "city", "state", "loyalty_id", *NAME_KEYS, *INITIAL_KEYS]
+                 "address2", "postal", "city", "state", "gender", "loyalty_id", *NAME_KEYS, *INITIAL_KEYS]
 
 
 def match_columns(identifiers: list[str] | tuple[str, ...] = ()) -> list[str]:
@@ -100,7 +100,7 @@ def stage_customer_records(con, cfg: TenantConfig) -> int:
                coalesce(n.formal, m.formal, lower(r.given_name)) as given_name_alias,
                lower(r.surname) as surname, r.email, r.phone,
                try_cast(r.birthdate as date) as birthdate, r.address, r.address2, r.postal,
-               lower(r.city) as city, r.state, r.loyalty_id{"".join(f", r.{c}" for c in cfg.identifier_columns)}
+               lower(r.city) as city, r.state, r.gender, r.loyalty_id{"".join(f", r.{c}" for c in cfg.identifier_columns)}
         from ({union}) r
         left join {NICKNAME_TABLE} n on n.nickname = lower(r.given_name)
         left join {MISSPELT_TABLE} m on m.name = lower(r.given_name)""")
@@ -265,7 +265,7 @@ def prepare_for_matching(con, blocklist: pd.DataFrame, table: str, identifiers: 
                        {keep['surname']} as surname,
                        {keep['email']} as email,
                        {keep['phone']} as phone, birthdate, {keep['address']} as address, address2, postal,
-                       city, state, loyalty_id{ids}
+                       city, state, gender, loyalty_id{ids}
                 from {RECORDS}),
             keyed as materialized (
                 select unique_id, source, pk, given_name, given_name_alias, surname, email,
@@ -279,7 +279,7 @@ def prepare_for_matching(con, blocklist: pd.DataFrame, table: str, identifiers: 
                        phone, birthdate, address,
                        nullif(regexp_extract(address, '^([0-9]+[a-z]?)( |$)', 1), '') as street_number,
                        nullif(trim(regexp_replace(address, '^[0-9]+[a-z]?( |$)', '')), '') as street_name,
-                       address2, postal, city, state, loyalty_id{ids},
+                       address2, postal, city, state, gender, loyalty_id{ids},
                        {name_keys}
                 from (select *, regexp_replace(coalesce(given_name, ''), '[^a-z]', '', 'g') as g,
                                 regexp_replace(coalesce(given_name_alias, given_name, ''), '[^a-z]', '', 'g') as a,
