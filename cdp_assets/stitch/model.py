@@ -186,28 +186,35 @@ def _either_way(keys: tuple[str, ...]) -> str:
     return f"{_email_spells_name('l', 'r', keys)} or {_email_spells_name('r', 'l', keys)}"
 
 
-def _name_in_email_comparison():
+def _name_in_email_comparison(design: Design):
     """An email-only record (a newsletter sign-up: a mailbox and perhaps a first name) against a
     record with a full name: does the mailbox spell that name, or that name with an initial
     ('mpoole', 'maryp') where only one person in the postal code fits it? Only records whose own
-    name is incomplete are compared this way, so a full name is never counted twice."""
+    name is incomplete are compared this way, so a full name is never counted twice. It is
+    evidence within one postal code only: elsewhere a common name's mailbox fits every namesake
+    in the country (the pair is then not comparable this way, weight 0)."""
     import splink.comparison_level_library as cll
     import splink.comparison_library as cl
 
     from .preprocess import INITIAL_KEYS, NAME_KEYS
 
     full, initials = tuple(NAME_KEYS), tuple(INITIAL_KEYS)
-    return cl.CustomComparison(
-        output_column_name="name_in_email",
-        comparison_levels=[
-            cll.CustomLevel(f"not ({_incomplete_name_side('l', 'r')} or {_incomplete_name_side('r', 'l')})"
-                            ).configure(is_null_level=True),
-            cll.CustomLevel(_either_way(full), label_for_charts="Mailbox spells the other's full name"),
-            cll.CustomLevel(" or ".join(_either_way((k,)) for k in initials),
-                            label_for_charts="Mailbox spells the other's name with an initial"),
-            cll.ElseLevel(),
-        ],
-        comparison_description="Mailbox of a record without a full name vs the other's full name")
+    spells_full = _either_way(full)
+    spells_initial = " or ".join(_either_way((k,)) for k in initials)
+    local = " and postal_l = postal_r" if design.has("postal") else ""
+    levels = [cll.CustomLevel(f"not ({_incomplete_name_side('l', 'r')} or {_incomplete_name_side('r', 'l')})"
+                              ).configure(is_null_level=True),
+              cll.CustomLevel(f"({spells_full}){local}", label_for_charts="Mailbox spells the other's full name"),
+              cll.CustomLevel(f"({spells_initial}){local}",
+                              label_for_charts="Mailbox spells the other's name with an initial")]
+    if local:
+        levels.append(cll.CustomLevel(f"({spells_full}) or ({spells_initial})",
+                                      label_for_charts="Mailbox spells the name, in another postal code"
+                                      ).configure(is_null_level=True))
+    levels.append(cll.ElseLevel())
+    return cl.CustomComparison(output_column_name="name_in_email", comparison_levels=levels,
+                               comparison_description="Mailbox of a record without a full name vs the "
+                                                      "other's full name, in one postal code")
 
 
 def comparisons(design: Design) -> list:
@@ -234,7 +241,7 @@ def comparisons(design: Design) -> list:
         out.append(cl.ExactMatch("gender"))
     out += [_identifier_comparison(c) for c in design.identifiers]
     if design.has("email") and (design.has("given_name") or design.has("surname")):
-        out.append(_name_in_email_comparison())
+        out.append(_name_in_email_comparison(design))
     return out
 
 
