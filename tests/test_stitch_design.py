@@ -231,3 +231,43 @@ def test_a_street_number_column_goes_in_front_of_the_street():
     number = pd.Series(["6", None, "12", "3"])
     street = pd.Series(["tullaroop street", "oak st", None, "3 high st"])
     assert list(street_line(number, street)) == ["6 tullaroop street", "oak st", None, "3 high st"]
+
+
+def test_german_records_stitch_across_national_and_international_phone_formats(tmp_path, dagster_instance):
+    """Two German sources of the same people: one writes phones nationally (0711 ...) and streets
+    in full (Hauptstraße), the other +49 and abbreviated (Hauptstr.). Read in the tenant's
+    country (DE) they are the same values, and the people are found."""
+    from faker import Faker
+
+    fake = Faker("de_DE")
+    Faker.seed(16)
+    people = []
+    for i in range(80):
+        number = f"{fake.random_int(200, 999)} {fake.random_int(10000, 99999)}"
+        street = f"{fake.last_name()}straße {fake.random_int(1, 120)}"
+        people.append({"id": f"p{i}", "vorname": fake.first_name(), "nachname": fake.last_name(),
+                       "strasse": street, "plz": f"{fake.random_int(1067, 99998):05d}", "ort": fake.city(),
+                       "telefon": f"0{number}", "geburtsdatum": fake.date_of_birth(minimum_age=18).isoformat()})
+    shop = pd.DataFrame(people)
+    crm = shop.assign(id=[f"c{i}" for i in range(len(shop))],
+                      telefon="+49 " + shop["telefon"].str[1:],
+                      strasse=shop["strasse"].str.replace("straße", "str.", regex=False),
+                      plz=shop["plz"].str.lstrip("0"))  # a spreadsheet dropped the leading zero
+    columns = {"id": "pk", "vorname": "given-name", "nachname": "surname", "strasse": "address",
+               "plz": "postal", "ort": "city", "telefon": "phone", "geburtsdatum": "birthdate"}
+    config = write_tenant(tmp_path, {"shop": (shop, columns), "crm": (crm, columns)}, country="DE")
+    stitch(config, dagster_instance)
+    con = duckdb.connect(str(config.parent / "warehouse.duckdb"), read_only=True)
+    try:
+        phones = con.execute("select distinct left(phone, 3) from domain.crm union select distinct left(phone, 3) "
+                             "from domain.shop").fetchall()
+        postals = con.execute("select count(*) from domain.crm c join domain.shop s on s.pk = 'p' || "
+                              "substr(c.pk, 2) where c.postal = s.postal and c.address = s.address").fetchone()[0]
+    finally:
+        con.close()
+    assert phones == [("+49",)]
+    assert postals == len(shop)
+    truth = pd.concat([pd.DataFrame({"source": src, "pk": frame["id"], "person_id": shop["id"]})
+                       for src, frame in (("shop", shop), ("crm", crm))])
+    q = pairwise_quality(assigned(config), truth)
+    assert q["recall"] >= 0.97 and q["precision"] == 1.0, q
