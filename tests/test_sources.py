@@ -109,3 +109,15 @@ def test_domain_assets_quarantine_and_account_for_every_row(tmp_path):
     meta = mats["domain/crm"].materialization.metadata
     assert meta["rows_read"].value == 6 and meta["rows_quarantined"].value == 3
     assert meta["invalid_values_nulled"].value == {"email": 1, "phone": 1, "birthdate": 1}
+
+
+def test_a_date_with_an_impossible_year_is_unparseable_not_a_crash():
+    """pseudopeople's noise writes birth dates like 9932-01-06: pandas 3 parses them at second
+    resolution, which overflowed the nanosecond column; they are counted as invalid instead."""
+    import pandas as pd
+
+    from cdp_assets import standardize as std
+
+    dates, bad = std.parse_dates(pd.Series(["9932-01-06", "1990-02-03", "07/71/1958", "19800101", None]))
+    assert [str(d.date()) if pd.notna(d) else None for d in dates] == [None, "1990-02-03", None, "1980-01-01", None]
+    assert list(bad) == [True, False, True, False, False]
