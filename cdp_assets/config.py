@@ -281,6 +281,13 @@ class StitchSettings(_Strict):
                     "belongs to one person (given names agree) - e.g. [[loyalty_id], [email, surname]], "
                     "[[national_id]]. A default rule on a field the tenant does not have is left out")
 
+    @field_validator("households", mode="before")
+    @classmethod
+    def _households_setting(cls, v):
+        if v == "auto" or isinstance(v, bool):
+            return v
+        raise ValueError(f"{v!r} is not one of: auto, true, false")
+
     @field_validator("deterministic_rules")
     @classmethod
     def _known_match_fields(cls, v: list[list[str]]) -> list[list[str]]:

@@ -271,3 +271,12 @@ def test_german_records_stitch_across_national_and_international_phone_formats(t
                        for src, frame in (("shop", shop), ("crm", crm))])
     q = pairwise_quality(assigned(config), truth)
     assert q["recall"] >= 0.97 and q["precision"] == 1.0, q
+
+
+def test_a_household_setting_that_is_not_auto_true_or_false_names_the_field(tmp_path):
+    config = write_tenant(tmp_path, {"people": (pd.DataFrame({"id": ["1"]}), {"id": "pk"})},
+                          stitch={"households": "maybe"})
+    with pytest.raises(ConfigError, match=r"tenant.yaml: stitch.households: 'maybe' is not one of: auto, true, false$"):
+        load_config(config)
+    config.write_text(config.read_text().replace("maybe", "false"))
+    assert load_config(config).stitch.households is False
