@@ -268,7 +268,11 @@ def parse_datetimes(s: pd.Series) -> tuple[pd.Series, pd.Series]:
     if todo.any():
         dates, _ = parse_dates(s[todo])
         out[todo] = dates
-    return out, present & out.isna()
+    # microseconds whatever pandas' default resolution (2.x: nanoseconds, 3.x: microseconds): a
+    # DuckDB TIMESTAMP, which Spark and PostgreSQL read from the warehouse's Parquet and COPY
+    # (TIMESTAMP_NS is an 'illegal Parquet type' to Spark and text to BI Connect)
+    out = out.where(out.isna() | out.dt.year.between(MIN_YEAR, MAX_YEAR))
+    return out.astype("datetime64[us]"), present & out.isna()
 
 
 def numbers(s: pd.Series) -> tuple[pd.Series, pd.Series]:

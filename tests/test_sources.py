@@ -121,3 +121,15 @@ def test_a_date_with_an_impossible_year_is_unparseable_not_a_crash():
     dates, bad = std.parse_dates(pd.Series(["9932-01-06", "1990-02-03", "07/71/1958", "19800101", None]))
     assert [str(d.date()) if pd.notna(d) else None for d in dates] == [None, "1990-02-03", None, "1980-01-01", None]
     assert list(bad) == [True, False, True, False, False]
+
+
+def test_timestamps_are_microseconds_whatever_pandas_defaults_to():
+    """pandas 2 parses to nanoseconds, pandas 3 to microseconds; a nanosecond column becomes a
+    DuckDB TIMESTAMP_NS, which Spark refuses in Parquet and BI Connect publishes as text."""
+    import pandas as pd
+
+    from cdp_assets import standardize as std
+
+    parsed, bad = std.parse_datetimes(pd.Series(["2025-01-10T10:00:00Z", "2020-02-03", "9999-01-01 00:00:00"]))
+    assert str(parsed.dtype) == "datetime64[us]"
+    assert list(bad) == [False, False, True]
