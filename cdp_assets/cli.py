@@ -188,9 +188,20 @@ def cmd_demo(args) -> int:
 
 
 def cmd_check_config(args) -> int:
+    """The config, then its files, queries and segments: every problem found, at once."""
+    from .preflight import check_tenant, kinds_summary
+
     cfg = load_config(args.config)
-    print(f"{cfg.config_path}: ok - tenant {cfg.tenant!r}, {len(cfg.sources)} sources, "
-          f"{len(cfg.destinations)} destinations")
+    problems = check_tenant(cfg)
+    for problem in problems:
+        print(problem.line(cfg.config_path))
+    errors = sum(p.severity == "error" for p in problems)
+    warned = len(problems) - errors
+    if errors:
+        print(f"cdp: {errors} error{'s' * (errors != 1)}" + (f", {warned} warning{'s' * (warned != 1)}" if warned else ""))
+        return 1
+    print(f"{cfg.config_path}: ok - tenant {cfg.tenant!r}, sources: {kinds_summary(cfg)}, "
+          f"{len(cfg.destinations)} destinations" + (f"; {warned} warning{'s' * (warned != 1)}" if warned else ""))
     return 0
 
 

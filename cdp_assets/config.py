@@ -697,6 +697,16 @@ class TenantConfig(_Strict):
     base_dir: Path = Field(default=Path("."), exclude=True)
     config_path: Path | None = Field(default=None, exclude=True)
 
+    @field_validator("rebuild_cron")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        from dagster._utils.schedules import is_valid_cron_string
+
+        if not is_valid_cron_string(v):
+            raise ValueError(f"{v!r} is not a cron schedule (five fields: minute hour day month weekday, "
+                             "e.g. '0 3 * * *')")
+        return v
+
     @field_validator("tenant")
     @classmethod
     def _tenant_name(cls, v: str) -> str:
