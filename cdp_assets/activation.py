@@ -22,6 +22,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from .config import Destination, Postgres, TenantConfig
+from .errors import UserError
 from .warehouse import preview_md
 
 GROUP = "activation"
@@ -60,7 +61,7 @@ def file_suffix(fmt: str, gzip: bool) -> str:
 
 # ---- webhook ------------------------------------------------------------------------------------
 
-class WebhookError(RuntimeError):
+class WebhookError(UserError, RuntimeError):
     """A batch the receiver refused, or that still failed after every retry."""
 
 

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -44,7 +45,10 @@ RUN_NOTE = "cdp: "
 
 
 class _Progress(logging.Handler):
-    """Prints one line per finished step / asset / check instead of Dagster's debug stream."""
+    """One line per finished step with its outcome (rows written, checks), a note while a long
+    step runs, and a summary at the end, instead of Dagster's debug stream."""
+
+    TICK_SECONDS = 30   # a step still running after this long says so, and again every as long
 
     def __init__(self, out=None, log_path=None):
         super().__init__(logging.DEBUG)
@@ -52,16 +56,32 @@ class _Progress(logging.Handler):
         self.out = out or sys.stdout
         self.log_path = log_path
         self.failures: list[tuple[str, str, str]] = []   # step, root cause, hint
+        self.rows: dict[str, list[tuple[str, int | None]]] = {}   # step -> (asset, rows)
+        self.checks = {"passed": 0, "warnings": [], "failed": []}
+        self.quarantined: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._ticker = threading.Thread(target=self._tick, daemon=True)
+        self._ticker.start()
 
     def say(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
+        with self._lock:
+            print(text, file=self.out, flush=True)
+
+    def _tick(self) -> None:
+        while True:
+            time.sleep(5)
+            now = time.perf_counter()
+            for step, t0 in list(self.started.items()):
+                running = now - t0
+                if running >= self.TICK_SECONDS and int(running) % self.TICK_SECONDS < 5:
+                    self.say(f"  … {step} still running ({running:.0f}s)")
 
     def emit(self, record: logging.LogRecord) -> None:
         meta = getattr(record, "dagster_meta", None) or {}
         event = meta.get("dagster_event")
         if event is None:
             text = meta.get("orig_message") or record.getMessage()
-            if record.levelno >= logging.WARNING:
+            if record.levelno >= logging.WARNING and not text.startswith("Dependencies for step"):
                 self.say(f"  ! {text[:400]}")
             elif text.startswith(RUN_NOTE):  # what a step wants the person running it to know
                 self.say(f"    {text[len(RUN_NOTE):][:400]}")
@@ -70,13 +90,14 @@ class _Progress(logging.Handler):
         kind = event.event_type_value
         if kind == "STEP_START":
             self.started[step] = time.perf_counter()
-            self.say(f"  > {step} ...")
         elif kind == "STEP_SUCCESS":
-            took = time.perf_counter() - self.started.get(step, time.perf_counter())
-            self.say(f"  ✓ {step} ({took:.1f}s)")
+            took = time.perf_counter() - self.started.pop(step, time.perf_counter())
+            if step in self.rows or took >= 1:  # a step that only ran checks: in the summary
+                self.say(f"  ✓ {step} ({took:.1f}s){self._written(step)}")
         elif kind == "STEP_FAILURE":
             from .errors import explain
 
+            self.started.pop(step, None)
             cause, hint = explain(event.event_specific_data.error, self.log_path)
             self.failures.append((step, cause, hint))
             self.say(f"  ✗ {step} failed: {cause[:2000]}")
@@ -84,12 +105,41 @@ class _Progress(logging.Handler):
         elif kind == "ASSET_MATERIALIZATION":
             mat = event.event_specific_data.materialization
             rows = mat.metadata.get("dagster/row_count")
-            rows_txt = f" ({rows.value:,} rows)" if rows is not None else ""
-            self.say(f"      materialized {mat.asset_key.to_user_string()}{rows_txt}")
+            self.rows.setdefault(step, []).append((mat.asset_key.to_user_string(), rows.value if rows else None))
+            quarantined = mat.metadata.get("rows_quarantined")
+            if quarantined is not None and quarantined.value:
+                self.quarantined[mat.asset_key.path[-1]] = quarantined.value
         elif kind == "ASSET_CHECK_EVALUATION":
             ev = event.event_specific_data
-            mark = "passed" if ev.passed else "FAILED"
-            self.say(f"      check {ev.asset_key.to_user_string()}:{ev.check_name} {mark}")
+            name = f"{ev.asset_key.to_user_string()}:{ev.check_name}"
+            if ev.passed:
+                self.checks["passed"] += 1
+            elif ev.severity is not None and ev.severity.value == "WARN":
+                self.checks["warnings"].append(name)
+                self.say(f"  ! check {name}: warning")
+            else:
+                self.checks["failed"].append(name)
+                self.say(f"  ✗ check {name} FAILED")
+
+    def _written(self, step: str) -> str:
+        written = self.rows.pop(step, [])
+        if not written:
+            return ""
+        if len(written) == 1:
+            asset, rows = written[0]
+            return f": {asset}" + (f", {rows:,} rows" if rows is not None else "")
+        total = sum(r for _, r in written if r is not None)
+        return f": {len(written)} tables, {total:,} rows"
+
+    def summary(self) -> list[str]:
+        c = self.checks
+        lines = [f"checks: {c['passed']} passed, {len(c['warnings'])} warnings, {len(c['failed'])} failed"
+                 + (f" ({', '.join(c['failed'])})" if c["failed"] else "")
+                 + (f"; warnings: {', '.join(c['warnings'])}" if c["warnings"] else "")]
+        if self.quarantined:
+            lines.append("quarantined rows (domain.quarantine): "
+                         + ", ".join(f"{s} {n:,}" for s, n in sorted(self.quarantined.items())))
+        return lines
 
 
 def left_out_notes(defs) -> list[str]:
@@ -113,9 +163,9 @@ def run_tenant(config: str | None, warehouse: str | None = None, quiet: bool = F
     defs = build_definitions(cfg)
     job = dg.define_asset_job("cdp_run", selection=dg.AssetSelection.all())
     defs = dg.Definitions.merge(defs, dg.Definitions(jobs=[job]))
-    if instance is None:
-        instance = (dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME")
-                    else dg.DagsterInstance.ephemeral())
+    if instance is None:  # the tenant's instance, the one `cdp ui` opens
+        cfg.dagster_home.mkdir(parents=True, exist_ok=True)
+        instance = dg.DagsterInstance.from_config(str(cfg.dagster_home))
     log_path = cfg.warehouse_path.parent / "logs" / "cdp_run.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     loggers = {"console": {"config": {"log_level": "ERROR"}}}
@@ -147,6 +197,8 @@ def run_tenant(config: str | None, warehouse: str | None = None, quiet: bool = F
         status = "succeeded" if result.success else "FAILED"
         print(f"cdp: run {status} in {time.perf_counter() - t0:.1f}s (dbt output and tracebacks: {log_path})",
               flush=True)
+        for line in handler.summary():
+            print(f"cdp: {line}", flush=True)
         for step, cause, hint in handler.failures:
             print(f"cdp: {step}: {cause}\n     -> {hint}", flush=True)
     result.defs = defs  # so callers (tests, benchmarks) can reach jobs and sensors
@@ -183,7 +235,7 @@ def cmd_demo(args) -> int:
         con.close()
         print(f"\n{rec:,} source records -> {ppl:,} people; c360.customer_360 has {c360:,} rows.")
         print(f"warehouse: {cfg.warehouse_path}\nexports:   {cfg.resolve('exports')}")
-        print("open the UI with:  .venv/bin/dagster dev   (then http://localhost:3000)")
+        print("open the UI on this run with:  .venv/bin/cdp ui   (then http://localhost:3000)")
     return 0 if result.success else 1
 
 
@@ -279,6 +331,30 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_ui(args) -> int:
+    """Dagster's UI and daemon (`dagster dev`) on the tenant's own instance, the one `cdp run`
+    and `cdp demo` record into, so the asset graph shows what they built."""
+    import shutil
+    import subprocess
+
+    cfg = load_config(args.config)
+    cfg.dagster_home.mkdir(parents=True, exist_ok=True)
+    dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or shutil.which("dagster")
+    if dagster is None:
+        print("cdp ui: the `dagster` command is not installed beside cdp", file=sys.stderr)
+        return 2
+    env = {**os.environ, "DAGSTER_HOME": str(cfg.dagster_home), "CDP_CONFIG": str(cfg.config_path)}
+    workspace = Path(__file__).resolve().parent.parent / "workspace.yaml"
+    where = ["-w", str(workspace)] if workspace.exists() else ["-m", "cdp_assets.definitions"]
+    print(f"cdp ui: tenant {cfg.tenant!r}, Dagster instance {cfg.dagster_home}; "
+          f"open http://{args.host}:{args.port}", flush=True)
+    try:
+        return subprocess.call([dagster, "dev", *where, "-h", args.host, "-p", str(args.port)], env=env,
+                               cwd=workspace.parent if workspace.exists() else None)
+    except KeyboardInterrupt:
+        return 0
+
+
 def cmd_user_add(args) -> int:
     """Add a person who may log in to the analyst workspace (scrypt hash in workspace.users_file)."""
     import getpass
@@ -357,6 +433,12 @@ def main(argv: list[str] | None = None) -> int:
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8000)
     sv.set_defaults(func=cmd_serve)
+
+    ui = sub.add_parser("ui", help="open Dagster's UI on the tenant's instance (what cdp run recorded)")
+    ui.add_argument("--config", default=None, help="tenant YAML (default: $CDP_CONFIG or the demo)")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.set_defaults(func=cmd_ui)
 
     args = parser.parse_args(argv)
     # the libraries' own deprecation and supersession notices are for their developers, not for

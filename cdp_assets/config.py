@@ -872,6 +872,14 @@ class TenantConfig(_Strict):
         return Path(override).resolve() if override else self.resolve(self.warehouse).resolve()
 
     @property
+    def dagster_home(self) -> Path:
+        """The Dagster instance (runs, materializations, check results, sensor cursors) that
+        `cdp run`, `cdp demo` and `cdp ui` share, so the UI shows what a run from the shell
+        built: $DAGSTER_HOME if set, else `dagster_home/` beside the warehouse."""
+        override = os.environ.get("DAGSTER_HOME")
+        return Path(override).resolve() if override else self.warehouse_path.parent / "dagster_home"
+
+    @property
     def active_engine(self) -> str:
         """The engine this run uses: $CDP_ENGINE if set, else the config's `engine`."""
         override = os.environ.get("CDP_ENGINE")

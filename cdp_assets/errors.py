@@ -5,12 +5,15 @@ user needs is the innermost exception. For the errors cdp raises about the tenan
 config (a source file that cannot be read, a tagged column missing from it, a bad labels file, a
 segment on a column that does not exist...) that is a sentence naming the file and the field, and
 no traceback; for anything else, the exception, the line of code it came from, and where the full
-traceback was written.
+traceback was written. cdp's own errors are Dagster Failures (UserError), so the Dagster UI and
+run log show the same sentence as the step's error, with what to do in its metadata.
 """
 
 from __future__ import annotations
 
 import re
+
+import dagster as dg
 
 # the exceptions cdp raises about the user's own files and config -> what to do about them
 USER_ERRORS = {
@@ -34,25 +37,49 @@ MESSAGE_HINTS = (
     (re.compile(r"Out of Memory|MemoryError", re.I),
      "the step ran out of memory: DuckDB spills to disk, so give it a temp_directory with room, or more memory"),
 )
+
+
+class UserError(dg.Failure):
+    """An error about the tenant's own files, config or partners, raised in a step: a Dagster
+    Failure, so the Dagster UI and run log show its message as the step's error (not Dagster's
+    "Error occurred while executing op" wrapper) and what to do as the failure's metadata.
+    str() is the message alone, as for any exception."""
+
+    def __init__(self, message: str = ""):
+        hint = USER_ERRORS.get(type(self).__name__, "")
+        super().__init__(description=message, metadata={"what to do": hint} if hint else None)
+
+
 FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')
 
 
 def innermost(error):
     """The deepest cause of a Dagster SerializableErrorInfo (or of an exception)."""
-    seen = 0
-    while seen < 50:
+    *_, last = _chain(error)
+    return last
+
+
+def _chain(error):
+    """The error and its causes, outermost first (a Dagster SerializableErrorInfo or an exception)."""
+    for _ in range(50):
+        yield error
         nested = getattr(error, "cause", None) or getattr(error, "context", None)
         if nested is None and isinstance(error, BaseException):
             nested = error.__cause__ or error.__context__
         if nested is None:
-            return error
-        error, seen = nested, seen + 1
-    return error
+            return
+        error = nested
+
+
+def _cls(error) -> str:
+    return getattr(error, "cls_name", None) or type(error).__name__
 
 
 def explain(error, log_path=None) -> tuple[str, str]:
-    """(the root cause in a sentence, a hint) for a failed step's error."""
-    root = innermost(error)
+    """(the root cause in a sentence, a hint) for a failed step's error: cdp's own sentence about
+    the user's file or config where there is one in the chain (it names the file and field, and
+    is clearer than the library error under it), else the innermost exception."""
+    root = next((e for e in _chain(error) if _cls(e) in USER_ERRORS), None) or innermost(error)
     cls = getattr(root, "cls_name", None) or type(root).__name__
     message = (getattr(root, "message", None) or str(root)).strip()
     message = re.sub(rf"^[\w.]*\b{re.escape(cls)}: ", "", message).strip()

@@ -26,6 +26,7 @@ from dagster_duckdb import DuckDBResource
 from .activation import export_file_name, file_suffix, send_webhook, write_atomically
 from .bi import publish_to_postgres
 from .config import Destination, Orchestration, Postgres, TenantConfig, Webhook
+from .errors import UserError
 from .queries import SCHEMA as QUERY_SCHEMA
 from .segments import SCHEMA as SEGMENT_SCHEMA, segment_asset_key
 from .warehouse import preview_md, transaction
@@ -38,7 +39,7 @@ RECIPIENTS_DDL = f"""create table if not exists {RECIPIENTS} (
     cdp_id varchar, sent_at timestamp, run_id varchar)"""
 
 
-class OrchestrationError(ValueError):
+class OrchestrationError(UserError, ValueError):
     """An orchestration whose source or field mapping does not fit the warehouse."""
 
 

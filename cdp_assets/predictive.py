@@ -15,6 +15,7 @@ sources has the CLV model only (cdp_assets/scope.py).
 
 import datetime as dt
 import warnings
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -64,6 +65,23 @@ def rfm(days: pd.DataFrame, end: dt.date) -> pd.DataFrame:
     })
     out["monetary_value"] = out["monetary_value"].fillna(0.0)
     return out.reset_index(names="customer_id")
+
+
+def model_compile_note() -> str | None:
+    """A first fit on this machine compiles PyTensor's C code for the CLV models (about a minute
+    on two cores); later fits load it from PyTensor's cache. Said before it happens, so a minute
+    without output is not mistaken for a hang. A marker in the cache folder, written after a
+    fit, tells the first time from the others."""
+    if compiled_marker().exists():
+        return None
+    return ("cdp: predictive: compiling the CLV models for this machine the first time "
+            "(PyTensor, about a minute; cached for later runs)")
+
+
+def compiled_marker() -> Path:
+    import pytensor
+
+    return Path(pytensor.config.compiledir) / "cdp_clv_models_compiled"
 
 
 def fit_bgnbd(data: pd.DataFrame):
@@ -326,8 +344,11 @@ def build_predictive_definitions(cfg: TenantConfig) -> list:
         end = as_of(cfg)
         with warehouse.get_connection() as con:
             days = purchase_days(con)
+        if note := model_compile_note():
+            context.log.info(note)
         metrics = clv_holdout(days, end, settings.holdout_days)
         table = predict_clv(days, end, settings.clv_tiers)
+        compiled_marker().touch()
         with warehouse.get_connection() as con:
             replace_table(con, SCHEMA, "predicted_clv_attributes", table)
         context.log.info(f"CLV holdout MAE {metrics['holdout_mae']:.3f} (baseline {metrics['baseline_mae']:.3f})")

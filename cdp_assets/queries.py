@@ -29,6 +29,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError
 
 from .config import TenantConfig
+from .errors import UserError
 from .scale_out import is_spark
 from .warehouse import preview_md, transaction
 
@@ -43,7 +44,7 @@ WRITING = (exp.Insert, exp.Update, exp.Delete, exp.Create, exp.Drop, exp.Alter, 
 TABLE_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class QueryError(ValueError):
+class QueryError(UserError, ValueError):
     """A query that cannot run: not valid Presto SQL, or not a read-only SELECT."""
 
 

@@ -32,6 +32,7 @@ import sqlglot
 from sqlglot import exp
 
 from .config import TenantConfig
+from .errors import UserError
 
 ENGINES = ("duckdb", "spark")
 
@@ -87,7 +88,7 @@ def spark_session(cfg: TenantConfig):
 
 # ---- DuckDB SQL on Spark ------------------------------------------------------------------------
 
-class UnsupportedOnSpark(NotImplementedError):
+class UnsupportedOnSpark(UserError, NotImplementedError):
     """A statement the Spark engine cannot run (e.g. UPDATE on Parquet); the SQL must be made
     portable instead."""
 

@@ -30,6 +30,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from .config import IDENTIFIER, Segment, SegmentRule, TenantConfig
+from .errors import UserError
 from .scale_out import is_spark
 from .warehouse import preview_md, transaction
 
@@ -39,7 +40,7 @@ UNIVERSE = ("c360", "customer_360")
 COMPARISONS = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 
 
-class SegmentError(ValueError):
+class SegmentError(UserError, ValueError):
     """A segment refers to a table or column the warehouse does not have."""
 
 

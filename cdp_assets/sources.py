@@ -18,6 +18,7 @@ from dagster_duckdb import DuckDBResource
 from . import source_files
 from . import standardize as std
 from .config import Source, SourceKind, TenantConfig
+from .errors import UserError
 from .lakehouse import count_lakehouse_rows, read_lakehouse_table
 from .scale_out import is_spark
 from .warehouse import preview_md, replace_table
@@ -66,7 +67,7 @@ create table if not exists domain.quarantine (
 )"""
 
 
-class SourceFileError(Exception):
+class SourceFileError(UserError):
     """The source file itself cannot be read (missing, wrong format, no header)."""
 
 

@@ -1,9 +1,15 @@
 """A failed step is told by its root cause: the sentence of cdp's own errors about the user's
 files, or the innermost exception with the line it came from - through the real `cdp run`."""
 
+import json
+import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 from cdp_assets.errors import explain
@@ -48,3 +54,52 @@ def test_an_unexpected_error_says_where_it_came_from():
         cause, hint = explain(wrapped, "/x/cdp_run.log")
     assert cause.startswith("KeyError: 'no_such_column' (at ") and "test_errors.py" in cause
     assert hint.endswith("the full traceback is in /x/cdp_run.log")
+
+
+def test_the_dagster_run_log_shows_the_root_cause_not_dagsters_wrapper(tmp_path):
+    """The run is recorded in the tenant's Dagster instance (the one `cdp ui` opens): its step
+    failure is cdp's sentence, with what to do in its metadata, as the Dagster UI shows it."""
+    import dagster as dg
+
+    for f in TINY.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    config = tmp_path / "tenant.yaml"
+    config.write_text(config.read_text().replace("customers.csv", "customerz.csv"))
+    assert cdp_run(config).returncode == 1
+    homes = list(tmp_path.rglob("dagster_home"))
+    assert len(homes) == 1
+    with dg.DagsterInstance.from_config(str(homes[0])) as instance:
+        [run] = instance.get_runs()
+        failures = [e.dagster_event for e in instance.all_logs(run.run_id)
+                    if e.dagster_event and e.dagster_event.event_type_value == "STEP_FAILURE"]
+        assert instance.get_latest_materialization_event(dg.AssetKey(["bi", "holiday_calendar"]))
+    failure = next(f for f in failures if f.step_key == "domain__shop_customers")
+    data = failure.event_specific_data
+    assert data.error.message.startswith("cdp_assets.sources.SourceFileError: source 'shop_customers': file not found")
+    assert "Error occurred while executing op" not in data.error.to_string()
+    assert data.user_failure_data.metadata["what to do"].text.startswith("fix the file, or the source's path")
+    ui_shows_the_run(config, run.run_id)
+
+
+def ui_shows_the_run(config: Path, run_id: str) -> None:
+    """`cdp ui` (dagster dev on the tenant's instance) serves the run `cdp run` recorded."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cdp = Path(sys.executable).parent / "cdp"
+    ui = subprocess.Popen([str(cdp), "ui", "--config", str(config), "--port", str(port)],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    query = json.dumps({"query": '{ runOrError(runId: "%s") { ... on Run { status } } }' % run_id}).encode()
+    try:
+        deadline, answer = time.monotonic() + 180, None
+        while time.monotonic() < deadline and answer is None:
+            try:
+                req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=query,
+                                             headers={"Content-Type": "application/json"})
+                answer = json.load(urllib.request.urlopen(req, timeout=5))
+            except OSError:
+                time.sleep(2)
+        assert answer == {"data": {"runOrError": {"status": "FAILURE"}}}, answer
+    finally:
+        os.killpg(ui.pid, signal.SIGTERM)
+        ui.wait(timeout=60)

@@ -98,6 +98,23 @@ def test_customers_only_tenant_runs_and_says_what_it_leaves_out(crm):
     assert not _failed_checks(result), _failed_checks(result)
 
 
+def test_run_output_is_a_line_per_step_and_a_summary(crm):
+    """What `cdp run` prints: a line per step with what it wrote, checks counted (not a line
+    each), quarantined rows per source, no third-party noise."""
+    _, result, out = crm
+    lines = out.splitlines()
+    steps = [line for line in lines if line.startswith("  ✓ ")]
+    assert steps and all(" rows" in line or "s)" in line for line in steps), steps
+    assert "  ✓ stitch_match (" in out and ": domain/pos_customers, " in out
+    assert not [line for line in lines if "passed" in line and not line.startswith("cdp: checks:")]
+    checks = next(line for line in lines if line.startswith("cdp: checks: "))
+    evaluated = len(result.get_asset_check_evaluations())
+    assert checks.startswith(f"cdp: checks: {evaluated} passed, 0 warnings, 0 failed"), checks
+    assert "cdp: quarantined rows (domain.quarantine): " in out and "pos_customers " in out
+    assert not [line for line in lines if "Warning" in line]
+    assert len(lines) < 45, out
+
+
 def test_customers_only_customer_360_is_the_merged_profile(crm):
     cfg, _, _ = crm
     with duckdb.connect(str(cfg.warehouse_path), read_only=True) as con:

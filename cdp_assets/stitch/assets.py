@@ -107,8 +107,12 @@ def build_stitch_definitions(cfg: TenantConfig) -> tuple[list, list]:
                 model, train_s, skipped = train_model(con, "prepared", cfg, design)
                 version = store.save(model, fingerprint, design.records)
                 context.log.info(f"trained Splink model v{version.version} in {train_s:.1f}s ({why})")
-                for step in skipped:
-                    context.log.warning(f"stitch: {step['step']} skipped: {step['reason']}")
+                for step in skipped:  # the whole reason in the Dagster log, a line on the terminal
+                    context.log.info(f"stitch: {step['step']} skipped: {step['reason']}")
+                if skipped:
+                    context.log.info("cdp: stitch: training steps this data cannot support, skipped: "
+                                     + ", ".join(s["step"] for s in skipped)
+                                     + " (why: match_model's metadata, training_steps_skipped)")
         design = model_design(model)
         fields = sorted(c for c in design.columns if c not in ("given_name_alias", "street_name"))
         context.log.info(f"cdp: stitch: evidence from {', '.join(fields)}; household protections "

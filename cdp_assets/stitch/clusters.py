@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..errors import UserError
 from ..scale_out import splink_db_api
 from .model import splink_scratch
 from .preprocess import people_per_value
@@ -26,7 +27,7 @@ LABEL_STRENGTH = 3.0        # an analyst's word beats any rule or score
 DETERMINISTIC_STRENGTH = 2.0
 
 
-class LabelFileError(ValueError):
+class LabelFileError(UserError, ValueError):
     """The labels file is malformed; the message names the file, the row and the problem."""
 
 
