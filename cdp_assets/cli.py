@@ -133,7 +133,8 @@ class _Progress(logging.Handler):
 
     def summary(self) -> list[str]:
         c = self.checks
-        lines = [f"checks: {c['passed']} passed, {len(c['warnings'])} warnings, {len(c['failed'])} failed"
+        warned = len(c["warnings"])
+        lines = [f"checks: {c['passed']} passed, {warned} warning{'s' * (warned != 1)}, {len(c['failed'])} failed"
                  + (f" ({', '.join(c['failed'])})" if c["failed"] else "")
                  + (f"; warnings: {', '.join(c['warnings'])}" if c["warnings"] else "")]
         if self.quarantined:

@@ -232,6 +232,23 @@ def score(models: dict, rows: pd.DataFrame, fallback: float = 0.0) -> np.ndarray
     return scores
 
 
+class NotEnoughHistory(Exception):
+    """Too little purchase history to train and check a model: the tables are written empty (a
+    new brand has no predictions yet) and the check says why, rather than failing the run and
+    everything downstream of it."""
+
+
+PROPENSITY_COLUMNS = {"cdp_id": "string", "product_category": "string", "propensity": "float64",
+                      "rank": "int64", "as_of_date": "datetime64[us]"}
+RECOMMENDATION_COLUMNS = {"cdp_id": "string", "rank": "int64", "product_category": "string",
+                          "propensity": "float64", "recommended_product_id": "string",
+                          "recommended_product": "string", "as_of_date": "datetime64[us]"}
+
+
+def empty_table(columns: dict[str, str]) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in columns.items()})
+
+
 def propensity_holdout(con, end: dt.date, holdout_days: int) -> tuple[dict, dict]:
     """Train on the window before the holdout, evaluate on the holdout: pooled ROC AUC of the
     model and of the naive baseline (each category's popularity in the training window)."""
@@ -244,8 +261,9 @@ def propensity_holdout(con, end: dt.date, holdout_days: int) -> tuple[dict, dict
     popularity = train.groupby("product_category")["bought"].mean()
     y = test["bought"].astype(int).to_numpy()
     if len(train) == 0 or y.min() == y.max():
-        raise dg.Failure("product_category_propensity: the holdout window has no purchases to "
-                         "evaluate on; more history than 2 x predictive.holdout_days is needed")
+        raise NotEnoughHistory(f"the tenant's purchases do not cover two windows of "
+                               f"predictive.holdout_days ({holdout_days} days) with purchases in each, "
+                               "so a model could neither be trained nor checked")
     metrics = {
         "training_rows": len(train), "holdout_rows": len(test),
         "holdout_auc": float(roc_auc_score(y, score(models, test))),
@@ -328,6 +346,17 @@ def _check(asset: str, passed: bool, metrics: dict, key: str, baseline: str, bet
         metadata={k: v for k, v in metrics.items()})
 
 
+def _written_empty(table: pd.DataFrame, recs: pd.DataFrame, why: str):
+    """The propensity model's results when the history is too short: empty tables, and a check
+    that warns (not fails) with the reason."""
+    for key, frame in (("product_category_propensity", table), ("recommendations", recs)):
+        yield dg.MaterializeResult(asset_key=[SCHEMA, key], metadata={
+            "dagster/row_count": 0, "not_trained": why, "dagster/column_schema": column_schema(key)})
+    yield dg.AssetCheckResult(
+        asset_key=dg.AssetKey([SCHEMA, "product_category_propensity"]), check_name="beats_naive_baseline",
+        passed=False, severity=dg.AssetCheckSeverity.WARN, description=f"not evaluated: {why}")
+
+
 def build_predictive_definitions(cfg: TenantConfig) -> list:
     settings = cfg.predictive
 
@@ -378,10 +407,18 @@ def build_predictive_definitions(cfg: TenantConfig) -> list:
     def category_propensity_model(context: dg.AssetExecutionContext, warehouse: DuckDBResource):
         end = as_of(cfg)
         with warehouse.get_connection() as con:
-            table, metrics = predict_propensity(con, end, settings.holdout_days)
-            recs = recommend(con, table, settings.top_n, end)
+            try:
+                table, metrics = predict_propensity(con, end, settings.holdout_days)
+                recs = recommend(con, table, settings.top_n, end)
+            except NotEnoughHistory as exc:
+                table, recs, metrics = empty_table(PROPENSITY_COLUMNS), empty_table(RECOMMENDATION_COLUMNS), None
+                why = str(exc)
+                context.log.info(f"cdp: predictive: no category propensities yet: {why}")
             replace_table(con, SCHEMA, "product_category_propensity", table)
             replace_table(con, SCHEMA, "recommendations", recs)
+        if metrics is None:
+            yield from _written_empty(table, recs, why)
+            return
         context.log.info(f"propensity holdout AUC {metrics['holdout_auc']:.3f} "
                          f"(baseline {metrics['baseline_auc']:.3f})")
         yield dg.MaterializeResult(asset_key=[SCHEMA, "product_category_propensity"], metadata={
