@@ -205,7 +205,7 @@ NAME_RULES: list[tuple[str | None, str]] = [
            r"|kundennummer|kundennr|kdnr|numero client|n client"),
     ("given-name", r"first ?name|first|fname|given ?names?|given|forenames?|christian name|vorname|rufname"
                    r"|prenom|nombre|nome|voornaam|fornavn|fornamn|imie"),
-    ("surname", r"last ?name|last|lname|surname|family ?name|family|sur ?name|nachname|familienname|zuname"
+    ("surname", r"last ?name|last|lname|surname|family ?name|family|fam ?name|sur ?name|nachname|familienname|zuname"
                 r"|nom|nom de famille|apellidos?|cognome|achternaam|efternavn|efternamn|nazwisko"),
     ("full-name", r"(full|display|complete|contact)? ?name|names|nom complet|nombre completo|nome completo"
                   r"|vollstandiger name|volle name|naam"),
@@ -591,13 +591,14 @@ STRONG = {"email", "phone", "birthdate", "gender", "national-id", "full-name", "
 class Choice:
     tag: str | None
     score: float = 0.0
-    alternatives: list[tuple[str, float]] = field(default_factory=list)
+    alternatives: list[tuple[str, float, str]] = field(default_factory=list)   # (tag, score, why)
     why: str = ""                   # 'name', 'values', 'name and values', 'refers to <source>.<col>'
+    name_disagrees: bool = False    # the name says another tag than the values do
 
     @property
     def unsure(self) -> bool:
-        return self.tag is not None and (self.score < SURE_AT or any(
-            s >= self.score - CLOSE for _, s in self.alternatives))
+        return self.tag is not None and (self.score < SURE_AT or self.name_disagrees or any(
+            alt[1] >= self.score - CLOSE for alt in self.alternatives))
 
 
 def combine(tag: str, name: dict, meaningless: bool, prof: Profile) -> tuple[float, str]:
@@ -653,12 +654,13 @@ def source_name(path: Path, taken: set[str]) -> str:
 def guess_country(sample: Sample, names: dict[str, tuple[dict, bool]]) -> tuple[str | None, str]:
     """The country of a file's records, from its data: (ISO code or None, why)."""
     votes: Counter = Counter()
-    why: dict[str, str] = {}
+    why: dict[str, tuple[float, str]] = {}
 
     def vote(code: str | None, weight: float, reason: str) -> None:
         if code:
             votes[code] += weight
-            why.setdefault(code, reason)
+            if weight > why.get(code, (0.0, ""))[0]:  # the strongest evidence is the one said
+                why[code] = (weight, reason)
 
     df = sample.rows
     for col in sample.columns:
@@ -704,7 +706,7 @@ def guess_country(sample: Sample, names: dict[str, tuple[dict, bool]]) -> tuple[
     if not votes:
         return None, ""
     top = max(votes, key=lambda c: (votes[c], c == DEFAULT_COUNTRY))
-    return top, why[top]
+    return top, why[top][1]
 
 
 def _pk_candidates(g: FileGuess) -> dict[str, set[str]]:
@@ -789,11 +791,17 @@ def choose_tags(g: FileGuess, kind: str, guesses: list[FileGuess], kinds: list[s
             used.add(tag)
     for col, lst in cands.items():
         c = chosen.get(col)
-        alts = [(t, s) for s, t, _ in lst if (c is None or t != c.tag) and s >= 0.35]
+        alts = [(t, s, why) for s, t, why in lst if (c is None or t != c.tag) and s >= 0.35][:2]
+        name = g.names[col][0]
+        said = max((t for t in name if t in allowed), key=lambda t: name[t], default=None)
+        if c is not None and c.why == "values" and said and said != c.tag and name[said] >= 0.6:
+            c.name_disagrees = True  # a misleading name, or misleading values: the user decides
+            if said not in [a[0] for a in alts]:
+                alts.append((said, next(s for s, t, _ in lst if t == said), "name"))
         if c is None:
-            chosen[col] = Choice(None, 0.0, alts[:2])
+            chosen[col] = Choice(None, 0.0, alts)
         else:
-            c.alternatives = alts[:2]
+            c.alternatives = alts
     chosen = {col: chosen[col] for col in g.profiles}   # in the file's order
     fit = sum(c.score for c in chosen.values() if c.tag)
     missing = [t for t in REQUIRED_TAGS[SourceKind(kind)] if t not in used]
@@ -929,7 +937,8 @@ def _key(text: str) -> str:
 
 
 def _alts(choice: Choice) -> str:
-    return ", ".join(f"{t} ({s:.2f})" for t, s in choice.alternatives)
+    return ", ".join(f"{t} ({s:.2f}, {'its name' if why.startswith('name') else why})"
+                     for t, s, why in choice.alternatives)
 
 
 def render_config(guesses: list[FileGuess], tenant: str, country: str, country_why: str, out: Path) -> str:
@@ -958,9 +967,10 @@ def render_config(guesses: list[FileGuess], tenant: str, country: str, country_w
             lines.append(f"    customer_source: {g.customer_source}{note}")
         if g.country and g.country != country:
             lines.append(f"    country: {g.country:<22}# from {g.country_why}")
-        if s.format == "csv" and (s.encoding not in ("utf-8", "utf-8-sig") or s.delimiter != ","):
-            lines.append(f"    # read as {s.encoding}, fields separated by {s.delimiter!r}: cdp reads CSV as "
-                         "UTF-8 with commas; convert the file if the run quarantines its rows")
+        if s.format == "csv" and (s.encoding != "utf-8" or s.delimiter != ","):
+            lines += _wrap(f"this file is {s.encoding} with {s.delimiter!r} between fields; cdp's CSV reader "
+                           "takes UTF-8 and commas: convert it if the run says a tagged column is missing "
+                           "or quarantines its rows", "    # ")
         untagged = [c for c, ch in g.columns.items() if ch.tag is None]
         if untagged:
             text = ", ".join(c + (f" (maybe {ch.alternatives[0][0]})" if ch.alternatives else "")
@@ -972,13 +982,23 @@ def render_config(guesses: list[FileGuess], tenant: str, country: str, country_w
             if ch.tag is None:
                 continue
             entry = f"      {(_key(col) + ':'):<{width}} {ch.tag}"
+            prof = g.profiles[col]
             if ch.unsure:
-                why = f"from its {ch.why}" if ch.why else "weak evidence"
+                why = (f"from its {ch.why}" if ch.why in ("name", "values", "name and values") else ch.why) \
+                    or "weak evidence"
                 alts = _alts(ch)
-                entry = f"{entry:<44}# unsure: {ch.tag} ({ch.score:.2f}, {why})" + (f", or {alts}" if alts else "")
+                entry = f"{entry:<44}# unsure: {ch.tag} {why} ({ch.score:.2f})" + (
+                    f"; or {alts}" if alts else "; no other tag fits")
+            if ch.tag in ("pk", "order-id", "product-id") and g.kind == KEY_KIND[ch.tag] and not prof.unique:
+                bad = prof.rows - prof.distinct
+                entry = f"{entry:<44}# " if "#" not in entry else f"{entry}; "
+                entry += f"{bad} blank or repeated keys in the sample: those rows go to domain.quarantine"
             lines.append(entry)
         lines.append("")
     return "\n".join(lines)
+
+
+KEY_KIND = {"pk": "customers", "order-id": "transactions", "product-id": "products"}
 
 
 def _wrap(text: str, prefix: str, width: int = 100) -> list[str]:
