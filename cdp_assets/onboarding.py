@@ -136,7 +136,7 @@ def read_sample(path: str | os.PathLike, rows: int = SAMPLE_ROWS) -> Sample:
     """The header and the first `rows` rows of a CSV or Parquet file, as text."""
     path = Path(path)
     if not path.is_file():
-        raise InitError(f"{path}: no such file")
+        raise InitError(f"{path}: {'not a file' if path.exists() else 'no such file'}")
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
         import pyarrow.parquet as pq
@@ -636,6 +636,7 @@ class FileGuess:
     columns: dict[str, Choice] = field(default_factory=dict)
     customer_source: str | None = None
     customer_source_sure: bool = True
+    skipped: str = ""               # why the file is not a source of the config (a comment instead)
     notes: list[str] = field(default_factory=list)
 
 
@@ -785,6 +786,9 @@ def choose_tags(g: FileGuess, kind: str, guesses: list[FileGuess], kinds: list[s
             continue  # a required tag untaken: the best free column for it, however weak
         free = [(s, col, why) for col, lst in cands.items() if col not in chosen
                 for s, t, why in lst if t == tag]
+        if not free and tag == "pk":  # no id: the free column nearest to unique, if one is
+            free = [(0.3, col, "values: nearly unique") for col, p in g.profiles.items()
+                    if col not in chosen and p.filled >= 0.9 and p.distinct >= 0.9 * p.rows]
         if free:
             s, col, why = max(free)
             chosen[col] = Choice(tag, min(s, SURE_AT - 0.01), why=why or "required")
@@ -881,16 +885,25 @@ def decide(guesses: list[FileGuess]) -> None:
         g.kind = "customers"
         g.columns = choose_tags(g, "customers", guesses, kinds)[0]
     kinds = [g.kind for g in guesses]
-    for i, g in enumerate(guesses):
+    for g in guesses:
         g.columns = choose_tags(g, g.kind, guesses, kinds)[0]
-        if g.kind != "transactions":
+        tags = {c.tag for c in g.columns.values()}
+        missing = [t for t in REQUIRED_TAGS[SourceKind(g.kind)] if t not in tags]
+        if missing:
+            g.skipped = f"no column of it could be its {', '.join(missing)} (required for kind {g.kind})"
+    customers = [g.source for g in guesses if g.kind == "customers" and not g.skipped]
+    if not customers:
+        raise InitError("none of the files can be a customers source (one with a column unique per row, its "
+                        "pk): " + "; ".join(f"{g.sample.path}: {g.skipped or 'kind ' + g.kind}" for g in guesses))
+    for g in guesses:
+        if g.kind != "transactions" or g.skipped:
             continue
         col = next((c for c, ch in g.columns.items() if ch.tag == "customer-pk"), None)
         ref = g.refs.get(col) if col else None
-        if ref and kinds[ref[0]] == "customers":
+        if ref and guesses[ref[0]].source in customers:
             g.customer_source = guesses[ref[0]].source
         else:  # no column holds a customers file's keys: the first customers source, unsure
-            g.customer_source = next(x.source for x in guesses if x.kind == "customers")
+            g.customer_source = customers[0]
             g.customer_source_sure = False
 
 
@@ -936,6 +949,16 @@ def _key(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _scalar(text: str) -> str:
+    """A YAML value that reads back as this string."""
+    try:
+        if yaml.safe_load(f"k: {text}") == {"k": text}:
+            return text
+    except yaml.YAMLError:
+        pass
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def _alts(choice: Choice) -> str:
     return ", ".join(f"{t} ({s:.2f}, {'its name' if why.startswith('name') else why})"
                      for t, s, why in choice.alternatives)
@@ -955,12 +978,16 @@ def render_config(guesses: list[FileGuess], tenant: str, country: str, country_w
     for g in guesses:
         s = g.sample
         rel = Path(os.path.relpath(s.path.resolve(), out.resolve().parent)).as_posix()
+        if g.skipped:
+            lines += _wrap(f"{rel} is left out: {g.skipped}; tag one and add it as a source", "  # ")
+            lines.append("")
+            continue
         lines.append(f"  {g.source}:")
         kind_alts = sorted(((f, k) for k, f in g.kind_scores.items() if k != g.kind), reverse=True)
         kind_note = ""
         if kind_alts and kind_alts[0][0] > g.kind_scores[g.kind] - 1.0 and kind_alts[0][0] > -50:
-            kind_note = f"  # unsure: or {kind_alts[0][1]}"
-        lines.append(f"    path: {_key(rel) if ':' in rel or ' ' in rel else rel}")
+            kind_note = f"  # unsure: or kind {kind_alts[0][1]}"
+        lines.append(f"    path: {_scalar(rel)}")
         lines.append(f"    kind: {g.kind}{kind_note}")
         if g.kind == "transactions":
             note = "" if g.customer_source_sure else "  # unsure: no column holds its keys; check"
@@ -1052,6 +1079,9 @@ def summary(guesses: list[FileGuess]) -> list[str]:
     """One line per source for the terminal."""
     out = []
     for g in guesses:
+        if g.skipped:
+            out.append(f"  {g.source:<24} left out: {g.skipped}")
+            continue
         tagged = sum(1 for c in g.columns.values() if c.tag)
         unsure = sum(1 for c in g.columns.values() if c.unsure)
         out.append(f"  {g.source:<24} {g.kind:<18} {tagged}/{len(g.columns)} columns tagged"

@@ -166,3 +166,24 @@ def test_names_of_several_languages():
         assert not meaningless and max(scores, key=lambda t: scores[t] if t else 0) == tag, name
     assert name_scores("employer_city")[0]["city"] < 0.5  # someone else's city
     assert name_scores("col1")[1] and name_scores("field_7")[1]
+
+
+def test_values_tag_meaningless_names_and_odd_headers_stay_valid_yaml(tmp_path, capsys):
+    d = tmp_path / "in"
+    d.mkdir()
+    rows = [[f"{700000 + i * 13}", f"{GIVEN[i % 20].lower()}{i}@mail.com", f"(212) 555-{3000 + i:04d}",
+             f"19{50 + i % 40}-0{1 + i % 9}-1{i % 10}", "yes" if i % 2 else "no", f"x{i % 3}"] for i in range(N)]
+    write_csv(d / "export.csv", ["col1", "no", "a: b", "x", "on", "field_7"], rows)
+    write_csv(d / "flags.csv", ["flag", "colour"], [["y" if i % 2 else "n", "red"] for i in range(N)])
+    out = tmp_path / "cfg" / "t.yaml"
+    assert main(["init", str(d / "export.csv"), str(d / "flags.csv"), "--out", str(out)]) == 0
+    text = out.read_text()
+    cfg = load_config(out)
+    assert cfg.sources["export"].path == "../in/export.csv"
+    # names YAML would misread (no, on: booleans; a: b) are quoted, and read back as written
+    assert cfg.sources["export"].columns == {"col1": "pk", "no": "email", "a: b": "phone", "x": "birthdate"}
+    assert '"no":' in text and '"a: b":' in text
+    assert "# not tagged: on" in text and "field_7" in text
+    # a file no column of which could be a key is left out, in a comment that says why
+    assert "flags" not in cfg.sources and "../in/flags.csv is left out: no column of it could be its pk" in text
+    assert "left out" in capsys.readouterr().out
