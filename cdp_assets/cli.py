@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from .config import DEFAULT_CONFIG, ConfigError, load_config
@@ -46,10 +47,12 @@ RUN_NOTE = "cdp: "
 class _Progress(logging.Handler):
     """Prints one line per finished step / asset / check instead of Dagster's debug stream."""
 
-    def __init__(self, out=None):
+    def __init__(self, out=None, log_path=None):
         super().__init__(logging.DEBUG)
         self.started: dict[str, float] = {}
         self.out = out or sys.stdout
+        self.log_path = log_path
+        self.failures: list[tuple[str, str, str]] = []   # step, root cause, hint
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -73,7 +76,12 @@ class _Progress(logging.Handler):
             took = time.perf_counter() - self.started.get(step, time.perf_counter())
             self.say(f"  ✓ {step} ({took:.1f}s)")
         elif kind == "STEP_FAILURE":
-            self.say(f"  ✗ {step} failed: {event.event_specific_data.error.message.strip()[:2000]}")
+            from .errors import explain
+
+            cause, hint = explain(event.event_specific_data.error, self.log_path)
+            self.failures.append((step, cause, hint))
+            self.say(f"  ✗ {step} failed: {cause[:2000]}")
+            self.say(f"    -> {hint}")
         elif kind == "ASSET_MATERIALIZATION":
             mat = event.event_specific_data.materialization
             rows = mat.metadata.get("dagster/row_count")
@@ -115,10 +123,12 @@ def run_tenant(config: str | None, warehouse: str | None = None, quiet: bool = F
     if not quiet:
         terminal = sys.stdout
 
+        handler = _Progress(terminal, log_path)
+
         @dg.logger(description="one line per step, asset and check on the terminal")
         def cdp_progress(_init_context):
             progress = logging.Logger("cdp_progress", level=logging.DEBUG)
-            progress.addHandler(_Progress(terminal))
+            progress.addHandler(handler)
             return progress
 
         defs = dg.Definitions.merge(defs, dg.Definitions(loggers={"cdp_progress": cdp_progress}))
@@ -133,12 +143,26 @@ def run_tenant(config: str | None, warehouse: str | None = None, quiet: bool = F
             instance=instance, raise_on_error=False,
             run_config={"loggers": loggers,
                         "ops": {"stitch__match_model": {"config": {"retrain": retrain}}}})
+    write_failures_to_log(result, log_path)
     if not quiet:
         status = "succeeded" if result.success else "FAILED"
-        print(f"cdp: run {status} in {time.perf_counter() - t0:.1f}s (dbt output: {log_path})",
+        print(f"cdp: run {status} in {time.perf_counter() - t0:.1f}s (dbt output and tracebacks: {log_path})",
               flush=True)
+        for step, cause, hint in handler.failures:
+            print(f"cdp: {step}: {cause}\n     -> {hint}", flush=True)
     result.defs = defs  # so callers (tests, benchmarks) can reach jobs and sensors
     return result
+
+
+def write_failures_to_log(result, log_path: Path) -> None:
+    """Every failed step's full error chain, appended to the run's log file (the terminal shows
+    the root cause only)."""
+    failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    if not failures:
+        return
+    with open(log_path, "a", encoding="utf-8") as log:
+        for event in failures:
+            log.write(f"\n==== {event.step_key} failed ====\n{event.event_specific_data.error.to_string()}\n")
 
 
 def cmd_run(args) -> int:
@@ -165,9 +189,20 @@ def cmd_demo(args) -> int:
 
 
 def cmd_check_config(args) -> int:
+    """The config, then its files, queries and segments: every problem found, at once."""
+    from .preflight import check_tenant, kinds_summary
+
     cfg = load_config(args.config)
-    print(f"{cfg.config_path}: ok - tenant {cfg.tenant!r}, {len(cfg.sources)} sources, "
-          f"{len(cfg.destinations)} destinations")
+    problems = check_tenant(cfg)
+    for problem in problems:
+        print(problem.line(cfg.config_path))
+    errors = sum(p.severity == "error" for p in problems)
+    warned = len(problems) - errors
+    if errors:
+        print(f"cdp: {errors} error{'s' * (errors != 1)}" + (f", {warned} warning{'s' * (warned != 1)}" if warned else ""))
+        return 1
+    print(f"{cfg.config_path}: ok - tenant {cfg.tenant!r}, sources: {kinds_summary(cfg)}, "
+          f"{len(cfg.destinations)} destinations" + (f"; {warned} warning{'s' * (warned != 1)}" if warned else ""))
     return 0
 
 
@@ -348,6 +383,9 @@ def main(argv: list[str] | None = None) -> int:
     sv.set_defaults(func=cmd_serve)
 
     args = parser.parse_args(argv)
+    # the libraries' own deprecation and supersession notices are for their developers, not for
+    # the person running cdp (cdp's own warnings still show)
+    warnings.filterwarnings("ignore", module=r"^(?!cdp_assets)")
     try:
         return args.func(args)
     except ConfigError as exc:

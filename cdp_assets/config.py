@@ -160,6 +160,12 @@ class Source(_Strict):
         default=None, description="for transaction_items: the transactions source their order-id refers "
                                   "to; when omitted, order ids are looked up in every transactions source")
     description: str = ""
+    encoding: str | None = Field(
+        default=None, description="text encoding of a CSV file (utf-8, cp1252, latin-1, utf-16...); "
+                                  "default: a byte order mark, else UTF-8, else the legacy code page "
+                                  "detected. Bytes it cannot decode quarantine their line")
+    delimiter: str | None = Field(default=None, description="field separator of a CSV file; default: "
+                                                            "the most frequent of , ; tab | in the header")
     country: str | None = Field(
         default=None, description="ISO 3166-1 alpha-2 country of this source's records when a record "
                                   "carries none of its own (phone region, postcode, state and street "
@@ -171,6 +177,26 @@ class Source(_Strict):
     @classmethod
     def _country_code(cls, v: Any) -> str | None:
         return None if v is None else iso_country(v)
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, v: str | None) -> str | None:
+        import codecs
+
+        if v is not None:
+            try:
+                codecs.lookup(v)
+            except LookupError:
+                raise ValueError(f"{v!r} is not a text encoding Python knows (e.g. utf-8, cp1252, "
+                                 "latin-1, utf-16)") from None
+        return v
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_character(cls, v: str | None) -> str | None:
+        if v is not None and (len(v) != 1 or v in '"\r\n'):
+            raise ValueError(f"{v!r} is not a field separator: one character, not a quote or line break")
+        return v
 
     @property
     def default_country(self) -> str:
@@ -670,6 +696,16 @@ class TenantConfig(_Strict):
     # set by load_config, not by the YAML
     base_dir: Path = Field(default=Path("."), exclude=True)
     config_path: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("rebuild_cron")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        from dagster._utils.schedules import is_valid_cron_string
+
+        if not is_valid_cron_string(v):
+            raise ValueError(f"{v!r} is not a cron schedule (five fields: minute hour day month weekday, "
+                             "e.g. '0 3 * * *')")
+        return v
 
     @field_validator("tenant")
     @classmethod

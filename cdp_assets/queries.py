@@ -40,6 +40,9 @@ WRITING = (exp.Insert, exp.Update, exp.Delete, exp.Create, exp.Drop, exp.Alter, 
            exp.Copy, exp.Command, exp.TruncateTable)
 
 
+TABLE_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
 class QueryError(ValueError):
     """A query that cannot run: not valid Presto SQL, or not a read-only SELECT."""
 
@@ -76,6 +79,9 @@ def parse_presto(sql: str, source: str = "query") -> PrestoQuery:
             raise QueryError(f"{source}: table functions are not allowed ({t.sql(dialect='presto')})")
         if not t.db and t.name.lower() in ctes:
             continue
+        if not all(TABLE_PART.match(p) for p in (t.db or "main", t.name)):
+            raise QueryError(f"{source}: reads {t.sql(dialect='presto')}, which is not a warehouse table "
+                             "(schema.table of lowercase identifiers); files are not read by queries")
         tables.add(((t.db or "main").lower(), t.name.lower()))
     return PrestoQuery(presto=sql, duckdb=tree.copy().transform(_presto_semantics).sql(dialect="duckdb"),
                        tables=tuple(sorted(tables)),

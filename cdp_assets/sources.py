@@ -7,7 +7,6 @@ the reason, so every input row is accounted for: read = loaded + quarantined.
 """
 
 
-import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
+from . import source_files
 from . import standardize as std
 from .config import Source, SourceKind, TenantConfig
 from .lakehouse import count_lakehouse_rows, read_lakehouse_table
@@ -28,18 +28,28 @@ DOMAIN_COLUMNS: dict[SourceKind, list[str]] = {
     SourceKind.customers: [
         "source", "pk", "given_name", "surname", "full_name", "email", "phone", "address", "address2",
         "city", "state", "postal", "country", "birthdate", "gender", "loyalty_id", "created_at",
-        "updated_at", "source_row"],
+        "updated_at", "source_row", "source_lines"],
     SourceKind.transactions: [
         "source", "order_id", "customer_source", "customer_pk", "order_datetime", "order_revenue",
-        "order_discount", "order_status", "channel", "store_id", "return_amount", "source_row"],
+        "order_discount", "order_status", "channel", "store_id", "return_amount", "source_row", "source_lines"],
     SourceKind.transaction_items: [
         "source", "order_id", "line_number", "product_id", "item_quantity", "item_unit_price",
-        "item_revenue", "product_category", "source_row"],
+        "item_revenue", "product_category", "source_row", "source_lines"],
     SourceKind.products: [
         "source", "product_id", "product_name", "product_category", "product_brand",
-        "product_price", "source_row"],
+        "product_price", "source_row", "source_lines"],
 }
 
+
+# where a row came from: the line of a CSV file it starts on (1: the header) or its position in a
+# Parquet/Delta source, and the physical lines it spans (a quoted field may hold line breaks)
+SOURCE_POSITION = ("source_row", "source_lines")
+
+
+def position_unit(source: Source) -> str:
+    """What a source's source_row counts: the line of a CSV file a record starts on, or a row's
+    position in Parquet/Delta."""
+    return "row" if source.format in ("parquet", "delta") else "line"
 
 
 def domain_columns(source: Source) -> list[str]:
@@ -47,7 +57,7 @@ def domain_columns(source: Source) -> list[str]:
     columns of the whole tenant (national_id, other_id...), so customer tables union."""
     if source.kind != SourceKind.customers:
         return DOMAIN_COLUMNS[source.kind]
-    return [*DOMAIN_COLUMNS[source.kind][:-1], *source.tenant_identifier_columns, "source_row"]
+    return [*DOMAIN_COLUMNS[source.kind][:-2], *source.tenant_identifier_columns, *SOURCE_POSITION]
 
 
 QUARANTINE_DDL = """
@@ -68,6 +78,8 @@ class Batch:
     rows: pd.DataFrame  # raw string columns + source_row
     rejects: list[dict] = field(default_factory=list)
     invalid_values: dict[str, int] = field(default_factory=dict)
+    read_as: dict = field(default_factory=dict)   # encoding, delimiter, physical lines (CSV)
+    unit: str = "row"   # what source_row counts: see position_unit
 
     def __post_init__(self) -> None:
         self.raw = self.rows.copy()  # the rows as read, for quarantine
@@ -79,7 +91,7 @@ class Batch:
         index = mask[mask].index
         reasons = reason[mask] if isinstance(reason, pd.Series) else [reason] * len(index)
         raw = self.raw.loc[index]
-        raw_cols = [c for c in raw.columns if c != "source_row"]
+        raw_cols = [c for c in raw.columns if c not in SOURCE_POSITION]
         for (_, row), why in zip(raw.iterrows(), reasons):
             values = {c: row[c] for c in raw_cols if isinstance(row[c], str)}
             self.rejects.append({"source": self.source, "source_row": int(row["source_row"]),
@@ -107,14 +119,15 @@ def read_source_file(name: str, source: Source, path: Path) -> Batch:
         for col in df.columns:
             df[col] = df[col].astype(object).map(_to_text)
         df["source_row"] = range(1, len(df) + 1)
+        df["source_lines"] = 1
         batch = Batch(name, df)
     else:
-        batch = _read_csv(name, path)
+        batch = _read_csv(name, source, path)
     missing = [c for c in source.columns if c not in batch.rows.columns]
     if missing:
         raise SourceFileError(
             f"source {name!r}: columns {missing} are tagged in the config but not in {path} "
-            f"(it has {[c for c in batch.rows.columns if c != 'source_row']})")
+            f"(it has {[c for c in batch.rows.columns if c not in SOURCE_POSITION]})")
     return batch
 
 
@@ -126,68 +139,67 @@ def _to_text(v) -> str | None:
     return str(v)
 
 
-def _read_csv(name: str, path: Path) -> Batch:
-    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
-        return parse_csv(name, fh, where=path)
+def _read_csv(name: str, source: Source, path: Path) -> Batch:
+    return csv_batch(name, source, path.read_bytes(), where=path)
 
 
-def parse_csv(name: str, lines, where) -> Batch:
-    """The rows of CSV text (an open file, or the file's text on a Spark executor): every data
-    row numbered, the unreadable ones set aside with the reason."""
-    rejects: list[dict] = []
-    records: list[list[str]] = []
-    row_numbers: list[int] = []
-    reader = csv.reader(lines)
+def csv_batch(name: str, source: Source, data: bytes, where) -> Batch:
+    """The rows of a CSV file's bytes (read here, or by Spark on an executor): every record
+    numbered by the physical line it starts on, the unreadable ones set aside with the reason
+    and their raw text (see source_files.py)."""
     try:
-        header = [h.strip() for h in next(reader)]
-    except StopIteration:
-        raise SourceFileError(f"source {name!r}: {where} is empty (no header row)") from None
-    except csv.Error as exc:
-        raise SourceFileError(f"source {name!r}: cannot read the header of {where}: {exc}") from exc
+        parsed = source_files.parse(data, source.encoding, source.delimiter)
+    except source_files.FileFormatError as exc:
+        raise SourceFileError(f"source {name!r}: cannot read {where}: {exc}") from None
+    header = parsed.header
+    duplicated = sorted({h for h in header if h and header.count(h) > 1})
+    if duplicated:
+        raise SourceFileError(f"source {name!r}: {where}: the header names {duplicated} more than once")
     n = len(header)
-    row_no = 0
-    while True:
-        try:
-            values = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            row_no += 1
-            rejects.append({"source": name, "source_row": row_no, "raw_row": json.dumps([]),
-                            "reason": f"unreadable CSV line: {exc}"})
+    rejects: list[dict] = []
+    rows, lines, spans = [], [], []
+    for rec in parsed.records:
+        reason = _unreadable(rec, n, parsed.encoding)
+        if reason is None:
+            rows.append(rec.fields)
+            lines.append(rec.line)
+            spans.append(rec.lines)
             continue
-        row_no += 1
-        if not values:  # blank line: nothing to load, but account for it
-            rejects.append({"source": name, "source_row": row_no, "raw_row": "[]",
-                            "reason": "blank line"})
-            continue
-        if len(values) != n:
-            rejects.append({"source": name, "source_row": row_no, "raw_row": json.dumps(values),
-                            "reason": f"expected {n} fields, found {len(values)}"})
-            continue
-        records.append(values)
-        row_numbers.append(row_no)
-    df = pd.DataFrame(records, columns=header, dtype=object)
-    df["source_row"] = row_numbers
-    return Batch(name, df, rejects)
+        raw = json.dumps(rec.fields) if reason.startswith("expected") else json.dumps({"line": rec.text})
+        rejects.append({"source": name, "source_row": rec.line, "raw_row": raw, "reason": reason})
+    df = pd.DataFrame(rows, columns=header, dtype=object)
+    df["source_row"] = lines
+    df["source_lines"] = spans
+    batch = Batch(name, df, rejects, unit="line")
+    batch.read_as = {"encoding": parsed.encoding, "encoding_from": parsed.how,
+                     "delimiter": parsed.delimiter, "physical_lines": parsed.physical_lines}
+    return batch
 
 
-def count_file_rows(source: Source, path: Path) -> int:
-    """Data rows in the file, counted independently of the loader (for the accounting check)."""
+def _unreadable(rec: source_files.Record, width: int, encoding: str) -> str | None:
+    """Why a record cannot be loaded, or None."""
+    if rec.problem == "undecodable bytes":
+        return f"undecodable bytes: not {encoding} (set the source's encoding:)"
+    if rec.problem:
+        return f"unreadable CSV line: {rec.problem}"
+    if not rec.fields or (len(rec.fields) == 1 and not rec.fields[0].strip()):
+        return "blank line"
+    if len(rec.fields) != width:
+        return f"expected {width} fields, found {len(rec.fields)}"
+    longest = max(len(v) for v in rec.fields)
+    if longest > source_files.MAX_FIELD_CHARS:
+        return f"a field of {longest:,} characters (over {source_files.MAX_FIELD_CHARS:,})"
+    return None
+
+
+def file_units(source: Source, path: Path) -> int:
+    """What the accounting check counts in the file without the loader's parser: physical data
+    lines of a CSV file (line breaks in the decoded text, less the header), rows of Parquet or
+    Delta (from the files' metadata)."""
     if source.format in ("parquet", "delta"):
         return count_lakehouse_rows(path, source.format)
-    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
-        reader = csv.reader(fh)
-        next(reader, None)
-        n = 0
-        while True:
-            try:
-                next(reader)
-            except StopIteration:
-                return n
-            except csv.Error:
-                pass
-            n += 1
+    decoded = source_files.decode(path.read_bytes(), source.encoding)
+    return max(source_files.physical_lines(decoded.text) - 1, 0)
 
 
 # ---- standardising per kind ---------------------------------------------------------------------
@@ -195,7 +207,7 @@ def count_file_rows(source: Source, path: Path) -> int:
 def _tagged(batch: Batch, source: Source) -> pd.DataFrame:
     """Columns renamed to their domain names; untagged domain columns are added as None."""
     mapping = source.domain_columns()
-    df = batch.rows[list(mapping) + ["source_row"]].rename(columns=mapping)
+    df = batch.rows[[*mapping, *SOURCE_POSITION]].rename(columns=mapping)
     for col in [*domain_columns(source), "street_number"]:
         if col not in df.columns:
             df[col] = None
@@ -216,7 +228,7 @@ def _dedupe(batch: Batch, df: pd.DataFrame, keys: list[str], label: str) -> pd.D
     dup = df.duplicated(subset=keys, keep="first")
     if dup.any():
         first_row = df.groupby(keys, dropna=False)["source_row"].transform("min")
-        reason = "duplicate " + label + " (first seen at row " + first_row.astype(str) + ")"
+        reason = f"duplicate {label} (first seen at {batch.unit} " + first_row.astype(str) + ")"
         batch.rows = df
         batch.reject(dup, reason)
         return batch.rows
@@ -408,7 +420,7 @@ def load_domain_table_here(con, name: str, source: Source, path: Path) -> dict:
         reasons[key] = reasons.get(key, 0) + 1
     return {"rows_read": rows_read, "rows_loaded": len(domain), "rows_quarantined": len(batch.rejects),
             "quarantine_reasons": reasons, "invalid_values_nulled": batch.invalid_values,
-            "preview": domain.head(5)}
+            "read_as": batch.read_as, "preview": domain.head(5)}
 
 
 # ---- Dagster assets -----------------------------------------------------------------------------
@@ -445,6 +457,7 @@ def build_source_asset(cfg: TenantConfig, name: str, source: Source) -> dg.Asset
             "rows_quarantined": report["rows_quarantined"],
             "quarantine_reasons": dg.MetadataValue.json(report["quarantine_reasons"]),
             "invalid_values_nulled": dg.MetadataValue.json(report["invalid_values_nulled"]),
+            **({"read_as": dg.MetadataValue.json(report["read_as"])} if report.get("read_as") else {}),
             "preview": dg.MetadataValue.md(preview_md(report["preview"])),
         })
 
@@ -453,20 +466,49 @@ def build_source_asset(cfg: TenantConfig, name: str, source: Source) -> dg.Asset
 
 def build_accounting_check(cfg: TenantConfig, name: str, source: Source) -> dg.AssetChecksDefinition:
     path = cfg.resolve(source.path)
+    unit = "rows" if source.format in ("parquet", "delta") else "lines"
 
     @dg.asset_check(asset=domain_asset_key(name), name="every_row_accounted_for",
-                    description="rows in the file = rows in the domain table + rows in quarantine")
+                    description=f"every {unit[:-1]} of the file, counted without the loader's parser, "
+                                "starts or continues exactly one row of the domain table or of quarantine")
     def _check(warehouse: DuckDBResource) -> dg.AssetCheckResult:
-        in_file = count_file_rows(source, path)
+        in_file = file_units(source, path)
         with warehouse.get_connection() as con:
-            loaded = con.execute(f'select count(*) from domain."{name}"').fetchone()[0]
-            quarantined = con.execute("select count(*) from domain.quarantine where source = ?",
-                                      [name]).fetchone()[0]
-        return dg.AssetCheckResult(
-            passed=in_file == loaded + quarantined,
-            metadata={"rows_in_file": in_file, "rows_loaded": loaded, "rows_quarantined": quarantined})
+            figures = account_for(con, name, in_file, first=1 if unit == "rows" else 2)
+        return dg.AssetCheckResult(passed=not figures["problems"], metadata={
+            f"{unit}_in_file": in_file, **{k: v for k, v in figures.items() if k != "problems"},
+            "problems": dg.MetadataValue.json(figures["problems"])})
 
     return _check
+
+
+def account_for(con, name: str, units: int, first: int) -> dict:
+    """Check the rows of domain.<name> and its quarantine against the file's `units` (physical data
+    lines from `first`, or Parquet rows), counted without the loader: the rows tile them exactly -
+    each starts where the one before it ends (its source_row + source_lines; a quarantined row is
+    one line: a malformed line costs that line, never the lines after it), the first at the first
+    unit, the last ending at the file's end - and no row spans more than MAX_RECORD_LINES."""
+    end = first + units
+    rows, lowest, breaks, multi, longest, loaded, quarantined = con.execute(f"""
+        with r as (select source_row, source_lines, false as quarantined from domain."{name}"
+                   union all select source_row, 1, true from domain.quarantine where source = ?),
+        s as (select *, coalesce(lead(source_row) over (order by source_row, quarantined), {end}) as next_start
+              from r)
+        select count(*), min(source_row), count(*) filter (where source_row + source_lines <> next_start),
+               count(*) filter (where source_lines > 1), coalesce(max(source_lines), 0),
+               count(*) filter (where not quarantined), count(*) filter (where quarantined)
+        from s""", [name]).fetchone()
+    problems = []
+    if units and not rows:
+        problems.append(f"the file has {units} but no row was loaded or quarantined")
+    if rows and lowest != first:
+        problems.append(f"the first row starts at {lowest}, not {first}")
+    if breaks:
+        problems.append(f"{breaks} rows do not end where the next begins (lines lost, or counted twice)")
+    if longest > source_files.MAX_RECORD_LINES:
+        problems.append(f"a row covers {longest} lines (over {source_files.MAX_RECORD_LINES})")
+    return {"rows_loaded": loaded, "rows_quarantined": quarantined, "records_over_several_lines": multi,
+            "longest_record_lines": int(longest), "problems": problems}
 
 
 def build_source_definitions(cfg: TenantConfig) -> tuple[list, list]:

@@ -4,7 +4,7 @@ With `engine: spark` a source file is read by Spark and standardised on the exec
 Python code as on DuckDB (sources.py, standardize.py), run over pandas batches of the rows:
 
     file --Spark--> raw rows (every column as text, numbered as in the file; unreadable ones set
-         aside with the reason, by sources.parse_csv)
+         aside with the reason, by sources.csv_batch)
       -> bucket of the row's key (the key as the standardiser normalises it: all rows that share a
          key meet in one bucket, so duplicate keys are found exactly as on DuckDB)
       -> applyInPandas: each bucket, in file order, through the source kind's standardiser
@@ -20,16 +20,15 @@ and handed to Spark.
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
 import pandas as pd
 
 from . import standardize as std
 from .config import Source, SourceKind
-from .sources import (Batch, SourceFileError, STANDARDISERS, _to_text, domain_columns, parse_csv,
-                      reason_key, replace_quarantine_rows)
+from . import source_files
+from .sources import (SOURCE_POSITION, STANDARDISERS, Batch, SourceFileError, _to_text, csv_batch, domain_columns,
+                      position_unit, reason_key, replace_quarantine_rows)
 
 # the tag of the column whose duplicates the standardiser rejects (rows sharing it meet in one bucket)
 KEY_TAG = {SourceKind.customers: "pk", SourceKind.transactions: "order-id",
@@ -41,7 +40,7 @@ DOMAIN_TYPES = {
     "order_datetime": "timestamp", "order_revenue": "double", "order_discount": "double",
     "return_amount": "double", "line_number": "bigint", "item_quantity": "double",
     "item_unit_price": "double", "item_revenue": "double", "product_price": "double",
-    "source_row": "bigint",
+    "source_row": "bigint", "source_lines": "bigint",
 }
 
 # one output row of the standardiser: a domain row, a quarantined row, or a count of invalid values
@@ -59,31 +58,32 @@ def _output_schema(source: Source) -> str:
 
 
 def _raw_schema(columns: list[str]) -> str:
-    return ", ".join([*(f"`{c}` string" for c in columns), "`source_row` bigint",
+    return ", ".join([*(f"`{c}` string" for c in columns), "`source_row` bigint", "`source_lines` bigint",
                       f"`{RAW_ROW}` string", f"`{REASON}` string"])
 
 
 # ---- reading ------------------------------------------------------------------------------------
 
-def _csv_header(name: str, path: Path) -> list[str]:
-    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
-        try:
-            return [h.strip() for h in next(csv.reader(fh))]
-        except StopIteration:
-            raise SourceFileError(f"source {name!r}: {path} is empty (no header row)") from None
-        except csv.Error as exc:
-            raise SourceFileError(f"source {name!r}: cannot read the header of {path}: {exc}") from exc
+def _csv_header(name: str, source: Source, path: Path) -> list[str]:
+    """The file's column names, from its first megabyte (the driver reads no more of it)."""
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 20)
+    try:
+        return source_files.read_header(head, source.encoding, source.delimiter)
+    except source_files.FileFormatError as exc:
+        raise SourceFileError(f"source {name!r}: cannot read {path}: {exc}") from None
 
 
 def _with_rejects(batch: Batch, columns: list[str]) -> pd.DataFrame:
     """A batch's rows and its set-aside rows in one frame of the raw schema."""
-    rows = batch.rows.reindex(columns=[*columns, "source_row"])
+    rows = batch.rows.reindex(columns=[*columns, *SOURCE_POSITION])
     rows[RAW_ROW] = None
     rows[REASON] = None
     rejects = pd.DataFrame(batch.rejects, columns=["source_row", "raw_row", "reason"]).rename(
         columns={"raw_row": RAW_ROW, "reason": REASON})
     out = pd.concat([rows, rejects.reindex(columns=rows.columns)], ignore_index=True)
     out["source_row"] = out["source_row"].astype("int64")
+    out["source_lines"] = out["source_lines"].fillna(1).astype("int64")
     return out
 
 
@@ -105,24 +105,25 @@ def read_raw_rows(spark, name: str, source: Source, path: Path):
             for part in frames:
                 for col in columns:
                     part[col] = part[col].astype(object).map(_to_text)
-                yield part.assign(**{RAW_ROW: None, REASON: None})
+                yield part.assign(**{"source_lines": 1, RAW_ROW: None, REASON: None})
 
         raw = numbered.mapInPandas(as_text, _raw_schema(columns))
     elif source.format == "delta":
         from .sources import read_source_file
 
         batch = read_source_file(name, source, path)
-        columns = [c for c in batch.rows.columns if c != "source_row"]
+        columns = [c for c in batch.rows.columns if c not in SOURCE_POSITION]
         raw = spark.createDataFrame(_with_rejects(batch, columns), _raw_schema(columns))
     else:
-        columns = _csv_header(name, path)
+        columns = _csv_header(name, source, path)
 
-        def parse(frames):
+        def parse(frames):  # the file's bytes, decoded and split into records as on DuckDB
             for frame in frames:
-                for text in frame["value"]:
-                    yield _with_rejects(parse_csv(name, io.StringIO(text, newline=""), where=path), columns)
+                for data in frame["content"]:
+                    yield _with_rejects(csv_batch(name, source, bytes(data), where=path), columns)
 
-        raw = spark.read.text(str(path), wholetext=True).mapInPandas(parse, _raw_schema(columns))
+        raw = (spark.read.format("binaryFile").load(str(path)).select("content")
+               .mapInPandas(parse, _raw_schema(columns)))
     missing = [c for c in source.columns if c not in columns]
     if missing:
         raise SourceFileError(
@@ -137,7 +138,7 @@ def standardise_rows(name: str, source: Source, rows: pd.DataFrame, columns: lis
     """One bucket of rows through the source kind's standardiser (in file order, as on DuckDB):
     its domain rows, quarantined rows and invalid-value counts as one frame."""
     rows = rows.sort_values("source_row", kind="stable").reset_index(drop=True)
-    batch = Batch(name, rows[[*columns, "source_row"]])
+    batch = Batch(name, rows[[*columns, *SOURCE_POSITION]], unit=position_unit(source))
     domain = STANDARDISERS[source.kind](batch, source)
     domain = domain.assign(**{ROW_KIND: "domain"})
     rejects = pd.DataFrame(batch.rejects, columns=["source", "source_row", "raw_row", "reason"])

@@ -149,11 +149,14 @@ W5,w5@example.com,0412 345 679,Washington,98101,Narnia
 @pytest.fixture()
 def intl_tenant(tmp_path) -> Path:
     """A tenant in Australia (country: AU) with an Australian shop, a German CRM (its source
-    says country: DE) and web sign-ups whose records carry their own country."""
+    says country: DE; the file as German Excel writes it: cp1252, semicolons, CRLF) and web
+    sign-ups whose records carry their own country."""
     import yaml
 
     (tmp_path / "au_customers.csv").write_text(INTL_AU_CUSTOMERS, encoding="utf-8")
-    (tmp_path / "de_customers.csv").write_text(INTL_DE_CUSTOMERS, encoding="utf-8")
+    # as German Excel saves it: semicolons, Windows code page (read by sniffing, on both engines)
+    (tmp_path / "de_customers.csv").write_bytes(INTL_DE_CUSTOMERS.replace(",", ";").replace("\n", "\r\n")
+                                                .encode("cp1252"))
     (tmp_path / "web_signups.csv").write_text(INTL_WEB_SIGNUPS, encoding="utf-8")
     doc = {
         "tenant": "intl",

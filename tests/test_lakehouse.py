@@ -18,7 +18,7 @@ from deltalake import DeltaTable, write_deltalake
 from cdp_assets.config import ConfigError, load_config
 from cdp_assets.lakehouse import (build_lakehouse_definitions, count_lakehouse_rows, lakehouse_asset_key,
                                   sync_table)
-from cdp_assets.sources import SourceFileError, build_domain_table, count_file_rows
+from cdp_assets.sources import SourceFileError, build_domain_table, file_units
 
 TINY = Path(__file__).parent / "tiny"
 
@@ -42,7 +42,7 @@ def _domain_rows(cfg, path: Path, fmt: str | None):
     source = cfg.sources["shop_orders"].model_copy(update={"format": fmt} if fmt else {})
     domain, batch, read = build_domain_table("shop_orders", source, path)
     rows = domain.drop(columns="source_row").sort_values("order_id").astype(object)
-    return rows.where(rows.notna(), None).values.tolist(), read, len(batch.rejects), count_file_rows(source, path)
+    return rows.where(rows.notna(), None).values.tolist(), read, len(batch.rejects), file_units(source, path)
 
 
 def test_sources_read_from_partitioned_parquet_and_delta(tmp_path):

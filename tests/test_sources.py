@@ -95,14 +95,14 @@ def test_domain_assets_quarantine_and_account_for_every_row(tmp_path):
                     "order by source, source_row").df()
     crm_q = q[q.source == "crm"]
     assert crm_q["reason"].tolist() == [
-        "missing pk", "duplicate pk (first seen at row 1)", "expected 9 fields, found 10"]
+        "missing pk", "duplicate pk (first seen at line 2)", "expected 9 fields, found 10"]
     assert json.loads(crm_q.iloc[1]["raw_row"])["first"] == "Dup"
     orders_q = q[q.source == "shop_orders"]
     reasons = orders_q["reason"].tolist()
     assert reasons[0] == "invalid order_revenue: ten"
     assert reasons[1] == "missing customer pk"
     assert reasons[2] == "invalid order_datetime: yesterday"
-    assert reasons[3] == "duplicate order id (first seen at row 1)"
+    assert reasons[3] == "duplicate order id (first seen at line 2)"
     assert con.execute("select count(*) from domain.shop_orders").fetchone()[0] == 1
 
     mats = {m.asset_key.to_user_string(): m for m in result.get_asset_materialization_events()}
