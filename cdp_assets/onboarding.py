@@ -3,9 +3,9 @@
 For each file it reads the header and a sample of rows, then suggests a source name, a kind
 (customers | transactions | transaction_items | products) and a semantic tag per column:
 
-* **reading** (`read_sample`): CSV with its encoding sniffed (a BOM, else UTF-8, else
-  Windows-1252 / latin-1) and its delimiter by `csv.Sniffer` (checked against the rows), or
-  Parquet; the first `SAMPLE_ROWS` rows, as text.
+* **reading** (`read_sample`): CSV as `cdp run` reads it (`source_files`: a BOM, else UTF-8,
+  else the legacy code page detected; the header's delimiter), or Parquet; the first
+  `SAMPLE_ROWS` rows, as text.
 * **name rules** (`NAME_RULES`): the common names of each tag in English, German, French,
   Spanish, Italian and Dutch, matched on the folded column name (`FirstName`, `first_name`,
   `Vorname`, `Prénom` -> `first name`, `vorname`, `prenom`), with person prefixes stripped
@@ -30,7 +30,6 @@ For each file it reads the header and a sample of rows, then suggests a source n
 
 from __future__ import annotations
 
-import csv
 import importlib
 import math
 import os
@@ -45,11 +44,13 @@ import pandas as pd
 import phonenumbers
 import yaml
 
+from . import source_files
 from .config import REQUIRED_TAGS, TAGS_BY_KIND, SourceKind, load_config
 from .countries import DEFAULT_COUNTRY, country_code, fold, subdivision_codes
 from .standardize import EMAIL_RE, GENDERS, parse_dates, parse_datetimes
 
-SAMPLE_ROWS = 20_000      # rows read per file
+SAMPLE_ROWS = 20_000      # rows read per file ...
+HEAD_BYTES = 16 << 20     # ... from at most its first 16 MiB
 VALUE_SAMPLE = 1_000      # non-empty values each value rule looks at
 MIN_VALUES = 3            # fewer non-empty values than this: the values say nothing
 TAG_AT = 0.5              # a column is tagged from this score on ...
@@ -72,47 +73,6 @@ class Sample:
     format: str                     # csv | parquet
     encoding: str | None = None
     delimiter: str | None = None
-
-
-def sniff_encoding(head: bytes) -> str:
-    """The text encoding of a file's first bytes: utf-8-sig (a BOM), utf-16 (its BOM), utf-8,
-    cp1252 (Windows' latin-1, which uses 0x80-0x9f for €, quotes, ...) or latin-1."""
-    if head.startswith(b"\xef\xbb\xbf"):
-        return "utf-8-sig"
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return "utf-16"
-    try:
-        head.decode("utf-8")
-        return "utf-8"
-    except UnicodeDecodeError as exc:
-        if exc.start >= len(head) - 3:  # a character cut at the end of the chunk
-            return "utf-8"
-    try:
-        head.decode("cp1252")
-        return "cp1252" if re.search(rb"[\x80-\x9f]", head) else "latin-1"
-    except UnicodeDecodeError:
-        return "latin-1"
-
-
-def _delimiter(text: str) -> str:
-    """csv.Sniffer's guess among , ; tab |, kept only when the rows agree on the field count;
-    else the candidate that splits the lines into the most equal rows."""
-    lines = text.splitlines()[:50]
-
-    def consistency(delim: str) -> tuple[float, int]:
-        counts = [len(r) for r in csv.reader(lines, delimiter=delim) if r]
-        if not counts or counts[0] < 2:
-            return 0.0, 0
-        return sum(c == counts[0] for c in counts) / len(counts), counts[0]
-
-    try:
-        guess = csv.Sniffer().sniff("\n".join(lines), delimiters=",;\t|").delimiter
-        if consistency(guess)[0] >= 0.9:
-            return guess
-    except csv.Error:
-        pass
-    best = max(",;\t|", key=lambda d: consistency(d))
-    return best if consistency(best)[0] > 0 else ","
 
 
 def _looks_like_value(cell: str) -> bool:
@@ -151,27 +111,24 @@ def read_sample(path: str | os.PathLike, rows: int = SAMPLE_ROWS) -> Sample:
         df = pd.DataFrame({c: [_text(v) for v in df[c]] for c in names}, dtype=object)
         return Sample(path, list(names), df, "parquet")
     with open(path, "rb") as fh:
-        head = fh.read(1 << 20)
+        head = fh.read(HEAD_BYTES)
+        cut = bool(fh.read(1))
     if not head.strip():
         raise InitError(f"{path}: the file is empty (no header row)")
-    if b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
+    if b"\x00" in head and not head.startswith(tuple(bom for bom, _ in source_files.BOMS)):
         raise InitError(f"{path}: not a text file (CSV) nor Parquet")
-    encoding = sniff_encoding(head)
-    with open(path, newline="", encoding=encoding, errors="replace") as fh:
-        text_head = fh.read(64 * 1024)
-        delimiter = _delimiter(text_head)
-        fh.seek(0)
-        reader = csv.reader(fh, delimiter=delimiter)
-        try:
-            header = [h.strip() for h in next(reader)]
-            records = []
-            for values in reader:
-                if len(values) == len(header):
-                    records.append([v.strip() or None for v in values])
-                if len(records) >= rows:
-                    break
-        except csv.Error as exc:
-            raise InitError(f"{path}: cannot read it as CSV: {exc}") from None
+    if cut:  # the last line read may be cut short: end at a line break (UTF-16/32: a whole character)
+        wide = head.startswith(tuple(bom for bom, name in source_files.BOMS if name != "utf-8-sig"))
+        head = head[:len(head) // 4 * 4] if wide else head[:max(head.rfind(b"\n"), head.rfind(b"\r")) + 1] or head
+    # read as `cdp run` will read it (cdp_assets/source_files.py): what it decodes and splits
+    # the same way is what the config written here will say
+    try:
+        parsed = source_files.parse(head)
+    except source_files.FileFormatError as exc:
+        raise InitError(f"{path}: {exc}") from None
+    header, encoding, delimiter = parsed.header, parsed.encoding, parsed.delimiter
+    records = [[v.strip() or None for v in r.fields] for r in parsed.records
+               if r.problem is None and r.fields is not None and len(r.fields) == len(header)][:rows]
     if len(header) < 2 and not records:
         raise InitError(f"{path}: no data rows under the header")
     if sum(_looks_like_value(h) for h in header if h) * 2 > len(header):
@@ -994,10 +951,11 @@ def render_config(guesses: list[FileGuess], tenant: str, country: str, country_w
             lines.append(f"    customer_source: {g.customer_source}{note}")
         if g.country and g.country != country:
             lines.append(f"    country: {g.country:<22}# from {g.country_why}")
-        if s.format == "csv" and (s.encoding != "utf-8" or s.delimiter != ","):
-            lines += _wrap(f"this file is {s.encoding} with {s.delimiter!r} between fields; cdp's CSV reader "
-                           "takes UTF-8 and commas: convert it if the run says a tagged column is missing "
-                           "or quarantines its rows", "    # ")
+        if s.format == "csv" and s.encoding not in ("utf-8", "utf-8-sig"):
+            lines.append(f"    encoding: {s.encoding:<21}# detected from its bytes")
+        if s.format == "csv" and s.delimiter != ",":
+            delim = r'"\t"' if s.delimiter == "\t" else _scalar(s.delimiter)
+            lines.append(f"    delimiter: {delim}")
         untagged = [c for c, ch in g.columns.items() if ch.tag is None]
         if untagged:
             text = ", ".join(c + (f" (maybe {ch.alternatives[0][0]})" if ch.alternatives else "")

@@ -99,7 +99,8 @@ def test_init_writes_a_config_that_loads_with_the_expected_tags(tmp_path, data, 
     email_line = next(line for line in text.splitlines() if line.strip().startswith("Email:"))
     assert "# unsure: phone" in email_line and "email (" in email_line
     assert "# not tagged: notes" in text
-    assert "with ';' between fields" in text  # the German file's delimiter is said
+    # the German file's delimiter is written for `cdp run` (and said, as detected, like its encoding)
+    assert cfg.sources["kunden_2024"].delimiter == ";" and cfg.sources["customers"].delimiter is None
 
 
 def test_init_refuses_to_overwrite_without_force(tmp_path, data, capsys):
@@ -122,7 +123,8 @@ def test_latin1_and_bom_files_are_read(tmp_path):
     latin = write_csv(tmp_path / "latin.csv", ["Kundennummer", "Straße", "Nachname"],
                       [[f"K{i}", f"Schloßallee {i}", n] for i, n in enumerate(NACHNAMEN)], encoding="latin-1")
     s = read_sample(latin)
-    assert s.encoding == "latin-1" and s.columns == ["Kundennummer", "Straße", "Nachname"]
+    # read as `cdp run` reads it (source_files): Windows-1252, latin-1's superset for letters
+    assert s.encoding == "cp1252" and s.columns == ["Kundennummer", "Straße", "Nachname"]
     assert s.rows["Nachname"].tolist()[:3] == ["Müller", "Schmidt", "Schneider"]
     bom = write_csv(tmp_path / "bom.csv", ["CustomerID", "Prénom", "Email"],
                     [[f"{i}", "Zoé", f"z{i}@example.fr"] for i in range(5)], encoding="utf-8-sig")
