@@ -337,14 +337,16 @@ STREET_WORDS = ("street|st|road|rd|avenue|ave|av|drive|dr|lane|ln|court|ct|place
                 "|way|close|cl|parade|pde|terrace|tce|ter|boulevard|blvd|highway|hwy|grove|gr|trail|trl|loop"
                 "|row|square|sq|parkway|pkwy|circle|cir|walk|mews|gardens|gdns|hill|esplanade|promenade|alley"
                 "|track|rise|view|vale|green|point|pass|run|path|trace|prk|park|pike|plaza|wy")
+# after the street's type: 'Main St NW', '14th Ave S', 'Kansas Avenue Northwest'
+DIRECTIONS = "(n|s|e|w|ne|nw|se|sw|north|south|east|west|northeast|northwest|southeast|southwest)"
 STREET_RE = re.compile(
-    rf"(^\d+[a-z]?(-\d+)?,? .*[a-z]{{2,}})|(^.*\b({STREET_WORDS})\b\.?( \d.*)?$)"
+    rf"(^\d+[a-z]?(-\d+)?,? .*[a-z]{{2,}})|(^.*\b({STREET_WORDS})\b\.?( {DIRECTIONS})?( \d.*)?$)"
     r"|(^.*(strasse|str|weg|gasse|allee|platz|ring|damm|ufer|chaussee)\b\.?,? ?\d+ ?[a-z]?$)"
     r"|(^(\d+,? )?(rue|avenue|boulevard|bd|chemin|allee|impasse|place|route|quai|calle|avenida|plaza|paseo"
     r"|via|viale|piazza|corso|straat|laan|plein|gracht)\b.*)")
-UNIT_RE = re.compile(r"^(apt|apartment|unit|suite|ste|flat|fl|floor|#|bldg|building|room|rm|lot|level|lvl|"
+UNIT_RE = re.compile(r"^(apt|apartment|unit|suite|ste|flat|fl|flr|floor|#|bldg|building|room|rm|lot|level|lvl|"
                      r"wohnung|whg|etage|stock|og|appt|appartement|batiment|bat|escalier|piso|puerta|"
-                     r"interno|scala)\b.*|^#\s?\d+.*|^\d+\s?(st|nd|rd|th)?\s?(floor|fl|og|etage)$")
+                     r"interno|scala)\b.*|^(#|no|nr)\s?\d+.*|^\d+\s?(st|nd|rd|th)?\s?(floor|fl|og|etage)$")
 CHANNEL_WORDS = {"web", "app", "store", "pos", "online", "mobile", "email", "phone", "retail", "ecommerce",
                  "e-commerce", "marketplace", "in-store", "instore", "shop", "offline", "call center",
                  "catalog", "social", "wholesale", "amazon", "ebay", "android", "ios", "desktop", "kiosk"}
@@ -532,7 +534,7 @@ VALUE_ONLY = {"email": 0.95, "phone": 0.9, "birthdate": 0.8, "gender": 0.85, "co
               "update-datetime": 0.62, "order-datetime": 0.8, "order-revenue": 0.7, "item-revenue": 0.7,
               "item-unit-price": 0.6, "product-price": 0.75, "order-discount": 0.65, "item-quantity": 0.65,
               "line-number": 0.55, "order-id": 0.55, "product-id": 0.5, "channel": 0.8, "order-status": 0.8,
-              "product-category": 0.7, "product-name": 0.7, "city": 0.45, "store-id": 0.3,
+              "product-category": 0.7, "product-name": 0.7, "city": 0.45, "store-id": 0.85,
               "order-return-amount": 0.65, "loyalty-id": 0.6, "street-number": 0.6, "other-id": 0.3, "customer-pk": 0.3,
               "product-brand": 0.72}
 VALUE_WEIGHT = {"email": 0.65, "phone": 0.6, "birthdate": 0.6, "gender": 0.6, "country": 0.5, "pk": 0.6,
@@ -738,6 +740,9 @@ def choose_tags(g: FileGuess, kind: str, guesses: list[FileGuess], kinds: list[s
         chosen[col] = Choice(tag, s, why=why)
         used.add(tag)
     _order_pairs(g, chosen)
+    if "city" in allowed and "city" not in used:
+        _city_beside_state(g, chosen)
+        used |= {"city"} & {c.tag for c in chosen.values()}
     for tag in REQUIRED_TAGS[SourceKind(kind)]:
         if tag in used:
             continue  # a required tag untaken: the best free column for it, however weak
@@ -773,6 +778,21 @@ def choose_tags(g: FileGuess, kind: str, guesses: list[FileGuess], kinds: list[s
 # two tags the values alone tell apart only row by row: the first is the smaller on each row
 ORDERED_PAIRS = (("create-datetime", "update-datetime"), ("item-unit-price", "item-revenue"),
                  ("product-category", "product-brand"))  # a catalogue has fewer categories than brands
+
+
+def _city_beside_state(g: FileGuess, chosen: dict[str, Choice]) -> None:
+    """Place names are not told from other words by their values alone (no list of every town),
+    but nearly every address layout puts the city beside the state or the postcode (city, state
+    zip; PLZ Ort; suburb, state, postcode): an untagged column of place-like words there, whose
+    name says nothing else, is taken as the city, unsure."""
+    order = list(g.profiles)
+    beside = {order[i + d] for i, col in enumerate(order) if col in chosen and chosen[col].tag in ("state", "postal")
+              for d in (-1, 1) if 0 <= i + d < len(order)}
+    free = [(g.profiles[c].scores.get("city", 0.0), -order.index(c), c) for c in beside
+            if c not in chosen and g.profiles[c].scores.get("city", 0.0) > 0 and not g.names[c][0]]
+    if free:
+        col = max(free)[2]
+        chosen[col] = Choice("city", SURE_AT - 0.1, why="values beside the state or postcode")
 
 
 def _order_pairs(g: FileGuess, chosen: dict[str, Choice]) -> None:
