@@ -129,7 +129,7 @@ for stem, df in frames.items():
 """
 
 
-def write_files(name: str, folder: Path, pp_python: str | None) -> list[Path] | str:
+def write_files(name: str, folder: Path, pp_python: str | None, pp_data: str | None = None) -> list[Path] | str:
     """The data set's files in folder; or why it is skipped."""
     folder.mkdir(parents=True, exist_ok=True)
     if name == "demo":
@@ -145,6 +145,11 @@ def write_files(name: str, folder: Path, pp_python: str | None) -> list[Path] | 
             if name == "febrl4" else {name: getattr(datasets, f"load_{name}")()}
         for stem, df in frames.items():
             df.reset_index().to_csv(folder / f"{stem}.csv", index=False)
+    elif name == "pseudopeople" and pp_data:
+        import shutil
+
+        for f in EXPECTED[name]:
+            shutil.copy(Path(pp_data) / f, folder / f)
     elif name == "pseudopeople":
         python = sys.executable if importlib.util.find_spec("pseudopeople") else pp_python
         if not python:
@@ -210,6 +215,8 @@ def main() -> int:
     ap.add_argument("--sets", default=",".join(SETS))
     ap.add_argument("--pp-python", default=os.environ.get("CDP_PSEUDOPEOPLE_PYTHON"),
                     help="a Python with pseudopeople installed (writes its files)")
+    ap.add_argument("--pp-data", default=None,
+                    help="a folder with pseudopeople's files already written (census.csv, acs.csv, ...)")
     ap.add_argument("--keep", default=None, help="write the files and configs here (kept)")
     ap.add_argument("--no-hidden", dest="hidden", action="store_false",
                     help="skip the copies whose columns are renamed col1, col2, ... (values alone)")
@@ -223,7 +230,7 @@ def main() -> int:
           f"{'wrong but unsure':>18}{'seconds':>9}")
     for name in args.sets.split(","):
         folder = base / name
-        files = write_files(name, folder / "data", args.pp_python)
+        files = write_files(name, folder / "data", args.pp_python, args.pp_data)
         if isinstance(files, str):
             print(f"{name:<22}skipped: {files}")
             continue
