@@ -75,10 +75,31 @@ class Sample:
     delimiter: str | None = None
 
 
-def _looks_like_value(cell: str) -> bool:
+def _shape(cell: str) -> str:
+    """What a cell looks like: empty, a date, a number, an email, or text."""
     cell = cell.strip()
-    return bool(re.fullmatch(r"[-+]?[\d.,/:\s-]+", cell) or re.fullmatch(EMAIL_RE, cell.lower())
-                or re.fullmatch(r"\+?[\d\s().-]{7,}", cell))
+    if not cell:
+        return "empty"
+    if re.fullmatch(r"\d{1,4}[./-]\d{1,2}[./-]\d{1,4}([ T]\d{1,2}:\d{2}.*)?", cell):
+        return "date"
+    if re.fullmatch(r"[-+]?[$€£]?\s?[\d.,\s()/-]+", cell) and re.search(r"\d", cell):
+        return "number"
+    return "email" if re.fullmatch(EMAIL_RE, cell.lower()) else "text"
+
+
+def _first_line_is_data(header: list[str], rows: list[list[str | None]]) -> bool:
+    """A first line whose cells look like the values under them (a date over dates, a number
+    over numbers, an email over emails, a blank) in at least two columns and a quarter of them:
+    column names are words, rarely blank and never shaped like their column's values."""
+    if not rows:
+        return sum(_shape(h) != "text" for h in header) * 2 > len(header)
+    alike = 0
+    for i, h in enumerate(header):
+        shape = _shape(h)
+        below = Counter(_shape(r[i] or "") for r in rows[:200])
+        if shape == "empty" or (shape != "text" and below.most_common(1)[0][0] == shape):
+            alike += 1
+    return alike >= 2 and alike * 4 >= len(header)
 
 
 def _text(v) -> str | None:
@@ -131,7 +152,7 @@ def read_sample(path: str | os.PathLike, rows: int = SAMPLE_ROWS) -> Sample:
                if r.problem is None and r.fields is not None and len(r.fields) == len(header)][:rows]
     if len(header) < 2 and not records:
         raise InitError(f"{path}: no data rows under the header")
-    if sum(_looks_like_value(h) for h in header if h) * 2 > len(header):
+    if _first_line_is_data(header, records):
         raise InitError(f"{path}: has no header row (its first line looks like data: "
                         f"{', '.join(header[:3])}); add a line of column names")
     dupes = sorted(h for h, n in Counter(header).items() if n > 1)
@@ -339,9 +360,10 @@ STREET_WORDS = ("street|st|road|rd|avenue|ave|av|drive|dr|lane|ln|court|ct|place
                 "|track|rise|view|vale|green|point|pass|run|path|trace|prk|park|pike|plaza|wy")
 # after the street's type: 'Main St NW', '14th Ave S', 'Kansas Avenue Northwest'
 DIRECTIONS = "(n|s|e|w|ne|nw|se|sw|north|south|east|west|northeast|northwest|southeast|southwest)"
+# German-style lines end in the house number, maybe a range or a part: 'Hauptstr. 5', '12a', '5/7' (folded '5 7')
 STREET_RE = re.compile(
     rf"(^\d+[a-z]?(-\d+)?,? .*[a-z]{{2,}})|(^.*\b({STREET_WORDS})\b\.?( {DIRECTIONS})?( \d.*)?$)"
-    r"|(^.*(strasse|str|weg|gasse|allee|platz|ring|damm|ufer|chaussee)\b\.?,? ?\d+ ?[a-z]?$)"
+    r"|(^.*(strasse|str|weg|gasse|allee|platz|ring|damm|ufer|chaussee)\b\.?,? ?\d+ ?[a-z]?( ?\d+ ?[a-z]?)?$)"
     r"|(^(\d+,? )?(rue|avenue|boulevard|bd|chemin|allee|impasse|place|route|quai|calle|avenida|plaza|paseo"
     r"|via|viale|piazza|corso|straat|laan|plein|gracht)\b.*)")
 UNIT_RE = re.compile(r"^(apt|apartment|unit|suite|ste|flat|fl|flr|floor|#|bldg|building|room|rm|lot|level|lvl|"
@@ -353,9 +375,6 @@ CHANNEL_WORDS = {"web", "app", "store", "pos", "online", "mobile", "email", "pho
 STATUS_WORDS = {"completed", "complete", "cancelled", "canceled", "returned", "pending", "shipped", "delivered",
                 "refunded", "paid", "open", "closed", "failed", "processing", "new", "void", "on hold",
                 "partially refunded", "fulfilled", "unfulfilled", "abgeschlossen", "storniert", "offen"}
-MORE_GENDERS = {"w", "weiblich", "mannlich", "maennlich", "divers", "d", "homme", "femme", "h", "mujer",
-                "hombre", "u", "unknown", "other", "female ", "mr", "mrs", "ms", "herr", "frau"}
-GENDER_WORDS = set(GENDERS) | MORE_GENDERS
 POSTAL_PATTERNS = {
     "US": r"\d{5}(-?\d{4})?", "DE": r"(D-?)?\d{5}", "AU": r"\d{4}", "CA": r"[A-Za-z]\d[A-Za-z] ?\d[A-Za-z]\d",
     "GB": r"[A-Za-z]{1,2}\d[A-Za-z\d]? ?\d[A-Za-z]{2}", "FR": r"\d{5}", "ES": r"\d{5}", "IT": r"\d{5}",
@@ -456,7 +475,8 @@ def value_scores(prof: Profile, country: str | None) -> dict[str, float]:
         recent = (1.0 if year >= 1995 else 0.3) * (1.0 if spread else 0.4)
         for tag in ("create-datetime", "update-datetime", "order-datetime"):
             s[tag] = d_share * recent
-    s["gender"] = _share(folded, lambda v: v in GENDER_WORDS) if prof.distinct <= 8 else 0.0
+    # only what cdp's standardiser keeps: 'Herr'/'Frau' or 'weiblich' tagged gender would be nulled
+    s["gender"] = _share(low, lambda v: v in GENDERS) if prof.distinct <= 8 else 0.0
     s["country"] = _share(vals, lambda v: country_code(v) is not None) if prof.distinct <= 300 else 0.0
     codes = subdivision_codes(region)
     s["state"] = _share(folded, lambda v: v in codes)
@@ -792,7 +812,7 @@ def _city_beside_state(g: FileGuess, chosen: dict[str, Choice]) -> None:
             if c not in chosen and g.profiles[c].scores.get("city", 0.0) > 0 and not g.names[c][0]]
     if free:
         col = max(free)[2]
-        chosen[col] = Choice("city", SURE_AT - 0.1, why="values beside the state or postcode")
+        chosen[col] = Choice("city", SURE_AT - 0.1, why="from place names beside its state or postcode")
 
 
 def _order_pairs(g: FileGuess, chosen: dict[str, Choice]) -> None:

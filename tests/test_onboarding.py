@@ -189,3 +189,39 @@ def test_values_tag_meaningless_names_and_odd_headers_stay_valid_yaml(tmp_path, 
     # a file no column of which could be a key is left out, in a comment that says why
     assert "flags" not in cfg.sources and "../in/flags.csv is left out: no column of it could be its pk" in text
     assert "left out" in capsys.readouterr().out
+
+
+def test_a_windows_export_without_meaningful_names_reads_and_tags(tmp_path, capsys):
+    """cp1252, semicolons, German house numbers ('5/7'), a salutation column, names Feld1..:
+    the config says the encoding and delimiter, tags by values (the city beside the postcode)
+    and leaves the salutation untagged (the standardiser keeps no 'Herr'/'Frau' as a gender)."""
+    rows = [[f"KD-{10000 + i}", "Herr" if i % 2 else "Frau", VORNAMEN[i % 20], NACHNAMEN[(i * 3) % 20],
+             f"{['Haupt', 'Garten', 'Schiller'][i % 3]}straße {i + 1}/{i % 4 + 1}", f"{10115 + i * 101:05d}",
+             ["Köln", "München", "Düsseldorf", "Nürnberg", "Würzburg", "Lüneburg"][i % 6],
+             f"0{30 + i % 60} {2345000 + i * 17}", f"{(i % 27) + 1:02d}.{(i % 12) + 1:02d}.{1960 + i}"]
+            for i in range(N)]
+    path = write_csv(tmp_path / "export.csv", [f"Feld{i}" for i in range(1, 10)], rows, encoding="cp1252",
+                     delimiter=";")
+    out = tmp_path / "t.yaml"
+    assert main(["init", str(path), "--out", str(out)]) == 0
+    cfg = load_config(out)
+    src = cfg.sources["export"]
+    assert src.encoding == "cp1252" and src.delimiter == ";"
+    assert src.columns == {"Feld1": "pk", "Feld3": "given-name", "Feld4": "surname", "Feld5": "address",
+                           "Feld6": "postal", "Feld7": "city", "Feld8": "phone", "Feld9": "birthdate"}
+    assert "unsure" in next(x for x in out.read_text().splitlines() if "Feld7:" in x)
+    assert main(["check-config", str(out)]) == 0
+    assert "1 customers" in capsys.readouterr().out
+
+
+def test_a_file_without_a_header_is_named_even_when_its_first_line_has_words(tmp_path, capsys):
+    rows = [[f"KD-{i}", VORNAMEN[i % 20], NACHNAMEN[i % 20], f"{(i % 27) + 1:02d}.01.1970", f"{10 + i},50", ""]
+            for i in range(N)]
+    path = tmp_path / "noheader.csv"
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh, delimiter=";").writerows(rows)
+    assert main(["init", str(path), "--out", str(tmp_path / "t.yaml")]) == 2
+    assert "has no header row" in capsys.readouterr().err
+    # a header of words over such rows is one
+    write_csv(tmp_path / "ok.csv", ["id", "vorname", "nachname", "geburtsdatum", "umsatz", "notiz"], rows)
+    assert read_sample(tmp_path / "ok.csv").columns[0] == "id"
