@@ -4,6 +4,7 @@
     cdp run [--config PATH] [--warehouse PATH] [--retrain]
     cdp demo [--people N]
     cdp check-config PATH
+    cdp init DATA_FILES... [--out tenant.yaml] [--tenant NAME] [--country XX] [--force]
     cdp query "SQL" | --file F [--config PATH] [--csv OUT] [--limit N]
     cdp serve [--config PATH] [--host H] [--port P]
     cdp segment preview NAME [--config PATH] [--sample N]
@@ -258,6 +259,21 @@ def cmd_check_config(args) -> int:
     return 0
 
 
+def cmd_init(args) -> int:
+    """Write a starting tenant config from data files (cdp_assets/onboarding.py)."""
+    from .onboarding import InitError, init_config, summary
+
+    try:
+        out, guesses = init_config(args.files, args.out, tenant=args.tenant, country=args.country,
+                                   force=args.force)
+    except InitError as exc:
+        print(f"cdp init: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(summary(guesses)))
+    print(f"wrote {out}: check the lines marked '# unsure', then: cdp check-config {out}")
+    return 0
+
+
 def cmd_query(args) -> int:
     """Run one Presto query ad hoc on the tenant's warehouse (read-only)."""
     import duckdb
@@ -404,6 +420,14 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("check-config", help="validate a tenant config")
     c.add_argument("config")
     c.set_defaults(func=cmd_check_config)
+
+    i = sub.add_parser("init", help="write a starting tenant config from CSV/Parquet data files")
+    i.add_argument("files", nargs="+", metavar="DATA_FILES")
+    i.add_argument("--out", default="tenant.yaml", help="the config to write (default tenant.yaml)")
+    i.add_argument("--tenant", default=None, help="tenant name (default: the --out folder's name)")
+    i.add_argument("--country", default=None, help="ISO country of the customers (default: from the data)")
+    i.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    i.set_defaults(func=cmd_init)
 
     q = sub.add_parser("query", help="run a Presto SQL query (SELECT only) on the warehouse")
     q.add_argument("sql", nargs="?", default=None, help="the query text")
