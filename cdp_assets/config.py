@@ -166,6 +166,12 @@ class Source(_Strict):
                                   "detected. Bytes it cannot decode quarantine their line")
     delimiter: str | None = Field(default=None, description="field separator of a CSV file; default: "
                                                             "the most frequent of , ; tab | in the header")
+    date_order: Literal["mdy", "dmy"] | None = Field(
+        default=None, description="how this source writes a date whose day and month could swap "
+                                  "(03/04/1980): mdy (March 4th) or dmy (April 3rd); default: by the "
+                                  "record's country (month first in the US, Canada, the Philippines "
+                                  "and a few others, day first elsewhere). A date only one reading "
+                                  "allows (25/03/1980) is read that way either way")
     country: str | None = Field(
         default=None, description="ISO 3166-1 alpha-2 country of this source's records when a record "
                                   "carries none of its own (phone region, postcode, state and street "

@@ -285,12 +285,12 @@ def standardise_customers(batch: Batch, source: Source) -> pd.DataFrame:
         present = std.blank_to_none(df[col]).notna()
         df[col] = fn(df[col], df["country"])
         batch.count_invalid(col, present & df[col].isna())
-    birthdate, bad = std.parse_dates(df["birthdate"])
+    birthdate, bad = std.parse_dates(df["birthdate"], df["country"], source.date_order)
     future = birthdate > pd.Timestamp.now()
     batch.count_invalid("birthdate", bad | future)
     df["birthdate"] = birthdate.where(~future).dt.date.astype(object).where(birthdate.notna() & ~future, None)
     for col in ("created_at", "updated_at"):
-        parsed, bad = std.parse_datetimes(df[col])
+        parsed, bad = std.parse_datetimes(df[col], df["country"], source.date_order)
         batch.count_invalid(col, bad)
         df[col] = parsed
     df["source"] = batch.source
@@ -312,7 +312,7 @@ def standardise_transactions(batch: Batch, source: Source) -> pd.DataFrame:
     df = _require(batch, _tagged(batch, source), "order_id", "order id")
     df = _require(batch, df, "customer_pk", "customer pk")
     df = _dedupe(batch, df, ["order_id"], "order id")
-    when, bad = std.parse_datetimes(df["order_datetime"])
+    when, bad = std.parse_datetimes(df["order_datetime"], source.default_country, source.date_order)
     df = _reject_unparseable(batch, df, "order_datetime", when, bad, required=True)
     revenue, bad = std.numbers(df["order_revenue"])
     df = _reject_unparseable(batch, df, "order_revenue", revenue, bad, required=True)

@@ -51,7 +51,16 @@ ENGLISH_STREETS = frozenset({"US", "CA", "AU", "GB", "IE", "NZ"})
 GERMAN_STREETS = frozenset({"DE", "AT", "CH", "LI"})
 GERMAN_STREET = re.compile(r"stra(?:ß|ss)e(?=\s|$)")   # Hauptstraße, Berliner Strasse
 MIN_YEAR, MAX_YEAR = 1800, 2200  # dates outside are typos (and beyond pandas' nanosecond range)
-DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%Y/%m/%d", "%d.%m.%Y", "%m-%d-%Y", "%Y%m%d")
+# formats that read one way only; then the ones whose day and month can swap (03/04/1980),
+# read day first or month first by the record's country unless the value says (25/03/1980)
+DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%d.%m.%Y", "%Y%m%d")
+MONTH_FIRST = ("%m/%d/%Y", "%m-%d-%Y", "%m%d%Y")
+DAY_FIRST = ("%d/%m/%Y", "%d-%m-%Y", "%d%m%Y")
+# where 03/04/1980 is March 4th: the United States and its territories, the Philippines, the
+# Pacific states in free association with the US, Belize, and Canada (where both are written;
+# a source says date_order: dmy for French-Canadian exports). Elsewhere it is April 3rd.
+MONTH_FIRST_COUNTRIES = frozenset({"US", "PR", "GU", "VI", "AS", "MP", "UM", "PH", "FM", "MH", "PW",
+                                   "BZ", "CA"})
 EMPTY = {"", "null", "none", "n/a", "na", "nan", "nat", "-", "?"}
 
 def as_optional(s: pd.Series) -> pd.Series:
@@ -233,9 +242,13 @@ def identifier(s: pd.Series) -> pd.Series:
     return blank_to_none(s)
 
 
-def parse_dates(s: pd.Series) -> tuple[pd.Series, pd.Series]:
+def parse_dates(s: pd.Series, countries: pd.Series | str | None = DEFAULT_COUNTRY,
+                order: str | None = None) -> tuple[pd.Series, pd.Series]:
     """Parse dates written in any of the common formats.
 
+    A value whose day and month could swap (03/04/1980, 03041980) is read in `order` ("mdy" or
+    "dmy", a source's date_order) if given, else by the convention of its record's country;
+    a value only one reading allows (25/03/1980) is read that way wherever it comes from.
     Returns (dates as datetime64, mask of values that were present but could not be parsed).
     """
     s = blank_to_none(s)
@@ -243,20 +256,35 @@ def parse_dates(s: pd.Series) -> tuple[pd.Series, pd.Series]:
     out = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns]")
     text = s.astype("string").str.slice(0, 10)
     for fmt in DATE_FORMATS:
-        todo = present & out.isna()
-        if not todo.any():
-            break
-        parsed = pd.to_datetime(text[todo], format=fmt, errors="coerce")
-        # a year like 9932 parses (pandas 3 keeps it at second resolution) but is no date of
-        # ours, and would not fit the nanosecond column: it counts as unparseable
-        plausible = parsed.notna() & parsed.dt.year.between(MIN_YEAR, MAX_YEAR)
-        out[plausible[plausible].index] = parsed[plausible].astype("datetime64[ns]")
+        _fill(out, text, present, fmt)
+    if (present & out.isna()).any():
+        if order is None:
+            month_first = per_record(countries, s.index).isin(MONTH_FIRST_COUNTRIES)
+        else:
+            month_first = pd.Series(order == "mdy", index=s.index)
+        for preferred, other in ((MONTH_FIRST, DAY_FIRST), (DAY_FIRST, MONTH_FIRST)):
+            rows = present & (month_first if preferred is MONTH_FIRST else ~month_first)
+            for fmt in (*preferred, *other):  # the convention first, then what the value allows
+                _fill(out, text, rows, fmt)
     bad = present & out.isna()
     return out, bad
 
 
-def parse_datetimes(s: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Parse timestamps (ISO 8601 with or without 'T'/'Z', or any date format)."""
+def _fill(out: pd.Series, text: pd.Series, rows: pd.Series, fmt: str) -> None:
+    """Dates of `fmt` into the rows of `out` still empty."""
+    todo = rows & out.isna()
+    if not todo.any():
+        return
+    parsed = pd.to_datetime(text[todo], format=fmt, errors="coerce")
+    # a year like 9932 parses (pandas 3 keeps it at second resolution) but is no date of ours,
+    # and would not fit the nanosecond column: it counts as unparseable
+    plausible = parsed.notna() & parsed.dt.year.between(MIN_YEAR, MAX_YEAR)
+    out[plausible[plausible].index] = parsed[plausible].astype("datetime64[ns]")
+
+
+def parse_datetimes(s: pd.Series, countries: pd.Series | str | None = DEFAULT_COUNTRY,
+                    order: str | None = None) -> tuple[pd.Series, pd.Series]:
+    """Parse timestamps (ISO 8601 with or without 'T'/'Z', or any date format of parse_dates)."""
     s = blank_to_none(s)
     present = s.notna()
     text = s.astype("string").str.replace("T", " ", regex=False).str.replace("Z", "", regex=False)
@@ -266,7 +294,7 @@ def parse_datetimes(s: pd.Series) -> tuple[pd.Series, pd.Series]:
         out[todo] = pd.to_datetime(text[todo], format="ISO8601", errors="coerce")
     todo = present & out.isna()
     if todo.any():
-        dates, _ = parse_dates(s[todo])
+        dates, _ = parse_dates(s[todo], countries, order)
         out[todo] = dates
     # microseconds whatever pandas' default resolution (2.x: nanoseconds, 3.x: microseconds): a
     # DuckDB TIMESTAMP, which Spark and PostgreSQL read from the warehouse's Parquet and COPY

@@ -137,12 +137,12 @@ D5,Paul,Klein,+61 2 9876 5432,Große Straße 7,Düsseldorf,NRW,40212
 
 # records that carry their own country; W3 carries none (the tenant's), W5 one that is no country
 INTL_WEB_SIGNUPS = """\
-id,email,phone,state,postcode,country
-W1,w1@example.com,020 7946 0000,England,sw1a1aa,UK
-W2,w2@example.com,(416) 555-0100,Ontario,k1a0b1,Canada
-W3,w3@example.com,0412 345 678,Vic.,3000,
-W4,w4@example.com,0176 12345678,Bavaria,80331,Deutschland
-W5,w5@example.com,0412 345 679,Washington,98101,Narnia
+id,email,phone,state,postcode,country,born
+W1,w1@example.com,020 7946 0000,England,sw1a1aa,UK,03/04/1980
+W2,w2@example.com,(416) 555-0100,Ontario,k1a0b1,Canada,03/04/1980
+W3,w3@example.com,0412 345 678,Vic.,3000,,25/12/1975
+W4,w4@example.com,0176 12345678,Bavaria,80331,Deutschland,03.04.1980
+W5,w5@example.com,0412 345 679,Washington,98101,Narnia,13/13/1980
 """
 
 
@@ -170,7 +170,7 @@ def intl_tenant(tmp_path) -> Path:
                 "strasse": "address", "ort": "city", "bundesland": "state", "plz": "postal"}},
             "web_signups": {"path": "web_signups.csv", "kind": "customers", "columns": {
                 "id": "pk", "email": "email", "phone": "phone", "state": "state",
-                "postcode": "postal", "country": "country"}},
+                "postcode": "postal", "country": "country", "born": "birthdate"}},
         },
     }
     path = tmp_path / "tenant.yaml"

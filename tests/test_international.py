@@ -169,11 +169,24 @@ def test_international_records_land_in_the_domain_tables(intl_tenant, tmp_path):
         ("W4", "+4917612345678", None, "BY", "80331", "DE"),
         ("W5", "+61412345679", None, None, None, "AU"),          # 'Narnia': the tenant's country
     ]
+    # 03/04/1980 is April 3rd in the UK, March 4th in Canada; 25/12 reads one way only; 13/13 no way
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        born = con.execute("select pk, strftime(birthdate, '%Y-%m-%d') from domain.web_signups order by pk").fetchall()
+    assert born == [("W1", "1980-04-03"), ("W2", "1980-03-04"), ("W3", "1975-12-25"), ("W4", "1980-04-03"),
+                    ("W5", None)]
     mats = {m.asset_key.to_user_string(): m.materialization.metadata
             for m in result.get_asset_materialization_events()}
     assert mats["domain/au_shop"]["invalid_values_nulled"].value == {"postal": 1}
     assert mats["domain/de_crm"]["invalid_values_nulled"].value == {}
-    assert mats["domain/web_signups"]["invalid_values_nulled"].value == {"country": 1, "state": 1, "postal": 1}
+    assert mats["domain/web_signups"]["invalid_values_nulled"].value == {
+        "country": 1, "state": 1, "postal": 1, "birthdate": 1}
+
+
+def test_a_sources_date_order_overrides_its_country():
+    raw = S(["03/04/1980", "25/12/1975", "12/25/1975", "03041980"])
+    assert std.parse_dates(raw, "GB")[0].dt.strftime("%m-%d").tolist() == ["04-03", "12-25", "12-25", "04-03"]
+    assert std.parse_dates(raw, "GB", "mdy")[0].dt.strftime("%m-%d").tolist() == ["03-04", "12-25", "12-25", "03-04"]
+    assert std.parse_dates(raw, "US", "dmy")[0].dt.strftime("%m-%d").tolist() == ["04-03", "12-25", "12-25", "04-03"]
 
 
 def test_configured_junk_phones_are_read_in_the_tenants_country():
