@@ -129,10 +129,10 @@ ADDRESS_GROUP = ("address", "city", "state", "postal", "country")
 
 # Custom attributes: a customers column without a built-in tag kept as `attr_<name>` in the domain
 # table, unified_coalesced, merged_customers and every customer_360 (the prefix keeps it clear of
-# built-in columns). Type -> (DuckDB type, Spark type) of its column.
-ATTRIBUTE_TYPES = {"string": ("VARCHAR", "string"), "integer": ("BIGINT", "bigint"),
-                   "number": ("DOUBLE", "double"), "boolean": ("BOOLEAN", "boolean"),
-                   "date": ("DATE", "date"), "timestamp": ("TIMESTAMP", "timestamp")}
+# built-in columns). Type -> Spark type of its column (in DuckDB: VARCHAR, BIGINT, DOUBLE,
+# BOOLEAN, DATE, TIMESTAMP, from the dtypes of standardize.attribute_values).
+ATTRIBUTE_TYPES = {"string": "string", "integer": "bigint", "number": "double", "boolean": "boolean",
+                   "date": "date", "timestamp": "timestamp"}
 ATTRIBUTE_PREFIX = "attr_"
 # no '__' (cdp's own suffixes: __from, __all) and no trailing '_'
 ATTRIBUTE_NAME = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")

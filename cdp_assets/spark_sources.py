@@ -50,7 +50,7 @@ ROW_KIND, RAW_ROW, REASON, INVALID_COLUMN, INVALID_COUNT = (
 
 def column_types(source: Source) -> dict[str, str]:
     """Spark types of the domain columns that are not text, custom attributes by their type."""
-    return {**DOMAIN_TYPES, **{c: ATTRIBUTE_TYPES[t][1] for c, t in source.tenant_attributes.items()}}
+    return {**DOMAIN_TYPES, **{c: ATTRIBUTE_TYPES[t] for c, t in source.tenant_attributes.items()}}
 
 
 def _domain_schema(source: Source) -> str:
@@ -169,7 +169,7 @@ def normalised_key(values: pd.Series) -> pd.Series:
 
 
 def standardise_on_spark(spark, name: str, source: Source, path: Path, buckets: int):
-    """(raw rows, standardised rows, the file's columns) of a source, computed once (checkpointed)."""
+    """(raw rows, standardised rows) of a source, computed once (checkpointed)."""
     from pyspark.sql import functions as F
 
     raw, columns = read_raw_rows(spark, name, source, path)
@@ -182,7 +182,7 @@ def standardise_on_spark(spark, name: str, source: Source, path: Path, buckets: 
                     .applyInPandas(lambda frame: standardise_rows(name, source, frame, columns),
                                    _output_schema(source))
                     .localCheckpoint(eager=True))
-    return raw, standardised, columns
+    return raw, standardised
 
 
 def load_domain_table(con, name: str, source: Source, path: Path, buckets: int) -> dict:
@@ -190,7 +190,7 @@ def load_domain_table(con, name: str, source: Source, path: Path, buckets: int) 
     SparkConnection); return what the asset reports (as sources.build_source_asset on DuckDB)."""
     from pyspark.sql import functions as F
 
-    raw, standardised, columns = standardise_on_spark(con.spark, name, source, path, buckets)
+    raw, standardised = standardise_on_spark(con.spark, name, source, path, buckets)
     domain = standardised.filter(F.col(ROW_KIND) == "domain").select(*domain_columns(source))
     con.write_table("domain", name, domain)
     quarantine = (raw.filter(F.col(REASON).isNotNull()).select("source_row", RAW_ROW, REASON)
@@ -209,5 +209,6 @@ def load_domain_table(con, name: str, source: Source, path: Path, buckets: int) 
                .groupBy(INVALID_COLUMN).agg(F.sum(INVALID_COUNT)).collect()}
     return {"rows_read": raw.count(), "rows_loaded": domain.count(),
             "rows_quarantined": sum(reasons.values()), "quarantine_reasons": reasons,
-            "invalid_values_nulled": invalid, "columns_ignored": ignored_columns(source, columns),
+            "invalid_values_nulled": invalid,
+            "columns_ignored": ignored_columns(source, [c for c in raw.columns if c not in (RAW_ROW, REASON)]),
             "preview": domain.limit(5).toPandas()}
