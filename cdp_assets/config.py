@@ -127,6 +127,24 @@ PROFILE_FIELDS = (
 )
 ADDRESS_GROUP = ("address", "city", "state", "postal", "country")
 
+# Custom attributes: a customers column without a built-in tag kept as `attr_<name>` in the domain
+# table, unified_coalesced, merged_customers and every customer_360 (the prefix keeps it clear of
+# built-in columns). Type -> Spark type of its column (in DuckDB: VARCHAR, BIGINT, DOUBLE,
+# BOOLEAN, DATE, TIMESTAMP, from the dtypes of standardize.attribute_values).
+ATTRIBUTE_TYPES = {"string": "string", "integer": "bigint", "number": "double", "boolean": "boolean",
+                   "date": "date", "timestamp": "timestamp"}
+ATTRIBUTE_PREFIX = "attr_"
+# no '__' (cdp's own suffixes: __from, __all) and no trailing '_'
+ATTRIBUTE_NAME = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
+ATTRIBUTE_FIELD = re.compile(r"^attr_[a-z][a-z0-9]*(_[a-z0-9]+)*$")
+
+
+def attribute_name_of(column: str) -> str:
+    """The attribute name a source column gives when none is set: snake case ('LoyaltyTier',
+    'Loyalty Tier' -> loyalty_tier)."""
+    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", column.strip())
+    return re.sub(r"[^a-z0-9]+", "_", snake.lower()).strip("_")
+
 
 class ConfigError(ValueError):
     """A tenant config is invalid; the message names the file, the field and the problem."""
@@ -147,6 +165,22 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+AttributeType = Literal["string", "integer", "number", "boolean", "date", "timestamp"]
+
+
+class Attribute(_Strict):
+    """A source column kept as a custom attribute (`column: type` is short for `{type: type}`)."""
+    name: str | None = Field(default=None, description="attribute name (lowercase identifier); default: "
+                                                       "the column's name in snake case")
+    type: AttributeType = Field(default="string", description="how values are parsed; a value that "
+                                                              "does not parse is nulled and counted")
+
+    @property
+    def column(self) -> str:
+        """Its column in the domain table and every customer 360 table."""
+        return ATTRIBUTE_PREFIX + (self.name or "")
+
+
 class Source(_Strict):
     path: str = Field(description="CSV or Parquet file, a lakehouse folder of Parquet files (hive "
                                   "partitions too) or a Delta table; relative to the config file's folder")
@@ -154,6 +188,9 @@ class Source(_Strict):
     format: Literal["csv", "parquet", "delta"] | None = Field(
         default=None, description="defaults to the path's suffix; set parquet or delta for a folder")
     columns: dict[str, str] = Field(description="source column -> semantic tag")
+    attributes: dict[str, Attribute] = Field(
+        default_factory=dict, description="customers: source column -> custom attribute kept beside "
+                                          "the tagged columns ({name, type} or just the type)")
     customer_source: str | None = Field(
         default=None, description="for transactions: the customers source their customer-pk refers to")
     order_source: str | None = Field(
@@ -183,6 +220,13 @@ class Source(_Strict):
     @classmethod
     def _country_code(cls, v: Any) -> str | None:
         return None if v is None else iso_country(v)
+
+    @field_validator("attributes", mode="before")
+    @classmethod
+    def _short_form(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            return {c: {"type": a} if isinstance(a, str) else a for c, a in v.items()}
+        return v
 
     @field_validator("encoding")
     @classmethod
@@ -216,6 +260,15 @@ class Source(_Strict):
     def tenant_identifier_columns(self) -> list[str]:
         return self._tenant_identifiers or sorted(set(self.identifier_columns()) - {"loyalty_id"})
 
+    # attribute column -> type of every customers source of the tenant (set by TenantConfig): each
+    # customer domain table carries all of them (null where a source has none), so they union
+    _tenant_attributes: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @property
+    def tenant_attributes(self) -> dict[str, str]:
+        return self._tenant_attributes or {a.column: a.type for a in sorted(
+            self.attributes.values(), key=lambda a: a.column)}
+
     @model_validator(mode="after")
     def _check_tags(self) -> "Source":
         allowed = TAGS_BY_KIND[self.kind]
@@ -231,6 +284,26 @@ class Source(_Strict):
                 raise ValueError(
                     f"columns.{column}: tag {tag!r} is already given to column {seen[tag]!r}")
             seen[tag] = column
+        names: dict[str, str] = {}
+        for column, attr in self.attributes.items():
+            where = f"attributes.{column}"
+            if self.kind != SourceKind.customers:
+                raise ValueError(f"{where}: custom attributes are kept for customers sources only")
+            if column in self.columns:
+                raise ValueError(f"{where}: the column is already tagged as {self.columns[column]!r}; "
+                                 "a column is tagged or kept as an attribute, not both")
+            if attr.name is None:
+                attr.name = attribute_name_of(column)
+                if not ATTRIBUTE_NAME.match(attr.name) or len(attr.name) > 40:
+                    raise ValueError(f"{where}: cannot make an attribute name of {column!r}; set name: "
+                                     "(a lowercase identifier)")
+            elif not ATTRIBUTE_NAME.match(attr.name) or len(attr.name) > 40:
+                raise ValueError(f"{where}.name: {attr.name!r} is not an attribute name: lowercase letters, "
+                                 "digits and single underscores, starting with a letter, up to 40 characters")
+            if attr.name in names:
+                raise ValueError(f"{where}: attribute {attr.name!r} is already kept from column "
+                                 f"{names[attr.name]!r}")
+            names[attr.name] = column
         missing = [t for t in REQUIRED_TAGS[self.kind] if t not in seen]
         if missing:
             raise ValueError(
@@ -367,9 +440,9 @@ class MergeSettings(_Strict):
     @classmethod
     def _known_fields(cls, v: dict[str, MergeRule]) -> dict[str, MergeRule]:
         for name, rule in v.items():
-            if name not in PROFILE_FIELDS and name != "address_group":
+            if name not in PROFILE_FIELDS and name != "address_group" and not ATTRIBUTE_FIELD.match(name):
                 raise ValueError(f"{name!r} is not a profile field; expected one of: "
-                                 f"address_group, {', '.join(PROFILE_FIELDS)}")
+                                 f"address_group, {', '.join(PROFILE_FIELDS)}, attr_<attribute>")
             if name in ADDRESS_GROUP[1:]:
                 raise ValueError(f"{name!r} is merged with its address: set a rule on 'address_group'")
             if name in ("address_group", "address") and rule.rule not in GROUP_RULES:
@@ -386,10 +459,11 @@ class MergeSettings(_Strict):
             return rule if rule.rule in GROUP_RULES else MergeRule()
         return self.fields.get(field, self.default)
 
-    def dbt_rules(self) -> dict[str, dict]:
-        """field -> {rule, sources, fallback} for every profile field, as the dbt macros take it."""
+    def dbt_rules(self, attributes: tuple[str, ...] | list[str] = ()) -> dict[str, dict]:
+        """field -> {rule, sources, fallback} for every profile field and attribute column, as the
+        dbt macros take it."""
         rules = {}
-        for field in PROFILE_FIELDS:
+        for field in (*PROFILE_FIELDS, *attributes):
             rule = self.rule_for(field)
             rules[field] = {"rule": rule.rule, "sources": rule.sources, "fallback": rule.fallback}
         return rules
@@ -757,6 +831,16 @@ class TenantConfig(_Strict):
             raise ValueError("sources: at least one source must have kind 'customers'")
         for src in self.sources_of(SourceKind.customers).values():
             src._tenant_identifiers = self.identifier_columns
+        attributes = self._check_attributes()
+        for src in self.sources_of(SourceKind.customers).values():
+            src._tenant_attributes = attributes
+        for where, settings in [("merge", self.merge),
+                                *((f"databases.{n}.merge", d.merge) for n, d in self.databases.items())]:
+            for fname in settings.fields:
+                if ATTRIBUTE_FIELD.match(fname) and fname not in attributes:
+                    raise ValueError(f"{where}.fields.{fname}: no customers source keeps an attribute "
+                                     f"{fname.removeprefix(ATTRIBUTE_PREFIX)!r}"
+                                     + (f" (attributes: {', '.join(attributes)})" if attributes else ""))
         for fname, rule in self.merge.fields.items():
             for s in rule.sources:
                 if s not in self.customer_sources:
@@ -797,6 +881,20 @@ class TenantConfig(_Strict):
         from .scope import check_references  # nothing may name a table the sources cannot build
         check_references(self)
         return self
+
+    def _check_attributes(self) -> dict[str, str]:
+        """attribute column -> type over every customers source, sorted; an attribute kept by several
+        sources merges across them, so they must give it the same type."""
+        found: dict[str, tuple[str, str]] = {}
+        for name, src in self.sources_of(SourceKind.customers).items():
+            for column, attr in src.attributes.items():
+                where = f"sources.{name}.attributes.{column}"
+                if attr.column in found and found[attr.column][0] != attr.type:
+                    raise ValueError(f"{where}: attribute {attr.name!r} is type {attr.type} here but "
+                                     f"{found[attr.column][0]} in {found[attr.column][1]}; one attribute "
+                                     "has one type in every source")
+                found.setdefault(attr.column, (attr.type, where))
+        return {c: found[c][0] for c in sorted(found)}
 
     def _check_deterministic_rules(self) -> None:
         """A rule the tenant wrote must name fields its customer sources have; the default rules
@@ -853,6 +951,12 @@ class TenantConfig(_Strict):
         source's tags (each customer domain table has all of them, so the sources union)."""
         found = {c for s in self.sources_of(SourceKind.customers).values() for c in s.identifier_columns()}
         return sorted(found - {"loyalty_id"})
+
+    @property
+    def attribute_columns(self) -> dict[str, str]:
+        """Custom attribute columns (attr_<name>) of the customer tables -> their type."""
+        return {c: t for s in self.sources_of(SourceKind.customers).values()
+                for c, t in s.tenant_attributes.items()}
 
     @property
     def tagged_profile_fields(self) -> set[str]:

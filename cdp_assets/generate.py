@@ -10,7 +10,8 @@ systems would hold them:
 * `ecommerce_customers.csv` web accounts: full names, ZIP+4, full state names, ISO timestamps,
                            shared household logins, second accounts.
 * `email_subscribers.csv`  email platform: often just an email, sometimes a first name.
-* `loyalty_members.parquet` loyalty programme: typed dates, upper-case addresses, digits-only mobiles.
+* `loyalty_members.parquet` loyalty programme: typed dates, upper-case addresses, digits-only mobiles,
+                           the member's tier (gold / silver / bronze, from how often they shop).
 * `pos_orders.csv`, `ecommerce_orders.csv`, `order_items.csv`, `products.csv`: purchase
   histories with repeat buyers, category preferences and a Nov/Dec peak.
 * `ground_truth.csv`       (source, pk, person_id, household_id) for every record that should
@@ -378,8 +379,14 @@ def loyalty_record(rng, pools, p: Person, pk: str) -> dict:
         "birth_date": _maybe(rng, 0.15, p.birthdate),
         "gender": _maybe(rng, 0.1, {"M": "male", "F": "female"}[p.gender]),
         "loyalty_id": p.loyalty_id, "enrolled_at": enrolled,
-        "updated_at": _timestamp(rng, enrolled.date()),
+        "updated_at": _timestamp(rng, enrolled.date()), "tier": loyalty_tier(p),
     }
+
+
+def loyalty_tier(p: Person) -> str:
+    """The programme's tier, earned by how often the member shops (no draw of the random
+    generator: a seed's people and files stay as they were, with one column more)."""
+    return "gold" if p.orders_per_year >= 8 else "silver" if p.orders_per_year >= 2 else "bronze"
 
 
 def make_customer_sources(rng, pools, people: list[Person], taken_emails: set[str]) -> dict[str, SourceWriter]:
@@ -545,7 +552,7 @@ LOYALTY_SCHEMA = pa.schema([
     ("email", pa.string()), ("mobile", pa.string()), ("addr_line", pa.string()),
     ("town", pa.string()), ("region", pa.string()), ("postcode", pa.string()),
     ("birth_date", pa.date32()), ("gender", pa.string()), ("loyalty_id", pa.string()),
-    ("enrolled_at", pa.timestamp("us")), ("updated_at", pa.timestamp("us")),
+    ("enrolled_at", pa.timestamp("us")), ("updated_at", pa.timestamp("us")), ("tier", pa.string()),
 ])
 
 

@@ -14,6 +14,10 @@ connected components of its stronger links. Finding components takes a loop, whi
 cannot run on every engine (Spark SQL has no recursive UNION), so a Python asset before dbt,
 <db>/record_components, finds them with Splink's clustering on the warehouse's engine (DuckDB or
 Spark, the db_api Stitch uses) and the database's unified_records model reads them.
+
+Custom attributes (attr_<name>, see sources.py) are merged field by field like the built-in
+single fields, by their own rule in `merge.fields` or the database's default, and are columns of
+merged_customers (with `<attr>__from`), the provenance and customer_360 of every database.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import dagster as dg
 import yaml
 from dagster_duckdb import DuckDBResource
 
-from .config import ADDRESS_GROUP, Database, TenantConfig
+from .config import ADDRESS_GROUP, ATTRIBUTE_PREFIX, Database, TenantConfig
 from .dbt_models import build_dbt_assets
 from .scale_out import splink_db_api
 from .scope import ORDERS, tenant_scope
@@ -59,26 +63,32 @@ def _rule_text(rule: dict) -> str:
     return rule["rule"]
 
 
-def database_models(name: str, db: Database, orders: bool = True) -> dict[str, str]:
+def database_models(name: str, db: Database, orders: bool = True,
+                    attributes: dict[str, str] | None = None) -> dict[str, str]:
     """File name -> content of the generated dbt models and schema.yml of one database. Without
-    `orders` (the tenant has no transactions source) its customer_360 has no purchase columns."""
+    `orders` (the tenant has no transactions source) its customer_360 has no purchase columns.
+    `attributes` (column -> type): the tenant's custom attributes, merged like the built-in
+    fields by their rules (the default rule unless one is set)."""
     mode = db.stitch_mode
-    rules = db.merge.dbt_rules()
-    # written only when false: a tenant with orders keeps the files (and code versions) it had
-    c360_settings = {"name": name, "stitch_mode": mode, **({} if orders else {"orders": False})}
+    attributes = attributes or {}
+    rules = db.merge.dbt_rules(list(attributes))
+    # written only when there are some / when false: a tenant without attributes, with orders,
+    # keeps the files (and code versions) it had
+    attrs = {"attributes": list(attributes)} if attributes else {}
+    c360_settings = {"name": name, "stitch_mode": mode, **({} if orders else {"orders": False}), **attrs}
     files = {
         f"{model_name(name, 'unified_records')}.sql": _model_sql(
             name, "unified_records", "cdp_database_records", {"name": name, "stitch_mode": mode},
             materialized="view" if mode == "probabilistic" else "table"),
         f"{model_name(name, 'merged_customers')}.sql": _model_sql(
-            name, "merged_customers", "cdp_merged_customers", {"name": name, "rules": rules}),
+            name, "merged_customers", "cdp_merged_customers", {"name": name, "rules": rules, **attrs}),
         f"{model_name(name, 'merged_customers_provenance')}.sql": _model_sql(
             name, "merged_customers_provenance", "cdp_merged_customers_provenance",
-            {"name": name, "rules": rules}),
+            {"name": name, "rules": rules, **attrs}),
         f"{model_name(name, 'customer_360')}.sql": _model_sql(
             name, "customer_360", "cdp_customer_360", c360_settings),
         "schema.yml": GENERATED.format(db=name).replace("--", "#") + yaml.safe_dump(
-            _schema_doc(name, db, rules, orders), sort_keys=False, width=100),
+            _schema_doc(name, db, rules, orders, attributes), sort_keys=False, width=100),
     }
     return files
 
@@ -102,7 +112,8 @@ def _customer_360_doc(name: str, about: str, ref_merged: str, orders: bool) -> d
                  "data_tests": ["not_null"]}]}
 
 
-def _schema_doc(name: str, db: Database, rules: dict, orders: bool = True) -> dict:
+def _schema_doc(name: str, db: Database, rules: dict, orders: bool = True,
+                attributes: dict[str, str] | None = None) -> dict:
     mode = db.stitch_mode
     people = {"probabilistic": "Stitch's cdp_id (deterministic rules, labels and Splink scores)",
               "deterministic": "records linked by a deterministic rule or an analyst's match label "
@@ -120,7 +131,12 @@ def _schema_doc(name: str, db: Database, rules: dict, orders: bool = True) -> di
         else:
             text = f"rule {_rule_text(rules[field])}"
         merged_columns.append({"name": field, "description": f"Merged {field}: {text}."})
-    for field in SINGLE_FIELDS:
+    attributes = attributes or {}
+    for field, kind in attributes.items():
+        merged_columns.append({"name": field, "description": f"Custom attribute "
+                               f"{field.removeprefix(ATTRIBUTE_PREFIX)} ({kind}), merged by rule "
+                               f"{_rule_text(rules[field])}."})
+    for field in (*SINGLE_FIELDS, *attributes):
         if rules[field]["rule"] == "all_values":
             merged_columns.append({"name": f"{field}__all", "description":
                                    f"Every distinct {field} of the person: list of {{value, sources, "
@@ -130,7 +146,7 @@ def _schema_doc(name: str, db: Database, rules: dict, orders: bool = True) -> di
          "data_tests": ["not_null"]},
         {"name": "sources", "description": "Distinct sources this person has records in."},
         *({"name": f"{f}__from", "description": f"Record ('source|pk') the {f} came from."}
-          for f in SINGLE_FIELDS),
+          for f in (*SINGLE_FIELDS, *attributes)),
         {"name": "address__from", "description": "Record ('source|pk') the address group came from."},
     ]
     ref_merged = f"ref('{model_name(name, 'merged_customers')}')"
@@ -183,7 +199,8 @@ def write_database_models(cfg: TenantConfig, databases_dir: Path) -> None:
     remove databases no longer in the config. Files whose content is unchanged are not
     rewritten (their checksum is their code version)."""
     orders = tenant_scope(cfg).has(ORDERS)
-    wanted = {name: database_models(name, db, orders) for name, db in cfg.customer_databases.items()}
+    wanted = {name: database_models(name, db, orders, cfg.attribute_columns)
+              for name, db in cfg.customer_databases.items()}
     databases_dir.mkdir(parents=True, exist_ok=True)
     for folder in databases_dir.iterdir():
         if folder.is_dir() and folder.name not in wanted:

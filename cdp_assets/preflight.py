@@ -4,7 +4,8 @@ The YAML itself is validated by pydantic when it loads (config.py). Then, per pr
 naming the file and the field:
 
 * sources: the file or folder exists and can be read; its header decodes and has every tagged
-  column (with the closest names it does have); a sample of its first rows goes through the
+  column and kept attribute (with the closest names it does have), and columns that are neither
+  are listed (a warning: they are not loaded); a sample of its first rows goes through the
   source kind's real standardiser - a column whose sampled values are mostly invalid (dates that
   are not dates, amounts that are not numbers) or a sample mostly quarantined is a warning;
 * saved queries: each parses as one read-only Presto query of warehouse tables;
@@ -70,18 +71,28 @@ def check_source(cfg: TenantConfig, name: str, source) -> list[Problem]:
     except source_files.FileFormatError as exc:
         return [Problem(f"{where}.path", f"cannot read {path}: {exc}")]
     problems = _missing_columns(where, source, header, path)
-    if not problems:
+    if not [p for p in problems if p.severity == "error"]:
         problems += _sample(where, name, source, head, path)
     return problems
 
 
 def _missing_columns(where: str, source, header: list[str], path: Path) -> list[Problem]:
-    out = []
-    for column in source.columns:
-        if column not in header:
-            near = difflib.get_close_matches(column, header, n=1, cutoff=0.6)
-            out.append(Problem(f"{where}.columns.{column}", f"is tagged but not in {path.name}"
-                               + (f" (did you mean {near[0]!r}?)" if near else f"; it has {header}")))
+    """Tagged or kept columns the file lacks (errors, with the nearest name it has); columns it
+    has that are neither, and are not such a nearest name (a warning: they are not loaded)."""
+    from .sources import ignored_columns
+
+    out, suggested = [], set()
+    for section, columns, verb in (("columns", source.columns, "tagged"), ("attributes", source.attributes, "kept")):
+        for column in columns:
+            if column not in header:
+                near = difflib.get_close_matches(column, header, n=1, cutoff=0.6)
+                suggested.update(near)
+                out.append(Problem(f"{where}.{section}.{column}", f"is {verb} but not in {path.name}"
+                                   + (f" (did you mean {near[0]!r}?)" if near else f"; it has {header}")))
+    ignored = [c for c in ignored_columns(source, header) if c not in suggested]
+    if ignored:
+        out.append(Problem(where, f"{path.name} has columns neither tagged nor kept as attributes, which "
+                                  f"are not loaded: {', '.join(ignored)}", "warning"))
     return out
 
 
@@ -109,11 +120,13 @@ def _sample(where: str, name: str, source, head: bytes, path: Path) -> list[Prob
     STANDARDISERS[source.kind](batch, source)
     problems = []
     tags = {source.domain_columns()[c]: (c, t) for c, t in source.columns.items()}
+    tags.update({a.column: (c, a.type) for c, a in source.attributes.items()})
     for column, invalid in sorted(batch.invalid_values.items()):
         present = _present(batch, tags, column)
         if present and invalid / present > INVALID_SHARE and column in tags:
             col, tag = tags[column]
-            problems.append(Problem(f"{where}.columns.{col}", f"{invalid} of {present} sampled values are not "
+            section = "attributes" if col in source.attributes else "columns"
+            problems.append(Problem(f"{where}.{section}.{col}", f"{invalid} of {present} sampled values are not "
                                     f"a valid {tag} and would be nulled", "warning"))
     rejected = len(batch.rejects)
     if rejected / sampled > INVALID_SHARE:

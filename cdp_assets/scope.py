@@ -18,7 +18,8 @@ purchase data, in two steps:
 A table whose data is missing is left out of the asset graph - not built empty - so the
 Dagster UI shows what this tenant really has, with no stage that is always empty; a column whose
 data is missing is left out of its table (not always null), so a segment or export on it is
-a config error instead of an empty audience. A custom dbt model declares what it needs with
+a config error instead of an empty audience (so is an `attr_<name>` column of a customer 360
+table that no source keeps as an attribute). A custom dbt model declares what it needs with
 `meta: {cdp_needs: [orders]}`, and is left out, as is a saved query, when it reads a table that
 is left out (cdp_assets/dbt_models.py, queries.py). `check_references` refuses config entries
 (segments, destinations, the lakehouse sync, orchestrations) that name what is left out.
@@ -32,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .config import ConfigError, Destination, Postgres, SegmentRule, SourceKind, TenantConfig
+from .config import ATTRIBUTE_PREFIX, ConfigError, Destination, Postgres, SegmentRule, SourceKind, TenantConfig
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class TenantScope:
     """The source kinds of a tenant and what they let it build."""
     kinds: frozenset[SourceKind]
     customer_databases: tuple[str, ...] = ("c360",)
+    attributes: tuple[str, ...] = ()       # custom attribute columns (attr_<name>) of the customers
 
     def has(self, need: Need) -> bool:
         return all(kind in self.kinds for kind in need.kinds)
@@ -109,6 +111,13 @@ class TenantScope:
 
     def missing_column(self, table: str, column: str) -> str | None:
         """Why a column is not in its table for this tenant, or None when it is."""
+        schema, _, name = table.partition(".")
+        if (name in ("customer_360", "merged_customers") and schema in self.customer_databases
+                and column.startswith(ATTRIBUTE_PREFIX)
+                and column.removesuffix("__all") not in self.attributes):
+            kept = f"attributes: {', '.join(self.attributes)}" if self.attributes else "it keeps none"
+            return (f"column {column!r} of {table} is not a custom attribute of this tenant ({kept}; "
+                    "sources.<name>.attributes keeps one)")
         need = self.column_need(table, column)
         if need is None or self.has(need):
             return None
@@ -142,7 +151,8 @@ class TenantScope:
 
 def tenant_scope(cfg: TenantConfig) -> TenantScope:
     return TenantScope(kinds=frozenset(s.kind for s in cfg.sources.values()),
-                       customer_databases=tuple(cfg.customer_databases))
+                       customer_databases=tuple(cfg.customer_databases),
+                       attributes=tuple(cfg.attribute_columns))
 
 
 def scope_notes(cfg: TenantConfig) -> list[str]:

@@ -4,6 +4,11 @@ One asset per configured source reads its file (CSV or Parquet), maps columns to
 tags, standardises the values and writes `domain.<source>` with a fixed schema per kind.
 Rows that cannot be read or fail validation go to `domain.quarantine` with the raw row and
 the reason, so every input row is accounted for: read = loaded + quarantined.
+
+A customers column without a built-in tag can be kept as a custom attribute (`attributes:` in
+the config): parsed by its type into `attr_<name>` (a value that does not parse is nulled and
+counted in `invalid_values_nulled`, like a bad date). Columns neither tagged nor kept are not
+loaded; the asset lists them in its `columns_ignored` metadata.
 """
 
 
@@ -55,10 +60,18 @@ def position_unit(source: Source) -> str:
 
 def domain_columns(source: Source) -> list[str]:
     """The columns of a source's domain table: its kind's, and for customers the identifier
-    columns of the whole tenant (national_id, other_id...), so customer tables union."""
+    columns and custom attributes (attr_<name>) of the whole tenant (national_id, other_id...),
+    so customer tables union."""
     if source.kind != SourceKind.customers:
         return DOMAIN_COLUMNS[source.kind]
-    return [*DOMAIN_COLUMNS[source.kind][:-2], *source.tenant_identifier_columns, *SOURCE_POSITION]
+    return [*DOMAIN_COLUMNS[source.kind][:-2], *source.tenant_identifier_columns,
+            *source.tenant_attributes, *SOURCE_POSITION]
+
+
+def ignored_columns(source: Source, header: list[str]) -> list[str]:
+    """Columns of a source file neither tagged nor kept as attributes: not loaded."""
+    return [c for c in header if c not in source.columns and c not in source.attributes
+            and c not in SOURCE_POSITION]
 
 
 QUARANTINE_DDL = """
@@ -81,6 +94,7 @@ class Batch:
     invalid_values: dict[str, int] = field(default_factory=dict)
     read_as: dict = field(default_factory=dict)   # encoding, delimiter, physical lines (CSV)
     unit: str = "row"   # what source_row counts: see position_unit
+    columns_ignored: list[str] = field(default_factory=list)  # in the file, neither tagged nor kept
 
     def __post_init__(self) -> None:
         self.raw = self.rows.copy()  # the rows as read, for quarantine
@@ -124,12 +138,17 @@ def read_source_file(name: str, source: Source, path: Path) -> Batch:
         batch = Batch(name, df)
     else:
         batch = _read_csv(name, source, path)
-    missing = [c for c in source.columns if c not in batch.rows.columns]
-    if missing:
-        raise SourceFileError(
-            f"source {name!r}: columns {missing} are tagged in the config but not in {path} "
-            f"(it has {[c for c in batch.rows.columns if c not in SOURCE_POSITION]})")
+    check_columns(name, source, [c for c in batch.rows.columns if c not in SOURCE_POSITION], path)
     return batch
+
+
+def check_columns(name: str, source: Source, header: list[str], path: Path) -> None:
+    """Every tagged column and kept attribute is in the file's header."""
+    missing = [c for c in [*source.columns, *source.attributes] if c not in header]
+    if missing:
+        how = "tagged" if all(c in source.columns for c in missing) else "tagged or kept as attributes"
+        raise SourceFileError(f"source {name!r}: columns {missing} are {how} in the config but not in "
+                              f"{path} (it has {header})")
 
 
 def _to_text(v) -> str | None:
@@ -207,7 +226,7 @@ def file_units(source: Source, path: Path) -> int:
 
 def _tagged(batch: Batch, source: Source) -> pd.DataFrame:
     """Columns renamed to their domain names; untagged domain columns are added as None."""
-    mapping = source.domain_columns()
+    mapping = {**source.domain_columns(), **{c: a.column for c, a in source.attributes.items()}}
     df = batch.rows[[*mapping, *SOURCE_POSITION]].rename(columns=mapping)
     for col in [*domain_columns(source), "street_number"]:
         if col not in df.columns:
@@ -293,6 +312,10 @@ def standardise_customers(batch: Batch, source: Source) -> pd.DataFrame:
         parsed, bad = std.parse_datetimes(df[col], df["country"], source.date_order)
         batch.count_invalid(col, bad)
         df[col] = parsed
+    for col, kind in source.tenant_attributes.items():
+        # a value that does not parse as the attribute's type is nulled and counted, the row kept
+        df[col], bad = std.attribute_values(df[col], kind)
+        batch.count_invalid(col, bad)
     df["source"] = batch.source
     return df[domain_columns(source)]
 
@@ -375,6 +398,7 @@ STANDARDISERS = {
 def build_domain_table(name: str, source: Source, path: Path) -> tuple[pd.DataFrame, Batch, int]:
     """Read + standardise one source. Returns (domain rows, batch with rejects, rows read)."""
     batch = read_source_file(name, source, path)
+    batch.columns_ignored = ignored_columns(source, list(batch.rows.columns))
     rows_read = len(batch.rows) + len(batch.rejects)
     domain = STANDARDISERS[source.kind](batch, source)
     return domain.reset_index(drop=True), batch, rows_read
@@ -421,7 +445,7 @@ def load_domain_table_here(con, name: str, source: Source, path: Path) -> dict:
         reasons[key] = reasons.get(key, 0) + 1
     return {"rows_read": rows_read, "rows_loaded": len(domain), "rows_quarantined": len(batch.rejects),
             "quarantine_reasons": reasons, "invalid_values_nulled": batch.invalid_values,
-            "read_as": batch.read_as, "preview": domain.head(5)}
+            "read_as": batch.read_as, "columns_ignored": batch.columns_ignored, "preview": domain.head(5)}
 
 
 # ---- Dagster assets -----------------------------------------------------------------------------
@@ -439,7 +463,10 @@ def build_source_asset(cfg: TenantConfig, name: str, source: Source) -> dg.Asset
         description=(f"{source.description or name}: `{source.path}` ({source.kind.value}) standardised "
                      f"into `domain.{name}`; rejected rows go to `domain.quarantine`."),
         kinds={cfg.active_engine, source.format or "csv"},
-        metadata={"source_file": str(path), "semantic_tags": dg.MetadataValue.json(source.columns)},
+        metadata={"source_file": str(path), "semantic_tags": dg.MetadataValue.json(source.columns),
+                  **({"attributes": dg.MetadataValue.json({c: {"column": a.column, "type": a.type}
+                                                           for c, a in source.attributes.items()})}
+                     if source.attributes else {})},
         tags={"cdp/kind": source.kind.value},
     )
     def _domain_table(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
@@ -452,12 +479,16 @@ def build_source_asset(cfg: TenantConfig, name: str, source: Source) -> dg.Asset
                 report = load_domain_table_here(con, name, source, path)
         context.log.info(f"{name}: read {report['rows_read']}, loaded {report['rows_loaded']}, "
                          f"quarantined {report['rows_quarantined']}")
+        if report["columns_ignored"]:
+            context.log.warning(f"{name}: columns {', '.join(report['columns_ignored'])} are neither tagged "
+                                "nor kept as attributes: not loaded")
         return dg.MaterializeResult(metadata={
             "dagster/row_count": report["rows_loaded"],
             "rows_read": report["rows_read"],
             "rows_quarantined": report["rows_quarantined"],
             "quarantine_reasons": dg.MetadataValue.json(report["quarantine_reasons"]),
             "invalid_values_nulled": dg.MetadataValue.json(report["invalid_values_nulled"]),
+            "columns_ignored": dg.MetadataValue.json(report["columns_ignored"]),
             **({"read_as": dg.MetadataValue.json(report["read_as"])} if report.get("read_as") else {}),
             "preview": dg.MetadataValue.md(preview_md(report["preview"])),
         })

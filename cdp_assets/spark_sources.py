@@ -25,10 +25,10 @@ from pathlib import Path
 import pandas as pd
 
 from . import standardize as std
-from .config import Source, SourceKind
+from .config import ATTRIBUTE_TYPES, Source, SourceKind
 from . import source_files
-from .sources import (SOURCE_POSITION, STANDARDISERS, Batch, SourceFileError, _to_text, csv_batch, domain_columns,
-                      position_unit, reason_key, replace_quarantine_rows)
+from .sources import (SOURCE_POSITION, STANDARDISERS, Batch, SourceFileError, _to_text, check_columns, csv_batch,
+                      domain_columns, ignored_columns, position_unit, reason_key, replace_quarantine_rows)
 
 # the tag of the column whose duplicates the standardiser rejects (rows sharing it meet in one bucket)
 KEY_TAG = {SourceKind.customers: "pk", SourceKind.transactions: "order-id",
@@ -48,8 +48,14 @@ ROW_KIND, RAW_ROW, REASON, INVALID_COLUMN, INVALID_COUNT = (
     "_row_kind", "_raw_row", "_reason", "_invalid_column", "_invalid_count")
 
 
+def column_types(source: Source) -> dict[str, str]:
+    """Spark types of the domain columns that are not text, custom attributes by their type."""
+    return {**DOMAIN_TYPES, **{c: ATTRIBUTE_TYPES[t] for c, t in source.tenant_attributes.items()}}
+
+
 def _domain_schema(source: Source) -> str:
-    return ", ".join(f"`{c}` {DOMAIN_TYPES.get(c, 'string')}" for c in domain_columns(source))
+    types = column_types(source)
+    return ", ".join(f"`{c}` {types.get(c, 'string')}" for c in domain_columns(source))
 
 
 def _output_schema(source: Source) -> str:
@@ -124,11 +130,7 @@ def read_raw_rows(spark, name: str, source: Source, path: Path):
 
         raw = (spark.read.format("binaryFile").load(str(path)).select("content")
                .mapInPandas(parse, _raw_schema(columns)))
-    missing = [c for c in source.columns if c not in columns]
-    if missing:
-        raise SourceFileError(
-            f"source {name!r}: columns {missing} are tagged in the config but not in {path} "
-            f"(it has {columns})")
+    check_columns(name, source, columns, path)
     return raw, columns
 
 
@@ -148,8 +150,9 @@ def standardise_rows(name: str, source: Source, rows: pd.DataFrame, columns: lis
     out = pd.concat([frame for frame in (domain, rejects, invalid) if len(frame)], ignore_index=True)
     out = out.reindex(columns=[ROW_KIND, *domain_columns(source), RAW_ROW, REASON,
                                INVALID_COLUMN, INVALID_COUNT])
+    types = column_types(source)
     for column in out.columns:  # Arrow wants one type per column: missing values as None/NaN
-        kind = DOMAIN_TYPES.get(column)
+        kind = types.get(column)
         if column == INVALID_COUNT or kind in ("bigint", "double"):
             out[column] = pd.to_numeric(out[column], errors="coerce").astype(
                 "Int64" if kind == "bigint" or column == INVALID_COUNT else "float64")
@@ -206,4 +209,6 @@ def load_domain_table(con, name: str, source: Source, path: Path, buckets: int) 
                .groupBy(INVALID_COLUMN).agg(F.sum(INVALID_COUNT)).collect()}
     return {"rows_read": raw.count(), "rows_loaded": domain.count(),
             "rows_quarantined": sum(reasons.values()), "quarantine_reasons": reasons,
-            "invalid_values_nulled": invalid, "preview": domain.limit(5).toPandas()}
+            "invalid_values_nulled": invalid,
+            "columns_ignored": ignored_columns(source, [c for c in raw.columns if c not in (RAW_ROW, REASON)]),
+            "preview": domain.limit(5).toPandas()}

@@ -310,3 +310,39 @@ def numbers(s: pd.Series) -> tuple[pd.Series, pd.Series]:
     cleaned = s.astype("string").str.replace(r"[$,\s]", "", regex=True)
     out = pd.to_numeric(cleaned, errors="coerce")
     return out, present & out.isna()
+
+
+TRUE = {"true", "t", "yes", "y", "1"}
+FALSE = {"false", "f", "no", "n", "0"}
+
+
+def booleans(s: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """true/false, yes/no, y/n, t/f, 1/0 in any case; returns (booleans, mask of unparseable values)."""
+    text = blank_to_none(s).str.lower()
+    out = text.map(lambda v: True if v in TRUE else False if v in FALSE else None).astype("boolean")
+    return out, text.notna() & out.isna()
+
+
+def attribute_values(s: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
+    """A custom attribute's values parsed by its type (config.ATTRIBUTE_TYPES), in a column dtype
+    that keeps the type when every value is missing; returns (values, mask of unparseable values)."""
+    import pyarrow as pa
+
+    if kind == "string":
+        text = blank_to_none(s)
+        return text.astype("string"), pd.Series(False, index=s.index)
+    if kind in ("integer", "number"):
+        values, bad = numbers(s)
+        if kind == "number":
+            return values.astype("float64"), bad
+        fraction = values.notna() & (values % 1 != 0)
+        return values.where(~fraction).astype("Int64"), bad | fraction
+    if kind == "boolean":
+        return booleans(s)
+    if kind == "date":
+        dates, bad = parse_dates(s)
+        return pd.Series(pa.array(dates).cast(pa.date32()), index=s.index,
+                         dtype=pd.ArrowDtype(pa.date32())), bad
+    if kind == "timestamp":
+        return parse_datetimes(s)
+    raise ValueError(f"unknown attribute type {kind!r}")

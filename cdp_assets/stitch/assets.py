@@ -328,7 +328,7 @@ def write_coalesced(con, cfg: TenantConfig, ids: str) -> None:
         select i.cdp_id, r.source, r.pk, r.given_name, r.surname, r.full_name, r.email,
                r.phone, r.address, r.address2, r.city, r.state, r.postal, r.country, r.birthdate,
                r.gender, r.loyalty_id{"".join(f", r.{c}" for c in cfg.identifier_columns)},
-               r.created_at, r.updated_at
+               r.created_at, r.updated_at{"".join(f", r.{c}" for c in cfg.attribute_columns)}
         from ({customer_union_sql(cfg)}) r join {ids} i on i.unique_id = r.source || '|' || r.pk""")
 
 

@@ -8,7 +8,9 @@
     <db>.merged_customers_provenance   per person and field: value, rule, source record
     <db>.customer_360                  merged profile + purchase attributes
 
-  `db` is {name, stitch_mode, rules: {field: {rule, sources, fallback}}}.
+  `db` is {name, stitch_mode, rules: {field: {rule, sources, fallback}}, attributes}: attributes
+  (when the tenant keeps custom attributes) lists their columns (attr_<name>), merged like the
+  single fields and kept in customer_360.
 #}
 
 
@@ -16,9 +18,14 @@
     {{- return(['given_name', 'surname', 'email', 'phone', 'birthdate', 'gender', 'loyalty_id']) -}}
 {%- endmacro %}
 
-{% macro all_values_fields(rules) -%}
+{# The fields merged one by one: the single fields and the database's custom attributes. #}
+{% macro merged_fields(db) -%}
+    {{- return(single_fields() + db.get('attributes', [])) -}}
+{%- endmacro %}
+
+{% macro all_values_fields(rules, fields=none) -%}
     {%- set out = [] -%}
-    {%- for f in single_fields() if rules[f].rule == 'all_values' -%}{%- do out.append(f) -%}{%- endfor -%}
+    {%- for f in (fields or single_fields()) if rules[f].rule == 'all_values' -%}{%- do out.append(f) -%}{%- endfor -%}
     {{- return(out) -}}
 {%- endmacro %}
 
@@ -73,8 +80,8 @@ join parts p on p.cdp_id = r.cdp_id and p.component = c.component
 {%- set rules = db.rules -%}
 {%- set address_group = var('address_group') -%}
 {%- set group_rule = rules['address'] -%}
-{%- set fields = single_fields() -%}
-{%- set listed = all_values_fields(rules) -%}
+{%- set fields = merged_fields(db) -%}
+{%- set listed = all_values_fields(rules, fields) -%}
 {%- set picks = [] -%}
 {%- for f in fields %}{% do picks.append(merge_field_pick(f, rules[f])) %}{% endfor -%}
 {%- set address_pick = merge_group_pick('address_group', address_group, group_rule) -%}
@@ -129,6 +136,9 @@ select
     m.birthdate__merged.val as birthdate,
     m.gender__merged.val as gender,
     m.loyalty_id__merged.val as loyalty_id,
+    {%- for f in db.get('attributes', []) %}
+    m.{{ f }}__merged.val as {{ f }},
+    {%- endfor %}
     {%- for f in listed %}
     coalesce({{ f }}__values.{{ f }}__all, {{ cdp_empty_list() }}) as {{ f }}__all,
     {%- endfor %}
@@ -169,7 +179,7 @@ with merged as (
 ),
 
 chosen as (
-    {%- for f in single_fields() %}
+    {%- for f in merged_fields(db) %}
     select cdp_id, '{{ f }}' as field, cast({{ f }} as {{ dbt.type_string() }}) as value,
            '{{ describe_rule(rules[f]) }}' as rule, {{ f }}__from as record_key
     from merged where {{ f }}__from is not null
@@ -197,7 +207,7 @@ join {{ ref(db.name ~ '__unified_records') }} r on r.source || '|' || r.pk = c.r
    is the merged profile, and reads nothing of the interactions stage, which it does not build. #}
 {% macro cdp_customer_360(db) -%}
 {%- set provenance = [] -%}
-{%- for f in single_fields() %}{% do provenance.append(f ~ '__from') %}{% endfor -%}
+{%- for f in merged_fields(db) %}{% do provenance.append(f ~ '__from') %}{% endfor -%}
 {%- do provenance.append('address__from') -%}
 {%- if not db.get('orders', true) %}
 select {{ cdp_star_except(none, ['source_count', 'last_updated_at'] + provenance) }}
