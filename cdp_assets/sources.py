@@ -314,7 +314,7 @@ def standardise_customers(batch: Batch, source: Source) -> pd.DataFrame:
         df[col] = parsed
     for col, kind in source.tenant_attributes.items():
         # a value that does not parse as the attribute's type is nulled and counted, the row kept
-        df[col], bad = std.attribute_values(df[col], kind)
+        df[col], bad = std.attribute_values(df[col], kind, df["country"], source.date_order)
         batch.count_invalid(col, bad)
     df["source"] = batch.source
     return df[domain_columns(source)]

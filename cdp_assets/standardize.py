@@ -323,9 +323,11 @@ def booleans(s: pd.Series) -> tuple[pd.Series, pd.Series]:
     return out, text.notna() & out.isna()
 
 
-def attribute_values(s: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
+def attribute_values(s: pd.Series, kind: str, countries: pd.Series | str | None = DEFAULT_COUNTRY,
+                     order: str | None = None) -> tuple[pd.Series, pd.Series]:
     """A custom attribute's values parsed by its type (config.ATTRIBUTE_TYPES), in a column dtype
-    that keeps the type when every value is missing; returns (values, mask of unparseable values)."""
+    that keeps the type when every value is missing (dates read as parse_dates does, by the
+    record's country or the source's date_order); returns (values, mask of unparseable values)."""
     import pyarrow as pa
 
     if kind == "string":
@@ -340,9 +342,9 @@ def attribute_values(s: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
     if kind == "boolean":
         return booleans(s)
     if kind == "date":
-        dates, bad = parse_dates(s)
+        dates, bad = parse_dates(s, countries, order)
         return pd.Series(pa.array(dates).cast(pa.date32()), index=s.index,
                          dtype=pd.ArrowDtype(pa.date32())), bad
     if kind == "timestamp":
-        return parse_datetimes(s)
+        return parse_datetimes(s, countries, order)
     raise ValueError(f"unknown attribute type {kind!r}")
