@@ -554,6 +554,14 @@ class WorkspaceSettings(_Strict):
                                                 "cookies (unset: a random key per server start)")
 
 
+class DagsterSettings(_Strict):
+    raw_previews: bool = Field(
+        default=False,
+        description="show personal data unmasked in the row previews of Dagster's metadata (kept in "
+                    "its event log, shown in its UI); default: emails, phones, names, addresses, birth "
+                    "dates and identifiers masked (cdp_assets/pii.py)")
+
+
 SEGMENT_OPS = ("=", "!=", "<", "<=", ">", ">=", "between", "in", "is_null", "not_null", "contains")
 Scalar = Union[bool, int, float, date, str]
 
@@ -687,6 +695,7 @@ class TenantConfig(_Strict):
     queries: QuerySettings | None = Field(default=None, description="saved Presto SQL queries")
     profile_api: ProfileApiSettings = Field(default_factory=ProfileApiSettings)
     workspace: WorkspaceSettings = Field(default_factory=WorkspaceSettings)
+    dagster: DagsterSettings = Field(default_factory=DagsterSettings)
     segments: dict[str, Segment] = Field(default_factory=dict, description="audiences, see segments.py")
     orchestrations: dict[str, Orchestration] = Field(default_factory=dict,
                                                      description="segment/query -> destination bindings")
