@@ -23,6 +23,7 @@ from dagster_duckdb import DuckDBResource
 
 from .config import Destination, Postgres, TenantConfig
 from .errors import UserError
+from .pii import mask_text
 from .warehouse import preview_md
 
 GROUP = "activation"
@@ -100,7 +101,9 @@ def send_webhook(records_json: list[str], url: str, *, orchestration: str, campa
             for attempt in range(max_retries + 1):
                 try:
                     r = client.post(url, content=body.encode(), headers=headers)
-                    problem = None if r.is_success else f"HTTP {r.status_code}: {r.text[:200]}"
+                    # a receiver may echo the records back: the log (Dagster's event log) keeps
+                    # its answer with any email or phone in it masked
+                    problem = None if r.is_success else f"HTTP {r.status_code}: {mask_text(r.text[:200])}"
                     retryable = r.status_code in RETRYABLE
                     wait = _retry_after(r)
                 except httpx.TransportError as exc:
@@ -150,7 +153,7 @@ def build_destination_asset(cfg: TenantConfig, name: str, dest: Destination) -> 
         context.log.info(f"exported {rows} rows of {dest.table} to {path}")
         return dg.MaterializeResult(metadata={
             "dagster/row_count": rows, "path": dg.MetadataValue.path(str(path)),
-            "bytes": path.stat().st_size, "preview": dg.MetadataValue.md(preview_md(sample))})
+            "bytes": path.stat().st_size, "preview": dg.MetadataValue.md(preview_md(sample, raw=cfg.dagster.raw_previews))})
 
     return _export
 

@@ -30,6 +30,7 @@ from fastapi.security import APIKeyHeader
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import standardize
+from .audit import AuditLog, note_key_denied, note_key_use
 from .config import TenantConfig
 
 CDP_ID = r"^[A-Za-z0-9_\-]{1,64}$"
@@ -126,14 +127,17 @@ def create_app(cfg: TenantConfig, api_key: str | None = None) -> FastAPI:
         raise RuntimeError(f"profile_api.api_key_env: environment variable {cfg.profile_api.api_key_env} "
                            "is not set; it must hold the API key clients send in X-API-Key")
     store = ProfileStore(cfg.resolve(cfg.profile_api.store).resolve())
-    app = FastAPI(title=f"cdp Profile API - {cfg.tenant}", version="1",
+    audit = AuditLog(cfg.resolve(cfg.audit.path))
+    app = FastAPI(title=f"cdp Profile API - {cfg.tenant}", version="1", on_shutdown=[audit.close],
                   description="One person's customer 360, transaction attributes, predictive scores "
                               "and segment memberships. Send the API key in the X-API-Key header.")
     header = APIKeyHeader(name="X-API-Key", auto_error=False)
 
-    async def require_key(given: str | None = Depends(header)) -> None:
+    async def require_key(request: Request, given: str | None = Depends(header)) -> None:
         if not given or not hmac.compare_digest(given.encode(), key.encode()):
+            note_key_denied(request)
             raise ApiError(401, "unauthorized", "missing or wrong API key (header X-API-Key)")
+        note_key_use(request)   # counted per key, endpoint and minute; written by a background thread
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError):
@@ -189,6 +193,7 @@ def create_app(cfg: TenantConfig, api_key: str | None = None) -> FastAPI:
         return Response(doc, media_type="application/json")
 
     app.state.store = store
+    app.state.audit = audit
     return app
 
 

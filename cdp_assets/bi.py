@@ -67,7 +67,7 @@ def build_holiday_asset(cfg: TenantConfig) -> dg.AssetsDefinition:
             sample = con.execute("select * from bi.holiday_calendar where holiday_date >= ? "
                                  "order by 1 limit 5", [date.today()]).df()
         return dg.MaterializeResult(metadata={"dagster/row_count": n,
-                                              "preview": dg.MetadataValue.md(preview_md(sample))})
+                                              "preview": dg.MetadataValue.md(preview_md(sample, raw=cfg.dagster.raw_previews))})
 
     return _holidays
 

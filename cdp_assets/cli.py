@@ -9,6 +9,7 @@
     cdp serve [--config PATH] [--host H] [--port P]
     cdp segment preview NAME [--config PATH] [--sample N]
     cdp user add NAME [--config PATH] [--password-stdin]
+    cdp audit [--user U] [--action A] [--since DATE] [--until DATE] [--limit N] [--json] [--config PATH]
 """
 
 from __future__ import annotations
@@ -335,6 +336,40 @@ def cmd_segment_preview(args) -> int:
     return 0
 
 
+def cmd_audit(args) -> int:
+    """Print the audit log (newest first): who ran, exported, saved and viewed what."""
+    import json
+
+    from .audit import AuditLog
+
+    cfg = load_config(args.config)
+    log = AuditLog(cfg.resolve(cfg.audit.path))
+    try:
+        events = log.read(user=args.user, action=args.action, since=args.since, until=args.until,
+                          limit=args.limit)
+    except ValueError as exc:
+        print(f"cdp audit: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        for e in events:
+            print(json.dumps(e, default=str))
+        return 0
+    if not events:
+        print(f"cdp audit: no events{' matching the filters' if args.user or args.action or args.since or args.until else ''}"
+              f" in {log.path}")
+        return 0
+    print(f"{'when (UTC)':<23}  {'who':<16} {'action':<15} {'rows':>9}  {'client':<15} what")
+    for e in events:
+        who = f"{e['principal']}{' (key)' if e['kind'] == 'key' else ''}"
+        what = " ".join(e["what"].split())
+        rows = "" if e["rows"] is None else f"{e['rows']:,}"
+        print(f"{e['at']:<23}  {who:<16} {e['action']:<15} {rows:>9}  {e['client_ip'] or '':<15} "
+              f"{what[:120] + ('…' if len(what) > 120 else '')}")
+    print(f"{len(events)} event{'s' * (len(events) != 1)} (newest first) from {log.path}"
+          + (f"; --limit {args.limit} reached" if len(events) >= args.limit else ""))
+    return 0
+
+
 def cmd_serve(args) -> int:
     """Serve the Profile API from the tenant's profile store."""
     from .api import serve
@@ -436,6 +471,16 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--csv", default=None, help="write every row to this CSV file instead of printing")
     q.add_argument("--limit", type=int, default=50, help="rows printed (default 50)")
     q.set_defaults(func=cmd_query)
+
+    au = sub.add_parser("audit", help="print the audit log: queries, exports, saves, profile views, API key use")
+    au.add_argument("--config", default=None, help="tenant YAML (default: $CDP_CONFIG or the demo)")
+    au.add_argument("--user", default=None, help="only this user (or key) name")
+    au.add_argument("--action", default=None, help="only this action, or its prefix (query, api, ...)")
+    au.add_argument("--since", default=None, help="from this date (YYYY-MM-DD) or ISO time, UTC")
+    au.add_argument("--until", default=None, help="up to and including this date, or before this ISO time")
+    au.add_argument("--limit", type=int, default=200, help="newest events printed (default 200)")
+    au.add_argument("--json", action="store_true", help="one JSON object per line")
+    au.set_defaults(func=cmd_audit)
 
     sg = sub.add_parser("segment", help="work with segments")
     sg_sub = sg.add_subparsers(dest="segment_command", required=True)

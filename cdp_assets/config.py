@@ -634,6 +634,22 @@ class WorkspaceSettings(_Strict):
                                                 "cookies (unset: a random key per server start)")
 
 
+class DagsterSettings(_Strict):
+    raw_previews: bool = Field(
+        default=False,
+        description="show personal data unmasked in the row previews of Dagster's metadata (kept in "
+                    "its event log, shown in its UI); default: emails, phones, names, addresses, birth "
+                    "dates and identifiers masked (cdp_assets/pii.py)")
+
+
+class AuditSettings(_Strict):
+    path: str = Field(default="audit.sqlite3",
+                      description="the audit log (SQLite, append-only): who ran which workspace query, "
+                                  "exported, saved, viewed a person, used an API key; relative to the "
+                                  "config file, kept outside the warehouse so a rebuild never erases "
+                                  "it; $CDP_AUDIT_LOG overrides")
+
+
 SEGMENT_OPS = ("=", "!=", "<", "<=", ">", ">=", "between", "in", "is_null", "not_null", "contains")
 Scalar = Union[bool, int, float, date, str]
 
@@ -767,6 +783,8 @@ class TenantConfig(_Strict):
     queries: QuerySettings | None = Field(default=None, description="saved Presto SQL queries")
     profile_api: ProfileApiSettings = Field(default_factory=ProfileApiSettings)
     workspace: WorkspaceSettings = Field(default_factory=WorkspaceSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    dagster: DagsterSettings = Field(default_factory=DagsterSettings)
     segments: dict[str, Segment] = Field(default_factory=dict, description="audiences, see segments.py")
     orchestrations: dict[str, Orchestration] = Field(default_factory=dict,
                                                      description="segment/query -> destination bindings")
@@ -1078,9 +1096,11 @@ def load_config(path: str | os.PathLike | None = None) -> TenantConfig:
     cfg.base_dir = path.parent
     cfg.config_path = path
     # a deployment keeps the serving copy on its data volume and the users file in a secret,
-    # wherever the tenant config sits (deploy/: the `serve` service)
+    # and the audit log on a volume it may write, wherever the tenant config sits (deploy/: the
+    # `serve` service)
     for env, section, field in (("CDP_PROFILE_STORE", cfg.profile_api, "store"),
-                                ("CDP_USERS_FILE", cfg.workspace, "users_file")):
+                                ("CDP_USERS_FILE", cfg.workspace, "users_file"),
+                                ("CDP_AUDIT_LOG", cfg.audit, "path")):
         if os.environ.get(env):
             setattr(section, field, os.environ[env])
     return cfg

@@ -343,7 +343,7 @@ def build_dbt_assets(cfg: TenantConfig, manifest: Path, folder: str,
                             yield event          # a view: nothing stored to count
                             continue
                         relation = lakehouse_relation(cfg, key.path[0], key.path[-1], spark=is_spark(con))
-                    rows, preview = table_preview(con, relation)
+                    rows, preview = table_preview(con, relation, raw=cfg.dagster.raw_previews)
                     event = event.with_metadata({**event.metadata, "dagster/row_count": rows,
                                                  "preview": dg.MetadataValue.md(preview)})
                 yield event

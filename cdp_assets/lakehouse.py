@@ -169,7 +169,7 @@ def build_sync_asset(cfg: TenantConfig, settings: LakehouseSync, table: str) -> 
         context.log.info(f"wrote {rows} rows of {table} to {path} ({settings.format})")
         return dg.MaterializeResult(metadata={
             "dagster/row_count": rows, "path": dg.MetadataValue.path(str(path)),
-            "format": settings.format, "preview": dg.MetadataValue.md(preview_md(sample))})
+            "format": settings.format, "preview": dg.MetadataValue.md(preview_md(sample, raw=cfg.dagster.raw_previews))})
 
     return _sync
 

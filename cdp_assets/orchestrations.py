@@ -128,7 +128,7 @@ def run_orchestration(cfg: TenantConfig, name: str, con, run_id: str, log=None) 
     con.execute(f"insert into {RECIPIENTS} select ?, ?, ?, ?, cdp_id, ?, ? from _cdp_recipients",
                 [campaign, name, orch.destination, kind, datetime.now(timezone.utc).replace(tzinfo=None), run_id])
     con.execute("drop table _cdp_recipients")
-    meta["preview"] = dg.MetadataValue.md(preview_md(con.execute(f"{outgoing} limit 5").df()))
+    meta["preview"] = dg.MetadataValue.md(preview_md(con.execute(f"{outgoing} limit 5").df(), raw=cfg.dagster.raw_previews))
     return meta
 
 

@@ -384,7 +384,7 @@ def build_predictive_definitions(cfg: TenantConfig) -> list:
         yield dg.MaterializeResult(metadata={
             "dagster/row_count": len(table), **metrics,
             "dagster/column_schema": column_schema("predicted_clv_attributes"),
-            "preview": dg.MetadataValue.md(preview_md(table))})
+            "preview": dg.MetadataValue.md(preview_md(table, raw=cfg.dagster.raw_previews))})
         yield _check("predicted_clv_attributes", metrics["holdout_mae"] < metrics["baseline_mae"],
                      metrics, "holdout_mae", "baseline_mae", "lower is better")
 
@@ -422,10 +422,10 @@ def build_predictive_definitions(cfg: TenantConfig) -> list:
         context.log.info(f"propensity holdout AUC {metrics['holdout_auc']:.3f} "
                          f"(baseline {metrics['baseline_auc']:.3f})")
         yield dg.MaterializeResult(asset_key=[SCHEMA, "product_category_propensity"], metadata={
-            "dagster/row_count": len(table), **metrics, "preview": dg.MetadataValue.md(preview_md(table)),
+            "dagster/row_count": len(table), **metrics, "preview": dg.MetadataValue.md(preview_md(table, raw=cfg.dagster.raw_previews)),
             "dagster/column_schema": column_schema("product_category_propensity")})
         yield dg.MaterializeResult(asset_key=[SCHEMA, "recommendations"], metadata={
-            "dagster/row_count": len(recs), "preview": dg.MetadataValue.md(preview_md(recs)),
+            "dagster/row_count": len(recs), "preview": dg.MetadataValue.md(preview_md(recs, raw=cfg.dagster.raw_previews)),
             "dagster/column_schema": column_schema("recommendations")})
         yield _check("product_category_propensity", metrics["holdout_auc"] > metrics["baseline_auc"],
                      metrics, "holdout_auc", "baseline_auc", "higher is better")

@@ -172,7 +172,8 @@ def build_profile_store_asset(cfg: TenantConfig, segment_keys: list[dg.AssetKey]
             records = con.execute("select count(*) from stitch.unified_coalesced").fetchone()[0]
             con.execute(f"attach '{path}' as served (read_only)")
             try:
-                sample = con.execute("select cdp_id, left(profile, 160) as profile from served.profiles "
+                # whole documents: the preview masks a profile's PII field by field (pii.py)
+                sample = con.execute("select cdp_id, profile from served.profiles "
                                      "order by cdp_id limit 3").df()
             finally:
                 con.execute("detach served")
@@ -185,6 +186,6 @@ def build_profile_store_asset(cfg: TenantConfig, segment_keys: list[dg.AssetKey]
         return dg.MaterializeResult(check_results=[check], metadata={"dagster/row_count": counts["profiles"],
                                               **{f"rows_{k}": v for k, v in counts.items()},
                                               "bytes": path.stat().st_size,
-                                              "preview": dg.MetadataValue.md(preview_md(sample))})
+                                              "preview": dg.MetadataValue.md(preview_md(sample, raw=cfg.dagster.raw_previews))})
 
     return _store

@@ -172,7 +172,8 @@ def saved_queries(cfg: TenantConfig) -> dict[str, Path]:
     return found
 
 
-def build_query_asset(name: str, path: Path, engine: str = "duckdb") -> dg.AssetsDefinition:
+def build_query_asset(name: str, path: Path, engine: str = "duckdb",
+                      raw_previews: bool = False) -> dg.AssetsDefinition:
     query = parse_presto(path.read_text(), source=str(path))
     first_comment = re.match(r"\s*--\s*(.+)", query.presto)
 
@@ -194,7 +195,7 @@ def build_query_asset(name: str, path: Path, engine: str = "duckdb") -> dg.Asset
             rows = con.execute(f'select count(*) from "{SCHEMA}"."{name}"').fetchone()[0]
             sample = con.execute(f'select * from "{SCHEMA}"."{name}" limit 5').df()
         return dg.MaterializeResult(metadata={"dagster/row_count": rows,
-                                              "preview": dg.MetadataValue.md(preview_md(sample))})
+                                              "preview": dg.MetadataValue.md(preview_md(sample, raw=raw_previews))})
 
     return _query
 
@@ -215,5 +216,5 @@ def build_query_definitions(cfg: TenantConfig,
                             left_out: Mapping[str, str] | None = None) -> list[dg.AssetsDefinition]:
     """One asset per saved query, but those reading a table in `left_out` (left_out_queries)."""
     skipped = left_out_queries(cfg, left_out or {})
-    return [build_query_asset(name, path, cfg.active_engine) for name, path in saved_queries(cfg).items()
+    return [build_query_asset(name, path, cfg.active_engine, cfg.dagster.raw_previews) for name, path in saved_queries(cfg).items()
             if f"{SCHEMA}.{name}" not in skipped]

@@ -208,7 +208,7 @@ def build_segment_asset(cfg: TenantConfig, name: str) -> dg.AssetsDefinition:
                                  f"{_quote('segment_' + name)} s join c360.customer_360 c using (cdp_id) "
                                  "order by cdp_id limit 5").df()
         return dg.MaterializeResult(metadata={
-            "dagster/row_count": members, "members": members, "preview": dg.MetadataValue.md(preview_md(sample)),
+            "dagster/row_count": members, "members": members, "preview": dg.MetadataValue.md(preview_md(sample, raw=cfg.dagster.raw_previews)),
             "count_history": dg.MetadataValue.md(preview_md(history, 10)),
             "sql": dg.MetadataValue.md(f"```sql\n{sql}\n```")})
 

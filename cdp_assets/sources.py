@@ -490,7 +490,7 @@ def build_source_asset(cfg: TenantConfig, name: str, source: Source) -> dg.Asset
             "invalid_values_nulled": dg.MetadataValue.json(report["invalid_values_nulled"]),
             "columns_ignored": dg.MetadataValue.json(report["columns_ignored"]),
             **({"read_as": dg.MetadataValue.json(report["read_as"])} if report.get("read_as") else {}),
-            "preview": dg.MetadataValue.md(preview_md(report["preview"])),
+            "preview": dg.MetadataValue.md(preview_md(report["preview"], raw=cfg.dagster.raw_previews)),
         })
 
     return _domain_table

@@ -42,11 +42,18 @@ def replace_table(con, schema: str, table: str, df: pd.DataFrame) -> None:
         con.unregister("_incoming")
 
 
-def preview_md(df: pd.DataFrame, rows: int = 5) -> str:
-    """A markdown preview of the first rows, for the asset's metadata in the UI."""
+def preview_md(df: pd.DataFrame, rows: int = 5, *, raw: bool = False) -> str:
+    """A markdown preview of the first rows, for the asset's metadata in the UI (and Dagster's
+    event log). Personal data is masked (pii.py) unless `raw` (the tenant's
+    `dagster.raw_previews`)."""
     if df.empty:
         return "_(no rows)_"
-    head = df.head(rows).astype(object).where(df.head(rows).notna(), "")
+    head = df.head(rows)
+    if not raw:
+        from .pii import mask_frame
+
+        head = mask_frame(head)
+    head = head.astype(object).where(head.notna(), "")
     cols = [str(c) for c in head.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, r in head.iterrows():
@@ -54,7 +61,7 @@ def preview_md(df: pd.DataFrame, rows: int = 5) -> str:
     return "\n".join(lines)
 
 
-def table_preview(con, relation: str, rows: int = 5) -> tuple[int, str]:
-    """(row count, markdown preview) of a warehouse table."""
+def table_preview(con, relation: str, rows: int = 5, *, raw: bool = False) -> tuple[int, str]:
+    """(row count, markdown preview) of a warehouse table; PII masked unless `raw`."""
     count = con.execute(f"select count(*) from {relation}").fetchone()[0]
-    return count, preview_md(con.execute(f"select * from {relation} limit {rows}").df(), rows)
+    return count, preview_md(con.execute(f"select * from {relation} limit {rows}").df(), rows, raw=raw)

@@ -70,7 +70,7 @@ def test_serve_service_in_compose_and_helm_takes_the_same_settings():
 
     cfg = load_config(DEFAULT_CONFIG)
     secrets = {cfg.profile_api.api_key_env, cfg.workspace.session_secret_env}
-    paths = {"CDP_CONFIG", "CDP_WAREHOUSE", "CDP_PROFILE_STORE", "CDP_USERS_FILE"}
+    paths = {"CDP_CONFIG", "CDP_WAREHOUSE", "CDP_PROFILE_STORE", "CDP_USERS_FILE", "CDP_AUDIT_LOG"}
 
     compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
     serve = compose["services"]["serve"]
@@ -82,6 +82,12 @@ def test_serve_service_in_compose_and_helm_takes_the_same_settings():
     assert "cdp_data:/data:ro" in serve["volumes"]
     users = [v for v in serve["volumes"] if v.endswith(":" + env["CDP_USERS_FILE"] + ":ro")]
     assert len(users) == 1, serve["volumes"]
+    # the audit log is the one thing serve writes: a volume of its own, not the warehouse's
+    audit_dir = str(Path(env["CDP_AUDIT_LOG"]).parent)
+    writable = [v for v in serve["volumes"] if not v.endswith(":ro")]
+    assert writable == [f"cdp_audit:{audit_dir}"], serve["volumes"]
+    assert "cdp_audit" in compose["volumes"] and not env["CDP_AUDIT_LOG"].startswith("/data/")
+    assert audit_dir in (DEPLOY / "Dockerfile").read_text()   # created and owned by the image's user
     # the runs write the profile store where serve reads it
     user_code = compose["services"]["user_code"]["environment"]
     for name in ("CDP_WAREHOUSE", "CDP_PROFILE_STORE", "CDP_CONFIG"):
@@ -97,7 +103,12 @@ def test_serve_service_in_compose_and_helm_takes_the_same_settings():
         assert helm_env[name]["valueFrom"]["secretKeyRef"]["key"] == name
     mounts = {m["name"]: m for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
-    assert all(m.get("readOnly") for m in mounts.values())
+    assert all(m.get("readOnly") for name, m in mounts.items() if name != "cdp-audit")
+    assert not mounts["cdp-audit"].get("readOnly") and "persistentVolumeClaim" in volumes["cdp-audit"]
+    assert helm_env["CDP_AUDIT_LOG"]["value"].startswith(mounts["cdp-audit"]["mountPath"] + "/")
+    assert volumes["cdp-audit"]["persistentVolumeClaim"]["claimName"] != volumes["cdp-data"][
+        "persistentVolumeClaim"]["claimName"]
+    assert deployment["spec"]["template"]["spec"]["securityContext"]["fsGroup"] == 1000
     assert volumes["cdp-data"]["persistentVolumeClaim"]["readOnly"]
     assert helm_env["CDP_WAREHOUSE"]["value"].startswith(mounts["cdp-data"]["mountPath"] + "/")
     assert helm_env["CDP_PROFILE_STORE"]["value"].startswith(mounts["cdp-data"]["mountPath"] + "/")
@@ -111,6 +122,34 @@ def test_serve_service_in_compose_and_helm_takes_the_same_settings():
     assert volumes["cdp-data"]["persistentVolumeClaim"]["claimName"] in claims
     run_env = {e["name"]: e["value"] for e in runs["env"]}
     assert run_env["CDP_PROFILE_STORE"] == helm_env["CDP_PROFILE_STORE"]["value"]
+
+
+def test_dagster_ui_is_published_only_behind_an_authenticating_proxy():
+    """Dagster OSS has no login: in compose the webserver publishes no port and is reached only
+    through the dagster_ui proxy, which asks for a password (basic auth, a bcrypt hash from
+    deploy/.env); in Kubernetes the webserver is a ClusterIP service and the chart's Ingress is off."""
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    services = compose["services"]
+    webserver, proxy = services["webserver"], services["dagster_ui"]
+    assert "ports" not in webserver and webserver["expose"] == ["3000"]
+    published = {name for name, svc in services.items() if svc.get("ports")}
+    assert published == {"dagster_ui", "serve"}, published   # serve has its own login and API key
+    assert proxy["ports"] == ["${DAGSTER_UI_PORT:-3000}:3000"]
+    for name in ("DAGSTER_UI_USER", "DAGSTER_UI_PASSWORD_HASH"):   # compose refuses to start without
+        assert proxy["environment"][name].startswith(f"${{{name}:?"), name
+    assert "./Caddyfile:/etc/caddy/Caddyfile:ro" in proxy["volumes"]
+    caddyfile = (DEPLOY / "Caddyfile").read_text()
+    site = caddyfile[caddyfile.index("{$DAGSTER_UI_SITE"):]
+    assert "basic_auth" in site and "{$DAGSTER_UI_PASSWORD_HASH}" in site
+    assert "reverse_proxy webserver:3000" in site
+    assert site.index("basic_auth") < site.index("reverse_proxy")
+    example = (DEPLOY / ".env.example").read_text()
+    assert "DAGSTER_UI_USER=" in example and "DAGSTER_UI_PASSWORD_HASH='" in example
+    values = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
+    assert values["dagsterWebserver"]["service"]["type"] == "ClusterIP"
+    assert values["ingress"]["enabled"] is False
+    readme = (DEPLOY / "README.md").read_text()
+    assert "no login" in readme and "oauth2-proxy" in readme
 
 
 def test_profile_store_and_users_file_follow_the_environment(monkeypatch):

@@ -76,10 +76,10 @@ def build_stitch_definitions(cfg: TenantConfig) -> tuple[list, list]:
             rows = con.execute("select count(*) from stitch.unified_preprocessed_raw").fetchall()[0][0]
             preview = con.execute("select * from stitch.unified_preprocessed_raw limit 5").df()
             con.execute("drop table if exists _stitch_records")
-        yield _result("blocklist", blocklist, preview=dg.MetadataValue.md(preview_md(blocklist, 20)),
+        yield _result("blocklist", blocklist, preview=dg.MetadataValue.md(preview_md(blocklist, 20, raw=cfg.dagster.raw_previews)),
                       configured=int((blocklist["reason"] == "configured").sum()),
                       detected=int((blocklist["reason"] != "configured").sum()))
-        yield _result("unified_preprocessed_raw", rows=rows, preview=dg.MetadataValue.md(preview_md(preview)))
+        yield _result("unified_preprocessed_raw", rows=rows, preview=dg.MetadataValue.md(preview_md(preview, raw=cfg.dagster.raw_previews)))
 
     @dg.asset(key=KEY["match_model"], group_name=GROUP, kinds={"splink", "json"},
               deps=[KEY["unified_preprocessed_raw"]],
@@ -255,7 +255,7 @@ def _match(context, cfg: TenantConfig, con, model: dict, model_version: int, art
     context.log.info(f"cdp: stitch: {records:,} records -> {people:,} people; clusters {changes}")
 
     def md(table):
-        return dg.MetadataValue.md(preview_md(previews[table]))
+        return dg.MetadataValue.md(preview_md(previews[table], raw=cfg.dagster.raw_previews))
 
     yield _result("unified_scores", rows=figures["pairs"], preview=md("unified_scores"),
                   linked_pairs=figures["linked_pairs"], deterministic_pairs=figures["deterministic_pairs"],
@@ -273,7 +273,7 @@ def _match(context, cfg: TenantConfig, con, model: dict, model_version: int, art
     yield _result("unified_changes_pks", rows=counts["unified_changes_pks"], preview=md("unified_changes_pks"),
                   ids_changed=int(ids_changed))
     yield _result("cdp_id_history", rows=history_rows, rows_opened_this_run=opened,
-                  preview=dg.MetadataValue.md(preview_md(history_preview)))
+                  preview=dg.MetadataValue.md(preview_md(history_preview, raw=cfg.dagster.raw_previews)))
     yield _result("detailed_examples", rows=counts["detailed_examples"], preview=md("detailed_examples"),
                   clusters=int(example_clusters))
     yield every_domain_record_once(con, cfg)
@@ -419,4 +419,4 @@ def no_implausible_clusters(con, cfg: TenantConfig) -> dg.AssetCheckResult:
         asset_key=KEY["unified_coalesced"], check_name="no_implausible_clusters",
         passed=big.empty, severity=dg.AssetCheckSeverity.WARN,
         metadata={"clusters_over_limit": len(big), "max_cluster_size": limit,
-                  "largest": dg.MetadataValue.md(preview_md(big, 10))})
+                  "largest": dg.MetadataValue.md(preview_md(big, 10, raw=cfg.dagster.raw_previews))})

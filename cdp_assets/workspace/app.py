@@ -5,6 +5,7 @@ the same FastAPI app as the Profile API, so `cdp serve` serves both.
     /workspace/people          profile viewer: search, then /workspace/people/{cdp_id}
     /workspace/sql             SQL editor (Presto SQL, read-only, row limit, CSV, save as query)
     /workspace/segments        segment builder (live count, compiled SQL, save to the tenant YAML)
+    /workspace/audit           the audit log: who ran, exported, saved and viewed what (audit.py)
     /workspace/login, /logout  people log in; machines send X-API-Key instead
 
 Every page is rendered from one read-only warehouse connection opened for the request (see
@@ -34,6 +35,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
 
+from ..audit import ACTIONS, AuditLog, client_ip, may_read_audit, request_principal
 from ..config import SEGMENT_OPS, TenantConfig
 from ..queries import QueryError, run_query
 from ..segments import UNIVERSE, Catalog
@@ -47,6 +49,7 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
 CSV_MAX_ROWS = 1_000_000
 SAMPLE_MEMBERS = 5
+AUDIT_ROWS = 500  # newest events the audit page shows
 QUERY_SECONDS = 60  # an ad hoc query running longer is interrupted (it holds a worker thread)
 log = logging.getLogger("cdp.workspace")
 
@@ -88,8 +91,9 @@ class LoginThrottle:
 class Workspace:
     """Per-server state: the tenant config (reloaded after a save), the users, the Dagster instance."""
 
-    def __init__(self, cfg: TenantConfig, api_key: str, instance=None):
+    def __init__(self, cfg: TenantConfig, api_key: str, instance=None, audit: AuditLog | None = None):
         self.cfg, self.api_key, self.instance = cfg, api_key, instance
+        self.audit = audit or AuditLog(cfg.resolve(cfg.audit.path))
         self.figures = customer360.FigureCache()
         self.throttle = LoginThrottle()
 
@@ -116,7 +120,7 @@ def _is_null(value) -> bool:
 
 
 def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None) -> Workspace:
-    ws = Workspace(cfg, api_key, instance)
+    ws = Workspace(cfg, api_key, instance, getattr(app.state, "audit", None))  # the API's log, if mounted beside it
     app.state.workspace = ws
     secret = os.environ.get(cfg.workspace.session_secret_env)
     if not secret:
@@ -147,6 +151,10 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
         if given and secrets.compare_digest(given.encode(), ws.api_key.encode()):
             return "api-key"
         raise NotLoggedIn()
+
+    def audit(request: Request, name: str, action: str, what: str = "", rows: int | None = None, **detail):
+        """Append to the audit log: `name` is who() said (the auth layer's principal wins)."""
+        ws.audit.record(request_principal(request, name), action, what, rows, client_ip(request), **detail)
 
     @app.exception_handler(NotLoggedIn)
     async def _login_first(request: Request, _: NotLoggedIn):
@@ -237,7 +245,7 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
 
     @app.get(f"{PREFIX}/people/{{cdp_id}}", response_class=HTMLResponse, include_in_schema=False)
     def person(request: Request, cdp_id: str):
-        who(request)
+        user = who(request)
         try:
             with read_warehouse(ws.cfg.warehouse_path) as con:
                 found = profiles.person(con, ws.cfg, cdp_id[:64])
@@ -246,6 +254,7 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
         if found is None:
             return page(request, "people.html", status=404, q=cdp_id, read_as="id", found=None, nav="people",
                         error=f"no person with cdp_id {cdp_id} in c360.customer_360")
+        audit(request, user, "person.view", cdp_id[:64], 1)
         return page(request, "person.html", person=found, nav="people")
 
     # ---- SQL editor -------------------------------------------------------------------------
@@ -272,7 +281,7 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
 
     @app.post(f"{PREFIX}/sql/run", response_class=HTMLResponse, include_in_schema=False)
     async def sql_run(request: Request):
-        who(request)
+        user = who(request)
         form = await request.form()
         sql = str(form.get("sql", ""))
         try:
@@ -292,12 +301,13 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
         took = (time.perf_counter() - t0) * 1000
         more = len(df) > limit
         df = df.head(limit)
+        audit(request, user, "query.run", sql, len(df), more_rows=more, ms=round(took))
         return page(request, "_sql_results.html", columns=list(df.columns),
                     rows=df.itertuples(index=False, name=None), count=len(df), more=more, limit=limit, took=took)
 
     @app.post(f"{PREFIX}/sql/csv", include_in_schema=False)
     async def sql_csv(request: Request):
-        who(request)
+        user = who(request)
         form = await request.form()
         try:
             with read_warehouse(ws.cfg.warehouse_path) as con, _time_limit(con):
@@ -310,12 +320,13 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
         df.to_csv(buf, index=False)
         name = str(form.get("name") or "query").strip() or "query"
         name = "".join(c for c in name if c.isalnum() or c in "_-") or "query"
+        audit(request, user, "query.export", str(form.get("sql", "")), len(df), file=f"{name}.csv")
         return StreamingResponse(iter([buf.getvalue()]), media_type="text/csv",
                                  headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
 
     @app.post(f"{PREFIX}/sql/save", response_class=HTMLResponse, include_in_schema=False)
     async def sql_save(request: Request):
-        who(request)
+        user = who(request)
         form = await request.form()
         name = str(form.get("name", "")).strip()
         try:
@@ -323,6 +334,7 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
                                       overwrite=bool(form.get("overwrite")))
         except builder.BuilderError as exc:
             return page(request, "_error.html", status=422, message=str(exc))
+        audit(request, user, "query.save", name, path=path, sql=str(form.get("sql", "")))
         return page(request, "_saved.html", message=f"saved as {path} - the pipeline builds it as "
                                                     f"the asset queries/{name} (table queries.{name})")
 
@@ -400,7 +412,7 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
 
     @app.post(f"{PREFIX}/segments/save", response_class=HTMLResponse, include_in_schema=False)
     async def segments_save(request: Request):
-        who(request)
+        user = who(request)
         form = builder.BuilderForm.parse(await request.form())
         try:
             if not form.name:
@@ -413,9 +425,27 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
             return busy(request, exc, partial=True)
         except builder.BuilderError as exc:
             return page(request, "_error.html", status=422, message=str(exc))
+        audit(request, user, "segment.save", form.name, config=ws.cfg.config_path)
         return page(request, "_saved.html",
                     message=f"saved segments.{form.name} to {ws.cfg.config_path}; the pipeline builds it as the "
                             f"asset activation/segment_{form.name} on its next run")
+
+    # ---- audit log --------------------------------------------------------------------------
+    @app.get(f"{PREFIX}/audit", response_class=HTMLResponse, include_in_schema=False)
+    def audit_page(request: Request, user: str = "", action: str = "", since: str = "", until: str = ""):
+        principal = request_principal(request, who(request))
+        if not may_read_audit(request, principal):
+            return page(request, "_error.html", status=403,
+                        message="the audit log is for administrators (people who log in; not the API key)")
+        filters = {"user": user.strip(), "action": action.strip(), "since": since.strip(), "until": until.strip()}
+        try:
+            events = ws.audit.read(**filters, limit=AUDIT_ROWS)
+            error = None
+        except ValueError as exc:
+            events, error = [], str(exc)
+        audit(request, principal.name, "audit.view", " ".join(f"{k}={v}" for k, v in filters.items() if v))
+        return page(request, "audit.html", nav="audit", events=events, filters=filters, actions=ACTIONS,
+                    error=error, limit=AUDIT_ROWS, path=ws.audit.path)
 
     return ws
 
