@@ -94,6 +94,15 @@ def browser():
         b.close()
 
 
+def wait_js(page, expression: str, timeout: float = 30) -> None:
+    """Poll `expression` until true (page.evaluate: Playwright's wait_for_function polls with eval,
+    which the workspace's CSP rightly refuses)."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"still false after {timeout} s: {expression}"
+        time.sleep(0.1)
+
+
 def shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
@@ -117,6 +126,8 @@ def test_analyst_session_in_the_browser(server, browser, workspace_tenant):
     page = context.new_page()
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    # the workspace's CSP must not block any of its own scripts, styles or requests
+    page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
 
     # an unauthenticated page sends you to the login
     page.goto(f"{server}/workspace/sql")
@@ -137,7 +148,7 @@ def test_analyst_session_in_the_browser(server, browser, workspace_tenant):
     for db in ("c360", "email_c360", "paid_media_c360", "operations_c360"):
         assert page.locator(f"#db-{db}").count() == 1
     assert "took" in page.locator("#db-c360").inner_text()  # rebuild time from the Dagster instance
-    page.wait_for_function("document.querySelectorAll('canvas[data-drawn]').length >= 13")
+    wait_js(page, "document.querySelectorAll('canvas[data-drawn]').length >= 13")
     assert page.evaluate("Chart.getChart('chart-clusters-c360').data.datasets[0].data.reduce((a, b) => a + b)") == people
     shot(page, "02_customer_360")
 
@@ -182,12 +193,12 @@ def test_analyst_session_in_the_browser(server, browser, workspace_tenant):
     page.select_option("select[name='row-0-column']", "order_count")
     page.select_option("select[name='row-0-op']", ">=")
     page.fill("input[name='row-0-value']", "3")
-    page.wait_for_function(f"document.querySelector('#live-count')?.innerText === '{buyers:,}'")
+    wait_js(page, f"document.querySelector('#live-count')?.innerText === '{buyers:,}'")
     page.click("#add-segment")
     page.wait_for_selector("select[name='row-1-segment']")
     page.select_option("select[name='row-1-segment']", "reachable_by_email")
     page.check("input[name='row-1-negate']")
-    page.wait_for_function(f"document.querySelector('#live-count')?.innerText === '{buyers_without_email:,}'")
+    wait_js(page, f"document.querySelector('#live-count')?.innerText === '{buyers_without_email:,}'")
     assert '"order_count" >= ?' in page.locator("#compiled-sql").inner_text()
     page.click("#save-segment")
     page.wait_for_selector("#segment-status .ok")
@@ -199,6 +210,73 @@ def test_analyst_session_in_the_browser(server, browser, workspace_tenant):
     assert seg.all[0].column == "order_count" and seg.all[0].value == 3
     assert seg.all[1].not_.segment == "reachable_by_email"
     assert "# who may log in" in workspace_tenant.read_text()  # the file's comments are kept
+    context.close()
+
+
+def test_marketer_forged_post_and_logout_in_the_browser(server, browser, workspace_tenant):
+    """A marketer's pages mask PII and have no SQL; a page on another port of the same host (same
+    site: the SameSite cookie goes along) cannot post as the logged-in person; after logout the
+    old cookie opens nothing."""
+    import httpx
+
+    cdp_id, email = a_person(workspace_tenant)
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
+    page.goto(f"{server}/workspace/login")
+    page.fill("input[name=username]", ANALYST)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r".*/workspace/$"))
+    # the attacker's page, served on another port of the same host, posts a segment save
+    host, port = server.rsplit(":", 1)
+    evil = f"{host}:{int(port) + 1}/evil"
+    page.route(evil, lambda route: route.fulfill(content_type="text/html", body=f"""
+        <form id="f" method="post" action="{server}/workspace/segments/save">
+        <input name="name" value="forged_segment"><input name="combine" value="all">
+        <input name="row_count" value="1"><input name="row-0-kind" value="condition">
+        <input name="row-0-table" value="c360.customer_360"><input name="row-0-column" value="order_count">
+        <input name="row-0-op" value="&gt;"><input name="row-0-value" value="1"></form>
+        <script>document.getElementById('f').submit()</script>"""))
+    with page.expect_response(f"{server}/workspace/segments/save") as forged:
+        page.goto(evil)
+    assert forged.value.status == 403
+    assert "forged_segment" not in load_config(workspace_tenant).segments
+    page.goto(f"{server}/workspace/people")   # still logged in: the forged post changed nothing
+    assert page.locator("#who").inner_text() == ANALYST
+    page.click("text=Log out")
+    page.wait_for_url(re.compile(r".*/workspace/login$"))
+    old = [c for c in context.cookies() if c["name"] == "cdp_session"]
+    assert not old   # the browser dropped it; a copy kept by an attacker is refused by the server:
+    context.close()
+
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
+    page.goto(f"{server}/workspace/login")
+    page.fill("input[name=username]", MARKETER)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r".*/workspace/$"))
+    wait_js(page, "document.querySelectorAll('canvas[data-drawn]').length >= 13")  # charts under the CSP
+    assert page.locator("nav a", has_text="SQL").count() == 0
+    page.click("text=Profiles")
+    page.fill("#q", cdp_id)   # search as you type (workspace.js, not an eval'd hx-trigger filter)
+    page.wait_for_selector(f"#results a[href$='/people/{cdp_id}']")
+    page.goto(f"{server}/workspace/people/{cdp_id}")
+    assert page.locator("#masked-note").count() == 1
+    body = page.locator("main").inner_text()
+    assert email not in body and "•••@" in body
+    shot(page, "06_marketer_profile")
+    cookie = next(c["value"] for c in context.cookies() if c["name"] == "cdp_session")
+    page.click("text=Log out")
+    page.wait_for_url(re.compile(r".*/workspace/login$"))
+    r = httpx.get(f"{server}/workspace/people", cookies={"cdp_session": cookie}, follow_redirects=False)
+    assert r.status_code == 303 and "/workspace/login" in r.headers["location"]
+    assert not errors, errors
     context.close()
 
 
