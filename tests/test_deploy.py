@@ -62,6 +62,10 @@ def _render_chart(chart: Path, release: str = "cdp") -> list[dict]:
             for t in sorted((chart / "templates").glob("*.yaml"))]
 
 
+def compose_env() -> dict:
+    return yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["services"]["serve"]["environment"]
+
+
 def test_serve_service_in_compose_and_helm_takes_the_same_settings():
     """`cdp serve` (Profile API + workspace) is deployed by compose and by the chart with the same
     environment: the API key and session secret the tenant config names, read from the
@@ -69,8 +73,10 @@ def test_serve_service_in_compose_and_helm_takes_the_same_settings():
     from cdp_assets.config import load_config
 
     cfg = load_config(DEFAULT_CONFIG)
-    secrets = {cfg.profile_api.api_key_env, cfg.workspace.session_secret_env}
-    paths = {"CDP_CONFIG", "CDP_WAREHOUSE", "CDP_PROFILE_STORE", "CDP_USERS_FILE"}
+    secrets = set()   # keys and users are files of hashes (read-only mounts); no secret in the environment
+    paths = {"CDP_CONFIG", "CDP_WAREHOUSE", "CDP_PROFILE_STORE", "CDP_USERS_FILE", "CDP_KEYS_FILE",
+             "CDP_SESSIONS_FILE"}
+    assert cfg.workspace.session_secret_env not in compose_env() and "CDP_SESSION_SECRET" not in compose_env()
 
     compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
     serve = compose["services"]["serve"]
@@ -80,8 +86,11 @@ def test_serve_service_in_compose_and_helm_takes_the_same_settings():
     for name in secrets:   # from deploy/.env, compose refuses to start without them
         assert env[name].startswith(f"${{{name}:?"), env[name]
     assert "cdp_data:/data:ro" in serve["volumes"]
-    users = [v for v in serve["volumes"] if v.endswith(":" + env["CDP_USERS_FILE"] + ":ro")]
-    assert len(users) == 1, serve["volumes"]
+    for name in ("CDP_USERS_FILE", "CDP_KEYS_FILE"):
+        mounted = [v for v in serve["volumes"] if v.endswith(":" + env[name] + ":ro")]
+        assert len(mounted) == 1, (name, serve["volumes"])
+    sessions_dir = str(Path(env["CDP_SESSIONS_FILE"]).parent)
+    assert f"cdp_sessions:{sessions_dir}" in serve["volumes"] and "cdp_sessions" in compose["volumes"]
     # the runs write the profile store where serve reads it
     user_code = compose["services"]["user_code"]["environment"]
     for name in ("CDP_WAREHOUSE", "CDP_PROFILE_STORE", "CDP_CONFIG"):
@@ -97,7 +106,10 @@ def test_serve_service_in_compose_and_helm_takes_the_same_settings():
         assert helm_env[name]["valueFrom"]["secretKeyRef"]["key"] == name
     mounts = {m["name"]: m for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
-    assert all(m.get("readOnly") for m in mounts.values())
+    assert all(m.get("readOnly") for name, m in mounts.items() if name != "cdp-sessions")
+    assert helm_env["CDP_SESSIONS_FILE"]["value"].startswith(mounts["cdp-sessions"]["mountPath"] + "/")
+    assert "emptyDir" in volumes["cdp-sessions"]
+    assert helm_env["CDP_KEYS_FILE"]["value"].startswith(mounts["cdp-users"]["mountPath"] + "/")
     assert volumes["cdp-data"]["persistentVolumeClaim"]["readOnly"]
     assert helm_env["CDP_WAREHOUSE"]["value"].startswith(mounts["cdp-data"]["mountPath"] + "/")
     assert helm_env["CDP_PROFILE_STORE"]["value"].startswith(mounts["cdp-data"]["mountPath"] + "/")
