@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from cdp_assets.config import load_config  # noqa: E402
 from cdp_assets.profile_store import build_profile_store  # noqa: E402
 
-KEY = "bench-key"
+KEY = "bench-" + __import__("secrets").token_hex(24)   # a weak key is refused at start
 TENANT = {
     "tenant": "bench",
     "warehouse": "warehouse.duckdb",

@@ -40,7 +40,6 @@ from profile_api import TENANT, build_warehouse, pct  # noqa: E402
 from cdp_assets.config import load_config  # noqa: E402
 from cdp_assets.segments import materialize_segment  # noqa: E402
 
-KEY = "bench-key"
 TARGET_MS = 200
 
 
@@ -179,7 +178,10 @@ def main() -> None:
               f"({cfg.warehouse_path.stat().st_size / 1e6:.0f} MB, built in {time.perf_counter() - t0:.1f}s)")
         os.environ.pop("DAGSTER_HOME", None)
         load_before = f"{os.getloadavg()[0]:.1f}"
-        with TestClient(create_server(cfg, api_key=KEY), headers={"X-API-Key": KEY}) as client:
+        from cdp_assets.access import create_key
+
+        key = create_key(cfg.resolve(cfg.profile_api.keys_file), "bench", ["workspace"])   # the pages need the workspace scope
+        with TestClient(create_server(cfg), headers={"X-API-Key": key}) as client:
             results = timed_pages(client, cfg, args.profiles, args.repeat, random.Random(7))
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "

@@ -4,10 +4,12 @@
     GET /profiles/lookup?email=...   | ?phone=...   | ?source=...&pk=...
     GET /health
 
-Every profile call needs the tenant's API key in the `X-API-Key` header (the key is read from the
-environment variable named by `profile_api.api_key_env`). Errors are JSON
-(`{"error": ..., "detail": ...}`): 401 missing or wrong key, 404 unknown person, 409 an email or
-phone that belongs to several people, 422 bad input. OpenAPI docs at /docs.
+Every profile call needs an API key with the `profiles:read` (or `admin`) scope in the
+`X-API-Key` header: a named key of `profile_api.keys_file` (`cdp key create`), or the deprecated
+single key of the environment variable `profile_api.api_key_env` (see access.py). The caller is
+`request.state.principal`. Errors are JSON (`{"error": ..., "detail": ...}`): 401 missing, wrong
+or revoked key, 403 a key without the scope, 404 unknown person, 409 an email or phone that
+belongs to several people, 422 bad input. OpenAPI docs at /docs.
 
 The API reads the serving copy written by the `activation/profile_store` asset, never the
 warehouse: it opens the file read-only and re-opens it when a rebuild has swapped in a new one.
@@ -15,7 +17,6 @@ warehouse: it opens the file read-only and re-opens it when a rebuild has swappe
 
 from __future__ import annotations
 
-import hmac
 import os
 import re
 import threading
@@ -30,8 +31,10 @@ from fastapi.security import APIKeyHeader
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import standardize
+from .access import KeysFileError, KeyRing, WeakKeyError, key_ring_for
 from .audit import AuditLog, note_key_denied, note_key_use
 from .config import TenantConfig
+from .security_headers import SecurityHeaders
 
 CDP_ID = r"^[A-Za-z0-9_\-]{1,64}$"
 RECHECK_SECONDS = 1.0
@@ -121,22 +124,42 @@ def _one(store: ProfileStore, ids: list[str], what: str) -> Response:
     return Response(doc, media_type="application/json")
 
 
-def create_app(cfg: TenantConfig, api_key: str | None = None) -> FastAPI:
-    key = api_key if api_key is not None else os.environ.get(cfg.profile_api.api_key_env)
-    if not key:
-        raise RuntimeError(f"profile_api.api_key_env: environment variable {cfg.profile_api.api_key_env} "
-                           "is not set; it must hold the API key clients send in X-API-Key")
+def create_app(cfg: TenantConfig, api_key: str | None = None, keys: KeyRing | None = None) -> FastAPI:
+    """`api_key`: a single key with the profiles:read scope, instead of the environment variable
+    (deprecated, like the variable; tests and benchmarks). `keys`: a ready KeyRing."""
+    try:
+        keys = keys or key_ring_for(cfg, api_key)
+        count = keys.count()
+    except (WeakKeyError, KeysFileError) as exc:
+        raise RuntimeError(str(exc)) from None
+    if not count:
+        raise RuntimeError(f"no API keys: create one with `cdp key create NAME --scope profiles:read` "
+                           f"(writes {keys.path}; profile_api.keys_file)")
+    if keys.has_legacy and api_key is None:
+        import logging
+
+        logging.getLogger("cdp.api").warning(
+            f"profile_api.api_key_env: the single key in {cfg.profile_api.api_key_env} is deprecated and opens "
+            "the Profile API only (scope profiles:read); create named keys with `cdp key create NAME --scope "
+            "profiles:read` and unset the variable")
     store = ProfileStore(cfg.resolve(cfg.profile_api.store).resolve())
     audit = AuditLog(cfg.resolve(cfg.audit.path))
     app = FastAPI(title=f"cdp Profile API - {cfg.tenant}", version="1", on_shutdown=[audit.close],
                   description="One person's customer 360, transaction attributes, predictive scores "
                               "and segment memberships. Send the API key in the X-API-Key header.")
+    app.add_middleware(SecurityHeaders)
+    app.state.keys = keys
     header = APIKeyHeader(name="X-API-Key", auto_error=False)
 
     async def require_key(request: Request, given: str | None = Depends(header)) -> None:
-        if not given or not hmac.compare_digest(given.encode(), key.encode()):
+        principal = keys.verify(given)
+        if principal is None:
             note_key_denied(request)
-            raise ApiError(401, "unauthorized", "missing or wrong API key (header X-API-Key)")
+            raise ApiError(401, "unauthorized", "missing, wrong or revoked API key (header X-API-Key)")
+        request.state.principal = principal
+        if not principal.scopes & {"profiles:read", "admin"}:
+            note_key_denied(request)
+            raise ApiError(403, "forbidden", f"the key {principal.name} lacks the profiles:read scope")
         note_key_use(request)   # counted per key, endpoint and minute; written by a background thread
 
     @app.exception_handler(ApiError)

@@ -8,7 +8,9 @@
     cdp query "SQL" | --file F [--config PATH] [--csv OUT] [--limit N]
     cdp serve [--config PATH] [--host H] [--port P]
     cdp segment preview NAME [--config PATH] [--sample N]
-    cdp user add NAME [--config PATH] [--password-stdin]
+    cdp user add NAME [--role admin|analyst|marketer] [--config PATH] [--password-stdin]
+    cdp user list | remove NAME | role NAME ROLE [--config PATH]
+    cdp key create NAME --scope S [--scope S...] | list | rotate NAME | revoke NAME [--config PATH]
     cdp audit [--user U] [--action A] [--since DATE] [--until DATE] [--limit N] [--json] [--config PATH]
 """
 
@@ -24,6 +26,7 @@ import time
 import warnings
 from pathlib import Path
 
+from .access import ROLES, SCOPES
 from .config import DEFAULT_CONFIG, ConfigError, load_config
 
 DEMO_DATA_DIR = DEFAULT_CONFIG.parent / "data"
@@ -408,7 +411,7 @@ def cmd_ui(args) -> int:
 
 
 def cmd_user_add(args) -> int:
-    """Add a person who may log in to the analyst workspace (scrypt hash in workspace.users_file)."""
+    """Add a person who may log in to the analyst workspace (role and scrypt hash in workspace.users_file)."""
     import getpass
 
     from .workspace.auth import UsersFileError, add_user
@@ -423,11 +426,109 @@ def cmd_user_add(args) -> int:
             return 2
     path = cfg.resolve(cfg.workspace.users_file)
     try:
-        add_user(path, args.name, password)
+        user = add_user(path, args.name, password, args.role)
     except UsersFileError as exc:
         print(f"cdp user add: {exc}", file=sys.stderr)
         return 2
-    print(f"{args.name} can log in to the workspace ({path})")
+    print(f"{args.name} ({user.role}) can log in to the workspace ({path})")
+    return 0
+
+
+def _end_sessions(cfg, name: str) -> str:
+    """End a person's live sessions now (the server also refuses them at their next request)."""
+    from .workspace.sessions import SessionStore
+
+    path = cfg.resolve(cfg.workspace.sessions_file)
+    if not path.exists():
+        return ""
+    try:
+        ended = SessionStore(path).end_user(name)
+    except Exception as exc:  # noqa: BLE001 - a read-only or locked file: the server still refuses them
+        return f"; their sessions in {path} could not be ended here ({exc}), the server refuses them anyway"
+    return f"; {ended} session{'s' * (ended != 1)} ended" if ended else ""
+
+
+def cmd_user_list(args) -> int:
+    from .workspace.auth import UsersFileError, load_users
+    from .workspace.sessions import SessionStore
+
+    cfg = load_config(args.config)
+    path = cfg.resolve(cfg.workspace.users_file)
+    try:
+        users = load_users(path)
+    except UsersFileError as exc:
+        print(f"cdp user list: {exc}", file=sys.stderr)
+        return 2
+    sessions_path = cfg.resolve(cfg.workspace.sessions_file)
+    store = None
+    if sessions_path.exists():
+        ws = cfg.workspace
+        store = SessionStore(sessions_path, idle=ws.session_idle_minutes * 60, absolute=ws.session_max_hours * 3600)
+    if not users:
+        print(f"no users in {path}: cdp user add NAME --role analyst")
+        return 0
+    print(f"{'user':<24} {'role':<9} sessions")
+    for user in users.values():
+        print(f"{user.name:<24} {user.role:<9} {store.count(user.name) if store else 0}")
+    return 0
+
+
+def cmd_user_remove(args) -> int:
+    from .workspace.auth import UsersFileError, remove_user
+
+    cfg = load_config(args.config)
+    path = cfg.resolve(cfg.workspace.users_file)
+    try:
+        remove_user(path, args.name)
+    except UsersFileError as exc:
+        print(f"cdp user remove: {exc}", file=sys.stderr)
+        return 2
+    print(f"removed {args.name} from {path}{_end_sessions(cfg, args.name)}")
+    return 0
+
+
+def cmd_user_role(args) -> int:
+    from .workspace.auth import UsersFileError, set_role
+
+    cfg = load_config(args.config)
+    path = cfg.resolve(cfg.workspace.users_file)
+    try:
+        set_role(path, args.name, args.role)
+    except UsersFileError as exc:
+        print(f"cdp user role: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.name} is now {args.role} ({path}); it applies from their next request")
+    return 0
+
+
+def cmd_key(args) -> int:
+    """Named API keys (profile_api.keys_file): create, list, rotate, revoke."""
+    from .access import KeysFileError, create_key, load_keys, revoke_key, rotate_key
+
+    cfg = load_config(args.config)
+    path = cfg.resolve(cfg.profile_api.keys_file)
+    try:
+        if args.key_command == "create":
+            token = create_key(path, args.name, args.scope)
+            print(f"created key {args.name} ({', '.join(dict.fromkeys(args.scope))}) in {path}; the token, shown "
+                  f"only now (send it in X-API-Key):\n{token}")
+        elif args.key_command == "rotate":
+            token = rotate_key(path, args.name)
+            print(f"new token for {args.name}; the old one stops working within a second:\n{token}")
+        elif args.key_command == "revoke":
+            revoke_key(path, args.name)
+            print(f"revoked {args.name} ({path}); it is refused within a second")
+        else:
+            keys = load_keys(path)
+            if not keys:
+                print(f"no keys in {path}: cdp key create NAME --scope profiles:read")
+            else:
+                print(f"{'key':<24} {'id':<11} {'created':<26} scopes")
+                for k in keys.values():
+                    print(f"{k.name:<24} {k.id:<11} {k.created:<26} {', '.join(k.scopes)}")
+    except KeysFileError as exc:
+        print(f"cdp key {args.key_command}: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -496,7 +597,39 @@ def main(argv: list[str] | None = None) -> int:
     ua.add_argument("name")
     ua.add_argument("--config", default=None, help="tenant YAML (default: $CDP_CONFIG or the demo)")
     ua.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    ua.add_argument("--role", choices=ROLES, default=None,
+                    help="admin, analyst or marketer (a new user: analyst; an existing one keeps theirs)")
     ua.set_defaults(func=cmd_user_add)
+    ul = us_sub.add_parser("list", help="users, their roles and live sessions")
+    ul.add_argument("--config", default=None, help="tenant YAML (default: $CDP_CONFIG or the demo)")
+    ul.set_defaults(func=cmd_user_list)
+    ur = us_sub.add_parser("remove", help="remove a user; their sessions end")
+    ur.add_argument("name")
+    ur.add_argument("--config", default=None, help="tenant YAML (default: $CDP_CONFIG or the demo)")
+    ur.set_defaults(func=cmd_user_remove)
+    uo = us_sub.add_parser("role", help="change a user's role (applies from their next request)")
+    uo.add_argument("name")
+    uo.add_argument("role", choices=ROLES)
+    uo.add_argument("--config", default=None, help="tenant YAML (default: $CDP_CONFIG or the demo)")
+    uo.set_defaults(func=cmd_user_role)
+
+    ky = sub.add_parser("key", help="named API keys with scopes (profiles:read, workspace, admin)")
+    ky_sub = ky.add_subparsers(dest="key_command", required=True)
+    kc = ky_sub.add_parser("create", help="create a key; prints its token once")
+    kc.add_argument("name")
+    kc.add_argument("--scope", action="append", choices=SCOPES, required=True,
+                    help="profiles:read (the Profile API), workspace (the workspace as an analyst), "
+                         "admin (everything); repeat for several")
+    for cmd, text in (("list", "keys, their ids, scopes and creation times"),
+                      ("rotate", "a new token for a key; the old one stops working"),
+                      ("revoke", "delete a key; it stops working")):
+        kp = ky_sub.add_parser(cmd, help=text)
+        if cmd != "list":
+            kp.add_argument("name")
+        kp.add_argument("--config", default=None, help="tenant YAML (default: $CDP_CONFIG or the demo)")
+        kp.set_defaults(func=cmd_key)
+    kc.add_argument("--config", default=None, help="tenant YAML (default: $CDP_CONFIG or the demo)")
+    kc.set_defaults(func=cmd_key)
 
     sv = sub.add_parser("serve", help="serve the Profile API and the analyst workspace (/workspace)")
     sv.add_argument("--config", default=None, help="tenant YAML (default: $CDP_CONFIG or the demo)")

@@ -618,8 +618,13 @@ class QuerySettings(_Strict):
 
 
 class ProfileApiSettings(_Strict):
+    keys_file: str = Field(default="api_keys.yaml",
+                           description="named API keys clients send in X-API-Key: name -> id, SHA-256 of the "
+                                       "token, scopes (profiles:read, workspace, admin); written by `cdp key "
+                                       "create`; relative to the config file (CDP_KEYS_FILE overrides)")
     api_key_env: str = Field(default="CDP_API_KEY",
-                             description="environment variable holding the API key clients send in X-API-Key")
+                             description="deprecated: environment variable of a single key, still accepted "
+                                         "for the Profile API only (scope profiles:read) when it is strong")
     store: str = Field(default="profile_store.duckdb",
                        description="the serving copy the Profile API reads, relative to the config file")
 
@@ -627,11 +632,19 @@ class ProfileApiSettings(_Strict):
 class WorkspaceSettings(_Strict):
     users_file: str = Field(default="users.yaml",
                             description="people who may log in to the analyst workspace (`cdp serve`): "
-                                        "name -> scrypt hash, written by `cdp user add`; relative to the "
-                                        "config file")
+                                        "name -> role and scrypt hash, written by `cdp user add`; relative "
+                                        "to the config file (CDP_USERS_FILE overrides)")
+    sessions_file: str = Field(default="sessions.sqlite",
+                               description="server-side login sessions and failed-login counts (SQLite, "
+                                           "shared by every server process); relative to the config file "
+                                           "(CDP_SESSIONS_FILE overrides); must be writable")
+    session_idle_minutes: float = Field(default=30, gt=0,
+                                        description="a session unused this long ends (log in again)")
+    session_max_hours: float = Field(default=12, gt=0,
+                                     description="a session ends this long after its login, used or not")
     session_secret_env: str = Field(default="CDP_SESSION_SECRET",
-                                    description="environment variable holding the key that signs login "
-                                                "cookies (unset: a random key per server start)")
+                                    description="no longer used: sessions are server-side (sessions_file); "
+                                                "kept so older configs still load")
 
 
 class DagsterSettings(_Strict):
@@ -1099,7 +1112,9 @@ def load_config(path: str | os.PathLike | None = None) -> TenantConfig:
     # and the audit log on a volume it may write, wherever the tenant config sits (deploy/: the
     # `serve` service)
     for env, section, field in (("CDP_PROFILE_STORE", cfg.profile_api, "store"),
+                                ("CDP_KEYS_FILE", cfg.profile_api, "keys_file"),
                                 ("CDP_USERS_FILE", cfg.workspace, "users_file"),
+                                ("CDP_SESSIONS_FILE", cfg.workspace, "sessions_file"),
                                 ("CDP_AUDIT_LOG", cfg.audit, "path")):
         if os.environ.get(env):
             setattr(section, field, os.environ[env])

@@ -1,4 +1,4 @@
-"""Which columns carry personal data, and how a preview shows them masked.
+"""Which columns carry personal data, and how a preview (or a marketer's page) shows them masked.
 
 Dagster keeps every materialization's metadata in its event log, and Dagster's UI shows it to
 whoever can open the UI. Row previews (`warehouse.preview_md`) therefore mask personal data by
@@ -154,3 +154,24 @@ def mask_frame(df: pd.DataFrame) -> pd.DataFrame:
             kind = pii_kind(column)
             out[column] = [mask_value(kind, v) for v in out[column]]
     return out
+
+
+# ---- the workspace, for a role that may not see personal data (a marketer) ----------------------
+# the same kinds and masked forms as the previews, masked on the server before a page is rendered
+
+def is_pii(column: str) -> bool:
+    return pii_kind(column) is not None
+
+
+def mask(column: str, value):
+    """`value` of `column` as a marketer sees it (emails and phones in other text masked too)."""
+    return mask_value(pii_kind(column), value)
+
+
+def mask_rows(columns: list[str], rows) -> list[tuple]:
+    kinds = [pii_kind(c) for c in columns]
+    return [tuple(mask_value(k, v) for k, v in zip(kinds, row)) for row in rows]
+
+
+def mask_pairs(pairs: list[tuple[str, object]]) -> list[tuple[str, object]]:
+    return [(k, mask(k, v)) for k, v in pairs]

@@ -2,6 +2,7 @@
 TestClient, and one round trip against a real uvicorn server on loopback."""
 
 import json
+import re
 import socket
 import threading
 import time
@@ -11,33 +12,45 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from cdp_assets import access
+from cdp_assets.access import KeyRing, create_key, key_weakness, load_keys, revoke_key, rotate_key
 from cdp_assets.api import create_app
 from cdp_assets.config import ProfileApiSettings
 from cdp_assets.profile_store import build_profile_store
 
-KEY = "test-key-123"
+KEYS: dict[str, str] = {}   # key name -> token, created by the `served` fixture
+STRONG_ENV_KEY = "9f2c4e7a1b3d5f60718293a4b5c6d7e8f9a0b1c2d3e4f5061728394a5b6c7d8e"
 
 
 @pytest.fixture(scope="module")
 def served(tiny_tenant, tmp_path_factory):
-    store = tmp_path_factory.mktemp("api") / "profile_store.duckdb"
-    cfg = tiny_tenant.model_copy(update={"profile_api": ProfileApiSettings(store=str(store))})
+    root = tmp_path_factory.mktemp("api")
+    store, keys_file = root / "profile_store.duckdb", root / "api_keys.yaml"
+    cfg = tiny_tenant.model_copy(update={"profile_api": ProfileApiSettings(store=str(store),
+                                                                           keys_file=str(keys_file))})
     con = duckdb.connect(str(cfg.warehouse_path))
     try:
         counts = build_profile_store(cfg, con, store)
     finally:
         con.close()
+    KEYS["website"] = create_key(keys_file, "website", ["profiles:read"])
+    KEYS["notebook"] = create_key(keys_file, "notebook", ["workspace"])
+    KEYS["ops"] = create_key(keys_file, "ops", ["admin"])
     return cfg, counts
+
+
+def keys_of(cfg) -> KeyRing:
+    return KeyRing(cfg.resolve(cfg.profile_api.keys_file))
 
 
 @pytest.fixture(scope="module")
 def client(served):
     cfg, _ = served
-    return TestClient(create_app(cfg, api_key=KEY))
+    return TestClient(create_app(cfg, keys=keys_of(cfg)))
 
 
-def get(client, url, key=KEY):
-    return client.get(url, headers={"X-API-Key": key} if key else {})
+def get(client, url, key="website"):
+    return client.get(url, headers={"X-API-Key": KEYS.get(key, key)} if key else {})
 
 
 def test_store_holds_every_person_and_identity(served):
@@ -64,15 +77,16 @@ def test_lookups_by_email_and_source_record(client):
 @pytest.mark.parametrize("url,key,status,error", [
     ("/profiles/P1", None, 401, "unauthorized"),
     ("/profiles/P1", "wrong", 401, "unauthorized"),
-    ("/profiles/P404", KEY, 404, "not_found"),
-    ("/profiles/lookup?email=nobody@example.com", KEY, 404, "not_found"),
-    ("/profiles/lookup?source=shop_customers&pk=zz", KEY, 404, "not_found"),
-    ("/profiles/bad%20id%3B", KEY, 422, "invalid_request"),
-    ("/profiles/lookup?email=not-an-email", KEY, 422, "invalid_request"),
-    ("/profiles/lookup?phone=12", KEY, 422, "invalid_request"),
-    ("/profiles/lookup", KEY, 422, "invalid_request"),
-    ("/profiles/lookup?email=a@b.com&phone=5551234567", KEY, 422, "invalid_request"),
-    ("/profiles/lookup?source=Bad-Source&pk=1", KEY, 422, "invalid_request"),
+    ("/profiles/P404", "website", 404, "not_found"),
+    ("/profiles/lookup?email=nobody@example.com", "website", 404, "not_found"),
+    ("/profiles/lookup?source=shop_customers&pk=zz", "website", 404, "not_found"),
+    ("/profiles/bad%20id%3B", "website", 422, "invalid_request"),
+    ("/profiles/lookup?email=not-an-email", "website", 422, "invalid_request"),
+    ("/profiles/lookup?phone=12", "website", 422, "invalid_request"),
+    ("/profiles/lookup", "website", 422, "invalid_request"),
+    ("/profiles/lookup?email=a@b.com&phone=5551234567", "website", 422, "invalid_request"),
+    ("/profiles/lookup?source=Bad-Source&pk=1", "website", 422, "invalid_request"),
+    ("/profiles/P1", "notebook", 403, "forbidden"),   # a workspace-only key: not the Profile API
 ])
 def test_status_codes_come_with_json_errors(client, url, key, status, error):
     r = get(client, url, key)
@@ -110,7 +124,7 @@ def test_real_uvicorn_server_on_loopback(served):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(cfg, api_key=KEY), host="127.0.0.1", port=port,
+    server = uvicorn.Server(uvicorn.Config(create_app(cfg, keys=keys_of(cfg)), host="127.0.0.1", port=port,
                                            log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -119,7 +133,7 @@ def test_real_uvicorn_server_on_loopback(served):
         while not server.started and time.monotonic() < deadline:
             time.sleep(0.05)
         base = f"http://127.0.0.1:{port}"
-        r = httpx.get(f"{base}/profiles/P2", headers={"X-API-Key": KEY})
+        r = httpx.get(f"{base}/profiles/P2", headers={"X-API-Key": KEYS["website"]})
         assert r.status_code == 200 and json.loads(r.text)["customer"]["email"] == "bob@example.com"
         assert httpx.get(f"{base}/profiles/P2").status_code == 401
     finally:
@@ -141,20 +155,140 @@ def test_an_email_shared_by_two_people_is_a_409_with_both_ids(tiny_tenant, tmp_p
                 "('B', 'solo@example.com')) t(cdp_id, email)")
     build_profile_store(cfg, con, store)
     con.close()
-    client = TestClient(create_app(cfg, api_key=KEY))
-    r = get(client, "/profiles/lookup?email=family@example.com")
+    client = TestClient(create_app(cfg, api_key=STRONG_ENV_KEY))
+    r = get(client, "/profiles/lookup?email=family@example.com", STRONG_ENV_KEY)
     assert r.status_code == 409 and r.json()["cdp_ids"] == ["A", "B"]
-    assert get(client, "/profiles/lookup?email=solo@example.com").json()["cdp_id"] == "B"
+    assert get(client, "/profiles/lookup?email=solo@example.com", STRONG_ENV_KEY).json()["cdp_id"] == "B"
 
 
 def test_before_the_store_is_built_the_api_says_so(tiny_tenant, tmp_path):
     cfg = tiny_tenant.model_copy(update={"profile_api": ProfileApiSettings(store=str(tmp_path / "none.duckdb"))})
-    client = TestClient(create_app(cfg, api_key=KEY))
-    r = get(client, "/profiles/P1")
+    client = TestClient(create_app(cfg, api_key=STRONG_ENV_KEY))
+    r = get(client, "/profiles/P1", STRONG_ENV_KEY)
     assert r.status_code == 503 and r.json()["error"] == "store_unavailable"
 
 
-def test_serving_needs_the_api_key_variable(tiny_tenant, monkeypatch):
+def test_serving_needs_a_key(tiny_tenant, tmp_path, monkeypatch):
     monkeypatch.delenv("CDP_API_KEY", raising=False)
-    with pytest.raises(RuntimeError, match="profile_api.api_key_env: environment variable CDP_API_KEY"):
-        create_app(tiny_tenant)
+    cfg = tiny_tenant.model_copy(update={"profile_api": ProfileApiSettings(keys_file=str(tmp_path / "none.yaml"))})
+    with pytest.raises(RuntimeError, match=r"no API keys: create one with `cdp key create NAME --scope profiles:read`"):
+        create_app(cfg)
+
+
+# ---- keys: scopes, revocation, rotation, weak keys ----------------------------------------------
+
+@pytest.fixture()
+def recheck_now(monkeypatch):
+    """The keys file is re-read at most once a second; tests do not wait for it."""
+    monkeypatch.setattr(access, "RECHECK_SECONDS", 0.0)
+
+
+def test_keys_are_stored_hashed_and_shown_once(served):
+    cfg, _ = served
+    path = cfg.resolve(cfg.profile_api.keys_file)
+    text = path.read_text()
+    assert KEYS["website"] not in text and KEYS["website"].split("_")[2] not in text
+    assert KEYS["website"].startswith("cdp_") and len(KEYS["website"]) == 58
+    key = load_keys(path)["website"]
+    assert KEYS["website"].startswith(f"cdp_{key.id}_") and key.scopes == ("profiles:read",)
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+
+def test_scopes_decide_what_a_key_opens(served, client):
+    assert get(client, "/profiles/P1", "website").status_code == 200
+    assert get(client, "/profiles/P1", "ops").status_code == 200        # admin: everything
+    r = get(client, "/profiles/P1", "notebook")
+    assert r.status_code == 403 and "lacks the profiles:read scope" in r.json()["detail"]
+    # a well-formed token with a known id but the wrong secret
+    forged = KEYS["website"][:15] + ("A" if KEYS["website"][15] != "A" else "B") + KEYS["website"][16:]
+    assert get(client, "/profiles/P1", forged).status_code == 401
+
+
+def test_a_revoked_or_rotated_key_is_refused(served, recheck_now, tmp_path):
+    cfg, _ = served
+    path = tmp_path / "keys.yaml"
+    cfg = cfg.model_copy(update={"profile_api": cfg.profile_api.model_copy(update={"keys_file": str(path)})})
+    old = create_key(path, "crm", ["profiles:read"])
+    create_key(path, "spare", ["profiles:read"])
+    client = TestClient(create_app(cfg, keys=keys_of(cfg)))
+    assert get(client, "/profiles/P1", old).status_code == 200
+    new = rotate_key(path, "crm")
+    assert get(client, "/profiles/P1", old).status_code == 401
+    assert get(client, "/profiles/P1", new).status_code == 200
+    revoke_key(path, "crm")
+    r = get(client, "/profiles/P1", new)
+    assert r.status_code == 401 and r.json()["error"] == "unauthorized"
+
+
+@pytest.mark.parametrize("weak", ["change-me", "test-key-123", "a" * 64, "abcabcabcabcabcabcabcabcabcabcabc",
+                                  "Change-Me-Change-Me-Change-Me-2024!", "0123456789abcdef"])
+def test_weak_keys_are_refused_at_start(served, weak, monkeypatch):
+    cfg, _ = served
+    assert key_weakness(weak)
+    with pytest.raises(RuntimeError, match="refused, the key is weak"):
+        create_app(cfg, api_key=weak)
+    monkeypatch.setenv("CDP_API_KEY", weak)
+    with pytest.raises(RuntimeError, match="profile_api.api_key_env: CDP_API_KEY: refused, the key is weak"):
+        create_app(cfg)
+
+
+def test_strong_keys_pass_the_check():
+    import secrets
+
+    for _ in range(50):
+        assert key_weakness(secrets.token_hex(16)) is None
+        assert key_weakness(secrets.token_urlsafe(32)) is None
+    assert key_weakness(STRONG_ENV_KEY) is None
+
+
+def test_the_old_environment_key_opens_the_profile_api_only(served, monkeypatch, caplog):
+    cfg, _ = served
+    monkeypatch.setenv("CDP_API_KEY", STRONG_ENV_KEY)
+    with caplog.at_level("WARNING", logger="cdp.api"):
+        client = TestClient(create_app(cfg))
+    assert "deprecated" in caplog.text
+    assert get(client, "/profiles/P1", STRONG_ENV_KEY).status_code == 200
+    assert get(client, "/profiles/P1", "website").status_code == 200   # the named keys too
+
+
+def test_key_verification_stays_a_dict_lookup(served):
+    """No file read per request: 20,000 verifications well under a second (no bcrypt/scrypt)."""
+    cfg, _ = served
+    ring = keys_of(cfg)
+    token = KEYS["website"]
+    assert ring.verify(token).name == "website"
+    t0 = time.perf_counter()
+    for _ in range(20_000):
+        ring.verify(token)
+    assert (time.perf_counter() - t0) / 20_000 < 50e-6
+
+
+def test_every_response_refuses_framing_and_caching(client):
+    for url in ("/profiles/P1", "/profiles/lookup?email=ann@example.com", "/profiles/P404", "/health"):
+        r = get(client, url)
+        assert r.headers["x-frame-options"] == "DENY", url
+        assert "frame-ancestors 'none'" in r.headers["content-security-policy"], url
+        assert r.headers["cache-control"] == "no-store", url
+    assert get(client, "/profiles/P1", None).headers["cache-control"] == "no-store"   # a 401 too
+
+
+def test_cli_creates_lists_rotates_and_revokes_keys(tiny_tenant, tmp_path, capsys):
+    import shutil
+
+    from cdp_assets.cli import main
+
+    shutil.copy(tiny_tenant.config_path, tmp_path / "tenant.yaml")
+    config = str(tmp_path / "tenant.yaml")
+    assert main(["key", "create", "website", "--scope", "profiles:read", "--config", config]) == 0
+    token = capsys.readouterr().out.strip().splitlines()[-1]
+    assert re.fullmatch(r"cdp_[0-9a-f]{10}_[A-Za-z0-9_\-]{43}", token)
+    assert main(["key", "create", "website", "--scope", "admin", "--config", config]) == 2
+    assert "a key of this name exists" in capsys.readouterr().err
+    assert main(["key", "list", "--config", config]) == 0
+    out = capsys.readouterr().out
+    assert "website" in out and "profiles:read" in out and token not in out
+    assert main(["key", "rotate", "website", "--config", config]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] != token
+    assert main(["key", "revoke", "website", "--config", config]) == 0
+    assert main(["key", "revoke", "website", "--config", config]) == 2
+    assert load_keys(tmp_path / "api_keys.yaml") == {}

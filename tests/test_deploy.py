@@ -62,6 +62,10 @@ def _render_chart(chart: Path, release: str = "cdp") -> list[dict]:
             for t in sorted((chart / "templates").glob("*.yaml"))]
 
 
+def compose_env() -> dict:
+    return yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["services"]["serve"]["environment"]
+
+
 def test_serve_service_in_compose_and_helm_takes_the_same_settings():
     """`cdp serve` (Profile API + workspace) is deployed by compose and by the chart with the same
     environment: the API key and session secret the tenant config names, read from the
@@ -69,8 +73,10 @@ def test_serve_service_in_compose_and_helm_takes_the_same_settings():
     from cdp_assets.config import load_config
 
     cfg = load_config(DEFAULT_CONFIG)
-    secrets = {cfg.profile_api.api_key_env, cfg.workspace.session_secret_env}
-    paths = {"CDP_CONFIG", "CDP_WAREHOUSE", "CDP_PROFILE_STORE", "CDP_USERS_FILE", "CDP_AUDIT_LOG"}
+    secrets = set()   # keys and users are files of hashes (read-only mounts); no secret in the environment
+    paths = {"CDP_CONFIG", "CDP_WAREHOUSE", "CDP_PROFILE_STORE", "CDP_USERS_FILE", "CDP_KEYS_FILE",
+             "CDP_SESSIONS_FILE", "CDP_AUDIT_LOG"}
+    assert cfg.workspace.session_secret_env not in compose_env() and "CDP_SESSION_SECRET" not in compose_env()
 
     compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
     serve = compose["services"]["serve"]
@@ -80,14 +86,17 @@ def test_serve_service_in_compose_and_helm_takes_the_same_settings():
     for name in secrets:   # from deploy/.env, compose refuses to start without them
         assert env[name].startswith(f"${{{name}:?"), env[name]
     assert "cdp_data:/data:ro" in serve["volumes"]
-    users = [v for v in serve["volumes"] if v.endswith(":" + env["CDP_USERS_FILE"] + ":ro")]
-    assert len(users) == 1, serve["volumes"]
-    # the audit log is the one thing serve writes: a volume of its own, not the warehouse's
+    for name in ("CDP_USERS_FILE", "CDP_KEYS_FILE"):
+        mounted = [v for v in serve["volumes"] if v.endswith(":" + env[name] + ":ro")]
+        assert len(mounted) == 1, (name, serve["volumes"])
+    # serve writes only its audit log and its sessions: volumes of their own, not the warehouse's
     audit_dir = str(Path(env["CDP_AUDIT_LOG"]).parent)
+    sessions_dir = str(Path(env["CDP_SESSIONS_FILE"]).parent)
     writable = [v for v in serve["volumes"] if not v.endswith(":ro")]
-    assert writable == [f"cdp_audit:{audit_dir}"], serve["volumes"]
-    assert "cdp_audit" in compose["volumes"] and not env["CDP_AUDIT_LOG"].startswith("/data/")
-    assert audit_dir in (DEPLOY / "Dockerfile").read_text()   # created and owned by the image's user
+    assert sorted(writable) == sorted([f"cdp_audit:{audit_dir}", f"cdp_sessions:{sessions_dir}"]), serve["volumes"]
+    assert {"cdp_audit", "cdp_sessions"} <= set(compose["volumes"]) and not env["CDP_AUDIT_LOG"].startswith("/data/")
+    for folder in (audit_dir, sessions_dir):
+        assert folder in (DEPLOY / "Dockerfile").read_text()   # created and owned by the image's user
     # the runs write the profile store where serve reads it
     user_code = compose["services"]["user_code"]["environment"]
     for name in ("CDP_WAREHOUSE", "CDP_PROFILE_STORE", "CDP_CONFIG"):
@@ -103,12 +112,15 @@ def test_serve_service_in_compose_and_helm_takes_the_same_settings():
         assert helm_env[name]["valueFrom"]["secretKeyRef"]["key"] == name
     mounts = {m["name"]: m for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
-    assert all(m.get("readOnly") for name, m in mounts.items() if name != "cdp-audit")
+    assert all(m.get("readOnly") for name, m in mounts.items() if name not in ("cdp-audit", "cdp-sessions"))
     assert not mounts["cdp-audit"].get("readOnly") and "persistentVolumeClaim" in volumes["cdp-audit"]
     assert helm_env["CDP_AUDIT_LOG"]["value"].startswith(mounts["cdp-audit"]["mountPath"] + "/")
     assert volumes["cdp-audit"]["persistentVolumeClaim"]["claimName"] != volumes["cdp-data"][
         "persistentVolumeClaim"]["claimName"]
     assert deployment["spec"]["template"]["spec"]["securityContext"]["fsGroup"] == 1000
+    assert helm_env["CDP_SESSIONS_FILE"]["value"].startswith(mounts["cdp-sessions"]["mountPath"] + "/")
+    assert "emptyDir" in volumes["cdp-sessions"]
+    assert helm_env["CDP_KEYS_FILE"]["value"].startswith(mounts["cdp-users"]["mountPath"] + "/")
     assert volumes["cdp-data"]["persistentVolumeClaim"]["readOnly"]
     assert helm_env["CDP_WAREHOUSE"]["value"].startswith(mounts["cdp-data"]["mountPath"] + "/")
     assert helm_env["CDP_PROFILE_STORE"]["value"].startswith(mounts["cdp-data"]["mountPath"] + "/")

@@ -8,6 +8,13 @@ the same FastAPI app as the Profile API, so `cdp serve` serves both.
     /workspace/audit           the audit log: who ran, exported, saved and viewed what (audit.py)
     /workspace/login, /logout  people log in; machines send X-API-Key instead
 
+Who may do what: `access.PERMISSIONS` by role (admin, analyst, marketer; a key with the
+`workspace` scope acts as an analyst, `admin` as an admin). The caller of every authenticated
+request is `request.state.principal` (an `access.Principal`: name, kind user|key, role, scopes).
+Sessions are server-side (sessions.py); every POST of a logged-in person carries the session's
+CSRF token (header X-CSRF-Token, sent by htmx from the body's hx-headers, or a csrf_token form
+field), else 403. A marketer's pages show PII masked (pii.py), masked here on the server.
+
 Every page is rendered from one read-only warehouse connection opened for the request (see
 reader.py); the `Server-Timing` header carries the server time of each response.
 """
@@ -16,11 +23,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import io
 import logging
 import math
 import os
 import secrets
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -28,20 +37,22 @@ from urllib.parse import quote as url_quote
 
 import duckdb
 import pandas as pd
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
-from starlette.middleware.sessions import SessionMiddleware
 
-from ..audit import ACTIONS, AuditLog, client_ip, may_read_audit, request_principal
+from .. import pii
+from ..access import KeyRing, Principal, WatchedFile, key_ring_for
+from ..audit import ACTIONS, AuditLog, may_read_audit, request_principal
 from ..config import SEGMENT_OPS, TenantConfig
 from ..queries import QueryError, run_query
 from ..segments import UNIVERSE, Catalog
 from . import builder, customer360, profiles
-from .auth import UsersFileError, load_users, verify_password
+from .auth import User, UsersFileError, load_users, verify_password
 from .reader import WarehouseBusy, read_warehouse
+from .sessions import LoginThrottle, SessionStore
 
 HERE = Path(__file__).parent
 PREFIX = "/workspace"
@@ -54,55 +65,49 @@ QUERY_SECONDS = 60  # an ad hoc query running longer is interrupted (it holds a 
 log = logging.getLogger("cdp.workspace")
 
 
+SESSION_COOKIE = "cdp_session"
+LOGIN_COOKIE = "cdp_login"   # double-submit token of the login form (no session yet)
+UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+
+
 class NotLoggedIn(Exception):
     pass
 
 
-class LoginThrottle:
-    """After FAILURES failed logins for a name within WINDOW seconds, refuse it until the oldest
-    of them is WINDOW seconds old (password guessing; kept in memory, per server process)."""
-    FAILURES, WINDOW = 5, 300.0
+class CsrfRefused(Exception):
+    pass
 
-    def __init__(self):
-        self._failed: dict[str, list[float]] = {}
-        self._lock = threading.Lock()
 
-    def _recent(self, name: str, now: float) -> list[float]:
-        times = [t for t in self._failed.get(name, []) if now - t < self.WINDOW]
-        self._failed[name] = times
-        return times
+class Forbidden(Exception):
+    def __init__(self, message: str):
+        self.message = message
 
-    def wait(self, name: str) -> float:
-        now = time.monotonic()
-        with self._lock:
-            times = self._recent(name, now)
-            return self.WINDOW - (now - times[0]) if len(times) >= self.FAILURES else 0.0
 
-    def failed(self, name: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            self._recent(name, now).append(now)
-
-    def succeeded(self, name: str) -> None:
-        with self._lock:
-            self._failed.pop(name, None)
+WHAT = {"view": "the workspace", "pii": "unmasked personal data", "query": "the SQL editor and CSV export",
+        "save": "saving segments and queries", "replace": "changing a saved segment or query",
+        "admin": "administration"}
 
 
 class Workspace:
-    """Per-server state: the tenant config (reloaded after a save), the users, the Dagster instance."""
+    """Per-server state: the tenant config (reloaded after a save), the users (re-read when the
+    file changes), the API keys, the sessions, the Dagster instance."""
 
-    def __init__(self, cfg: TenantConfig, api_key: str, instance=None, audit: AuditLog | None = None):
-        self.cfg, self.api_key, self.instance = cfg, api_key, instance
+    def __init__(self, cfg: TenantConfig, keys: KeyRing, instance=None, audit: AuditLog | None = None):
+        self.cfg, self.keys, self.instance = cfg, keys, instance
         self.audit = audit or AuditLog(cfg.resolve(cfg.audit.path))
         self.figures = customer360.FigureCache()
-        self.throttle = LoginThrottle()
+        self._users = WatchedFile(self.users_path, load_users)
+        ws = cfg.workspace
+        self.sessions = SessionStore(cfg.resolve(ws.sessions_file), idle=ws.session_idle_minutes * 60,
+                                     absolute=ws.session_max_hours * 3600)
+        self.throttle = LoginThrottle(self.sessions)
 
     @property
     def users_path(self) -> Path:
         return self.cfg.resolve(self.cfg.workspace.users_file)
 
-    def users(self) -> dict[str, str]:
-        return load_users(self.users_path)
+    def users(self) -> dict[str, User]:
+        return self._users.get()
 
 
 def _fmt(value) -> str:
@@ -119,16 +124,16 @@ def _is_null(value) -> bool:
     return value is None or value is pd.NaT or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
-def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None) -> Workspace:
-    ws = Workspace(cfg, api_key, instance, getattr(app.state, "audit", None))  # the API's log, if mounted beside it
+def mount_workspace(app: FastAPI, cfg: TenantConfig, keys: KeyRing | None = None, instance=None) -> Workspace:
+    """`keys`: the Profile API's KeyRing (app.state.keys) unless given."""
+    keys = keys or getattr(app.state, "keys", None) or key_ring_for(cfg)
+    try:
+        # the API's audit log, if mounted beside it
+        ws = Workspace(cfg, keys, instance, getattr(app.state, "audit", None))
+    except sqlite3.Error as exc:
+        raise RuntimeError(f"workspace.sessions_file: cannot open {cfg.resolve(cfg.workspace.sessions_file)} "
+                           f"({exc}); it must be writable (CDP_SESSIONS_FILE sets it)") from None
     app.state.workspace = ws
-    secret = os.environ.get(cfg.workspace.session_secret_env)
-    if not secret:
-        log.warning(f"workspace.session_secret_env: {cfg.workspace.session_secret_env} is not set; "
-                    "logins last until the server restarts")
-        secret = secrets.token_urlsafe(32)
-    app.add_middleware(SessionMiddleware, secret_key=secret, session_cookie="cdp_session",
-                       max_age=12 * 3600, same_site="lax", path="/")
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters["fmt"] = _fmt
     templates.env.tests["null"] = _is_null
@@ -143,71 +148,166 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
             response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - t0) * 1000:.1f}"
         return response
 
-    def who(request: Request) -> str:
-        user = request.session.get("user")
-        if user:
-            return user
-        given = request.headers.get("x-api-key")
-        if given and secrets.compare_digest(given.encode(), ws.api_key.encode()):
-            return "api-key"
+    # ---- who is calling, and may they ------------------------------------------------------
+    def principal(request: Request) -> Principal:
+        """The caller (cached in request.state.principal): the person of a live session, else the
+        API key in X-API-Key. A session whose user was removed ends here; the role is the users
+        file's current one."""
+        found = getattr(request.state, "principal", None)
+        if found is not None:
+            return found
+        sid = request.cookies.get(SESSION_COOKIE)
+        session = ws.sessions.get(sid) if sid else None
+        if session is not None:
+            try:
+                user = ws.users().get(session.user)
+            except UsersFileError as exc:
+                raise Forbidden(f"the users file is broken: {exc}") from None
+            if user is None:   # removed from the users file: the session ends now
+                ws.sessions.delete(sid)
+            else:
+                request.state.session = session
+                request.state.principal = Principal(user.name, "user", user.role)
+                return request.state.principal
+        key = ws.keys.verify(request.headers.get("x-api-key"))
+        if key is not None:
+            request.state.principal = key
+            return key
         raise NotLoggedIn()
 
-    def audit(request: Request, name: str, action: str, what: str = "", rows: int | None = None, **detail):
-        """Append to the audit log: `name` is who() said (the auth layer's principal wins)."""
-        ws.audit.record(request_principal(request, name), action, what, rows, client_ip(request), **detail)
+    def audit(request: Request, user: Principal | None, action: str, what: str = "", rows: int | None = None,
+              **detail):
+        """Append to the audit log, as the principal who() found (request.state.principal)."""
+        ws.audit.record(request_principal(request, user.name if user else None), action, what, rows,
+                        client_ip(request), **detail)
+
+    def who(request: Request, need: str = "view") -> Principal:
+        p = principal(request)
+        if p.role is None:
+            raise Forbidden(f"the key {p.name} has no workspace scope (it has {', '.join(sorted(p.scopes))}); "
+                            "a key needs the workspace or admin scope")
+        if not p.may(need):
+            raise Forbidden(f"{p.label} ({p.role}) may not use {WHAT[need]}")
+        return p
+
+    async def csrf_guard(request: Request) -> None:
+        """A state-changing request of a logged-in person must carry the session's CSRF token (a
+        key-authenticated call has no cookie a forged page could ride on)."""
+        if request.method not in UNSAFE:
+            return
+        try:
+            principal(request)
+        except NotLoggedIn:
+            return   # the endpoint answers 401 / the login page
+        session = getattr(request.state, "session", None)
+        if session is None:
+            return
+        given = request.headers.get("x-csrf-token")
+        if given is None:
+            form = await request.form()
+            given = form.get("csrf_token")
+        if not isinstance(given, str) or not secrets.compare_digest(given.encode(), session.csrf.encode()):
+            raise CsrfRefused()
+
+    post = functools.partial(app.post, include_in_schema=False, dependencies=[Depends(csrf_guard)])
 
     @app.exception_handler(NotLoggedIn)
     async def _login_first(request: Request, _: NotLoggedIn):
         target = f"{PREFIX}/login?next={url_quote(request.url.path)}"
         if request.headers.get("hx-request"):
             return Response(status_code=401, headers={"HX-Redirect": target})
+        if request.method in UNSAFE:
+            return Response("not logged in", status_code=401, media_type="text/plain")
         return RedirectResponse(target, status_code=303)
 
+    @app.exception_handler(Forbidden)
+    async def _forbidden(request: Request, exc: Forbidden):
+        if request.headers.get("hx-request") or request.method in UNSAFE:
+            return page(request, "_error.html", status=403, message=exc.message)
+        return page(request, "forbidden.html", status=403, message=exc.message)
+
+    @app.exception_handler(CsrfRefused)
+    async def _csrf(request: Request, _: CsrfRefused):
+        return page(request, "_error.html", status=403,
+                    message="refused: the request did not carry this session's CSRF token; reload the page")
+
     def page(request: Request, template: str, status: int = 200, **context) -> HTMLResponse:
-        return templates.TemplateResponse(request, template, {"user": request.session.get("user"), **context},
-                                          status_code=status)
+        p = getattr(request.state, "principal", None)
+        session = getattr(request.state, "session", None)
+        can = {need: bool(p and p.role and p.may(need)) for need in WHAT}
+        result = context.get("result")
+        if not can["pii"] and isinstance(result, dict) and result.get("sample") is not None:
+            # the segment builder's sample members: masked on the server for a marketer
+            context["result"] = {**result, "sample": pii.mask_frame(result["sample"])}
+        return templates.TemplateResponse(
+            request, template, {"user": p.label if p else None, "principal": p, "can": can,
+                                "csrf": session.csrf if session else "", **context}, status_code=status)
 
     def busy(request: Request, exc: WarehouseBusy, partial: bool = False) -> HTMLResponse:
         if partial:
             return page(request, "_error.html", status=503, message=str(exc))
         return page(request, "busy.html", status=503, message=str(exc))
 
+    def client_ip(request: Request) -> str:
+        # uvicorn sets the client from X-Forwarded-For only for --forwarded-allow-ips proxies
+        return request.client.host if request.client else "unknown"
+
     # ---- login ------------------------------------------------------------------------------
+    def login_page(request: Request, next: str, error: str | None, status: int = 200) -> HTMLResponse:
+        token = secrets.token_urlsafe(24)
+        response = page(request, "login.html", status=status, next=next, error=error, login_token=token)
+        response.set_cookie(LOGIN_COOKIE, token, max_age=3600, httponly=True, samesite="strict",
+                            secure=request.url.scheme == "https", path=f"{PREFIX}/login")
+        return response
+
     @app.get(f"{PREFIX}/login", response_class=HTMLResponse, include_in_schema=False)
     def login_form(request: Request, next: str = PREFIX + "/"):
-        return page(request, "login.html", next=next, error=None)
+        return login_page(request, next, None)
 
     @app.post(f"{PREFIX}/login", response_class=HTMLResponse, include_in_schema=False)
     async def login(request: Request):
         form = await request.form()
-        name, password = str(form.get("username", "")).strip(), str(form.get("password", ""))
+        name, password = str(form.get("username", "")).strip()[:100], str(form.get("password", ""))
         target = str(form.get("next") or PREFIX + "/")
-        if not target.startswith(PREFIX):
+        if not target.startswith(PREFIX + "/") and target != PREFIX:
             target = PREFIX + "/"
+        given, expected = str(form.get("login_token", "")), request.cookies.get(LOGIN_COOKIE, "")
+        if not expected or not secrets.compare_digest(given.encode(), expected.encode()):
+            # login CSRF: a forged page logging the browser in as someone else
+            return login_page(request, target, "the login form expired; log in again", status=403)
         try:
             users = ws.users()
         except UsersFileError as exc:
-            return page(request, "login.html", status=500, next=target, error=str(exc))
-        wait = ws.throttle.wait(name)
+            return login_page(request, target, str(exc), status=500)
+        ip = client_ip(request)
+        wait = ws.throttle.wait(ip, name)
         if wait:
-            return page(request, "login.html", status=429, next=target,
-                        error=f"too many failed logins for {name}; try again in {wait:.0f} s")
+            return login_page(request, target, f"too many failed logins from this address; try again in "
+                                               f"{wait:.0f} s", status=429)
         # scrypt takes tens of milliseconds: off the event loop; an unknown name costs the same
-        stored = users.get(name, next(iter(users.values()), "scrypt$16384$8$1$00$00"))
-        if await run_in_threadpool(verify_password, password, stored) and name in users:
-            ws.throttle.succeeded(name)
-            request.session.clear()
-            request.session["user"] = name
-            return RedirectResponse(target, status_code=303)
-        ws.throttle.failed(name)
+        user = users.get(name)
+        stored = user.password if user else next((u.password for u in users.values()), "scrypt$16384$8$1$00$00")
+        if await run_in_threadpool(verify_password, password, stored) and user is not None:
+            ws.throttle.succeeded(ip, name)
+            ws.sessions.delete(request.cookies.get(SESSION_COOKIE))   # no session fixation
+            session = ws.sessions.create(name)
+            response = RedirectResponse(target, status_code=303)
+            response.set_cookie(SESSION_COOKIE, session.sid, httponly=True, samesite="strict",
+                                secure=request.url.scheme == "https", path="/",
+                                max_age=int(ws.sessions.absolute))
+            response.delete_cookie(LOGIN_COOKIE, path=f"{PREFIX}/login")
+            return response
+        ws.throttle.failed(ip, name)
         error = "wrong user name or password" if users else (
-            f"nobody can log in yet: add a user with `cdp user add NAME` (writes {ws.users_path})")
-        return page(request, "login.html", status=401, next=target, error=error)
+            f"nobody can log in yet: add a user with `cdp user add NAME --role R` (writes {ws.users_path})")
+        return login_page(request, target, error, status=401)
 
-    @app.post(f"{PREFIX}/logout", include_in_schema=False)
+    @post(f"{PREFIX}/logout")
     def logout(request: Request):
-        request.session.clear()
-        return RedirectResponse(f"{PREFIX}/login", status_code=303)
+        ws.sessions.delete(request.cookies.get(SESSION_COOKIE))
+        response = RedirectResponse(f"{PREFIX}/login", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
 
     @app.get("/", include_in_schema=False)
     def root():
@@ -216,7 +316,7 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
     # ---- customer 360 -----------------------------------------------------------------------
     @app.get(f"{PREFIX}/", response_class=HTMLResponse, include_in_schema=False)
     def customer_360(request: Request):
-        user = who(request)
+        who(request)
         def figures():
             with read_warehouse(ws.cfg.warehouse_path) as con:
                 return ([customer360.database_card(con, ws.cfg, name) for name in ws.cfg.customer_databases],
@@ -229,17 +329,19 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
         rebuilds = {card.name: customer360.last_rebuild(ws.instance, card.name, ws.cfg.warehouse_path)
                     for card in cards}
         cards = [dataclasses.replace(card, rebuild=rebuilds[card.name]) for card in cards]
-        return page(request, "customer360.html", user=user, cards=cards, stitch=stitch, nav="c360")
+        return page(request, "customer360.html", cards=cards, stitch=stitch, nav="c360")
 
     # ---- profile viewer ---------------------------------------------------------------------
     @app.get(f"{PREFIX}/people", response_class=HTMLResponse, include_in_schema=False)
     def people(request: Request, q: str = ""):
-        who(request)
+        p = who(request)
         try:
             with read_warehouse(ws.cfg.warehouse_path) as con:
                 read_as, found = profiles.search(con, ws.cfg, q) if q.strip() else ("", None)
         except WarehouseBusy as exc:
             return busy(request, exc, partial=bool(request.headers.get("hx-request")))
+        if found is not None and not p.may("pii"):
+            found = profiles.Table(found.columns, pii.mask_rows(found.columns, found.rows))
         name = "_people_results.html" if request.headers.get("hx-request") else "people.html"
         return page(request, name, q=q, read_as=read_as, found=found, nav="people")
 
@@ -255,7 +357,9 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
             return page(request, "people.html", status=404, q=cdp_id, read_as="id", found=None, nav="people",
                         error=f"no person with cdp_id {cdp_id} in c360.customer_360")
         audit(request, user, "person.view", cdp_id[:64], 1)
-        return page(request, "person.html", person=found, nav="people")
+        if not user.may("pii"):
+            found = profiles.masked(found)
+        return page(request, "person.html", person=found, nav="people", masked=not user.may("pii"))
 
     # ---- SQL editor -------------------------------------------------------------------------
     def catalog_tree(con) -> dict[str, dict[str, dict[str, str]]]:
@@ -266,7 +370,7 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
 
     @app.get(f"{PREFIX}/sql", response_class=HTMLResponse, include_in_schema=False)
     def sql_editor(request: Request, query: str = ""):
-        who(request)
+        who(request, "query")
         sql, name = "select * from c360.customer_360", ""
         saved = _saved_queries(ws.cfg)
         if query in saved:
@@ -279,9 +383,9 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
         return page(request, "sql.html", tree=tree, sql=sql, name=name, saved=sorted(saved),
                     limit=DEFAULT_LIMIT, nav="sql")
 
-    @app.post(f"{PREFIX}/sql/run", response_class=HTMLResponse, include_in_schema=False)
+    @post(f"{PREFIX}/sql/run", response_class=HTMLResponse)
     async def sql_run(request: Request):
-        user = who(request)
+        user = who(request, "query")
         form = await request.form()
         sql = str(form.get("sql", ""))
         try:
@@ -305,9 +409,9 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
         return page(request, "_sql_results.html", columns=list(df.columns),
                     rows=df.itertuples(index=False, name=None), count=len(df), more=more, limit=limit, took=took)
 
-    @app.post(f"{PREFIX}/sql/csv", include_in_schema=False)
+    @post(f"{PREFIX}/sql/csv")
     async def sql_csv(request: Request):
-        user = who(request)
+        user = who(request, "query")
         form = await request.form()
         try:
             with read_warehouse(ws.cfg.warehouse_path) as con, _time_limit(con):
@@ -324,11 +428,13 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
         return StreamingResponse(iter([buf.getvalue()]), media_type="text/csv",
                                  headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
 
-    @app.post(f"{PREFIX}/sql/save", response_class=HTMLResponse, include_in_schema=False)
+    @post(f"{PREFIX}/sql/save", response_class=HTMLResponse)
     async def sql_save(request: Request):
-        user = who(request)
+        user = who(request, "save")
         form = await request.form()
         name = str(form.get("name", "")).strip()
+        if form.get("overwrite") and name in _saved_queries(ws.cfg):
+            who(request, "replace")
         try:
             path = builder.save_query(ws.cfg, name, str(form.get("sql", "")), str(form.get("description", "")),
                                       overwrite=bool(form.get("overwrite")))
@@ -400,20 +506,22 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
         except builder.BuilderError as exc:
             return {"result": {"error": str(exc)}}
 
-    @app.post(f"{PREFIX}/segments/form", response_class=HTMLResponse, include_in_schema=False)
+    @post(f"{PREFIX}/segments/form", response_class=HTMLResponse)
     async def segments_form(request: Request):
         """Re-render the builder after a structural change (row added/removed, table changed)."""
         return await builder_partial(request, "_segment_form.html", builder_context)
 
-    @app.post(f"{PREFIX}/segments/preview", response_class=HTMLResponse, include_in_schema=False)
+    @post(f"{PREFIX}/segments/preview", response_class=HTMLResponse)
     async def segments_preview(request: Request):
         """Live count, compiled SQL and YAML of the segment being built."""
         return await builder_partial(request, "_segment_preview.html", preview_or_error)
 
-    @app.post(f"{PREFIX}/segments/save", response_class=HTMLResponse, include_in_schema=False)
+    @post(f"{PREFIX}/segments/save", response_class=HTMLResponse)
     async def segments_save(request: Request):
-        user = who(request)
+        user = who(request, "save")
         form = builder.BuilderForm.parse(await request.form())
+        if form.name and form.name in ws.cfg.segments:
+            who(request, "replace")   # changes what the destinations of that segment get
         try:
             if not form.name:
                 raise builder.BuilderError("segments: give the segment a name before saving")
@@ -433,17 +541,16 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
     # ---- audit log --------------------------------------------------------------------------
     @app.get(f"{PREFIX}/audit", response_class=HTMLResponse, include_in_schema=False)
     def audit_page(request: Request, user: str = "", action: str = "", since: str = "", until: str = ""):
-        principal = request_principal(request, who(request))
-        if not may_read_audit(request, principal):
-            return page(request, "_error.html", status=403,
-                        message="the audit log is for administrators (people who log in; not the API key)")
+        viewer = who(request)
+        if not may_read_audit(request, request_principal(request, viewer.name)):
+            return page(request, "_error.html", status=403, message="the audit log is for administrators")
         filters = {"user": user.strip(), "action": action.strip(), "since": since.strip(), "until": until.strip()}
         try:
             events = ws.audit.read(**filters, limit=AUDIT_ROWS)
             error = None
         except ValueError as exc:
             events, error = [], str(exc)
-        audit(request, principal.name, "audit.view", " ".join(f"{k}={v}" for k, v in filters.items() if v))
+        audit(request, viewer, "audit.view", " ".join(f"{k}={v}" for k, v in filters.items() if v))
         return page(request, "audit.html", nav="audit", events=events, filters=filters, actions=ACTIONS,
                     error=error, limit=AUDIT_ROWS, path=ws.audit.path)
 
@@ -478,10 +585,9 @@ def create_server(cfg: TenantConfig, api_key: str | None = None, instance=None) 
     from ..api import create_app
 
     app = create_app(cfg, api_key=api_key)
-    key = api_key if api_key is not None else os.environ[cfg.profile_api.api_key_env]
     if instance is None and os.environ.get("DAGSTER_HOME"):
         import dagster as dg
 
         instance = dg.DagsterInstance.get()
-    mount_workspace(app, cfg, key, instance)
+    mount_workspace(app, cfg, app.state.keys, instance)
     return app

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from .. import pii
 from ..api import standard_email, standard_phone
 from ..config import SourceKind, TenantConfig
 from ..segments import SCHEMA as SEGMENT_SCHEMA
@@ -152,3 +153,16 @@ def person(con, cfg: TenantConfig, cdp_id: str) -> Person | None:
                                    "where cdp_id = $1" for n in segment_tables)
         out.segments = sorted(r[0] for r in con.execute(union, [cdp_id]).fetchall())
     return out
+
+
+def _masked_table(t: Table | None) -> Table | None:
+    return None if t is None else Table(t.columns, pii.mask_rows(t.columns, t.rows))
+
+
+def masked(p: Person) -> Person:
+    """The person as a marketer sees them: every PII field masked (pii.py)."""
+    return Person(cdp_id=p.cdp_id, profile=pii.mask_pairs(p.profile),
+                  records={s: _masked_table(t) for s, t in p.records.items()}, pairs=_masked_table(p.pairs),
+                  transactions=_masked_table(p.transactions), transaction_count=p.transaction_count,
+                  attributes=pii.mask_pairs(p.attributes), predictive=pii.mask_pairs(p.predictive),
+                  propensities=_masked_table(p.propensities), segments=p.segments)

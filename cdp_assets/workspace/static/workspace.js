@@ -39,7 +39,9 @@
       var form = document.createElement("form");
       form.method = "post";
       form.action = download.dataset.csv;
-      [["sql", sql.value], ["name", document.getElementById("query-name").value]].forEach(function (kv) {
+      var csrf = document.querySelector("meta[name=csrf-token]");
+      [["sql", sql.value], ["name", document.getElementById("query-name").value],
+       ["csrf_token", csrf ? csrf.content : ""]].forEach(function (kv) {
         var input = document.createElement("input");
         input.type = "hidden"; input.name = kv[0]; input.value = kv[1];
         form.appendChild(input);
@@ -50,8 +52,19 @@
     });
   }
 
+  // the profile search runs as you type, from the third character (a filter here, not in an
+  // hx-trigger expression: htmx would evaluate that with eval, which the CSP forbids)
+  function searchAsYouType() {
+    var q = document.getElementById("q");
+    if (!q || !q.form) return;
+    q.addEventListener("input", function () {
+      if (q.value.length > 2) htmx.trigger(q.form, "search-typed");
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     drawCharts(document);
     editorHelpers();
+    searchAsYouType();
   });
 })();
