@@ -3,6 +3,7 @@
 read with `cdp audit` and on /workspace/audit."""
 
 import multiprocessing
+import re
 import shutil
 import sqlite3
 import time
@@ -13,33 +14,39 @@ import duckdb
 import pytest
 from fastapi.testclient import TestClient
 
+from cdp_assets.access import create_key
 from cdp_assets.audit import AuditLog, Principal, request_principal
 from cdp_assets.cli import main as cdp
 from cdp_assets.config import load_config
 from cdp_assets.workspace import create_server
 from cdp_assets.workspace.auth import add_user
 
-USER, PASSWORD, KEY = "ana", "correct horse battery", "test-api-key-audit"
+USER, ANALYST, PASSWORD = "ana", "bo", "correct horse battery"
+KEYS: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
 def audit_tenant(pipeline_run, demo_tenant, tmp_path_factory):
     """A copy of the demo config beside it (same data, warehouse and profile store) with its own
-    queries folder, users file and audit log."""
+    queries folder, users, keys, sessions and audit log: an admin, an analyst, a website's key."""
     root = demo_tenant.parent
     doc = (root / "tenant.yaml").read_text().replace("  folder: queries ", "  folder: queries_audit ")
-    assert "queries_audit" in doc
+    assert "queries_audit" in doc and "  keys_file: api_keys.yaml " in doc
+    doc = doc.replace("  keys_file: api_keys.yaml ", "  keys_file: api_keys_audit.yaml ")
     path = root / "tenant_audit.yaml"
-    path.write_text(doc + "\nworkspace:\n  users_file: users_audit.yaml\naudit:\n  path: audit/audit_test.sqlite3\n")
+    path.write_text(doc + "\nworkspace:\n  users_file: users_audit.yaml\n  sessions_file: sessions_audit.sqlite\n"
+                          "audit:\n  path: audit/audit_test.sqlite3\n")
     shutil.copytree(root / "queries", root / "queries_audit", dirs_exist_ok=True)
     cfg = load_config(path)
-    add_user(cfg.resolve(cfg.workspace.users_file), USER, PASSWORD)
+    add_user(cfg.resolve(cfg.workspace.users_file), USER, PASSWORD, role="admin")
+    add_user(cfg.resolve(cfg.workspace.users_file), ANALYST, PASSWORD, role="analyst")
+    KEYS["website"] = create_key(cfg.resolve(cfg.profile_api.keys_file), "website", ["profiles:read"])
     return path
 
 
 @pytest.fixture(scope="module")
 def app(audit_tenant):
-    return create_server(load_config(audit_tenant), api_key=KEY)
+    return create_server(load_config(audit_tenant))
 
 
 @pytest.fixture()
@@ -48,9 +55,15 @@ def client(app):
         yield c
 
 
-def _login(client):
-    r = client.post("/workspace/login", data={"username": USER, "password": PASSWORD}, follow_redirects=False)
-    assert r.status_code == 303
+def _login(client, user: str = USER):
+    """Log in; the client then sends the session's CSRF token, as the page's htmx does."""
+    form = client.get("/workspace/login").text
+    token = re.search(r'name="login_token" value="([^"]+)"', form).group(1)
+    r = client.post("/workspace/login", data={"username": user, "password": PASSWORD, "login_token": token},
+                    follow_redirects=False)
+    assert r.status_code == 303, r.text
+    csrf = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/workspace/people").text).group(1)
+    client.headers["X-CSRF-Token"] = csrf
 
 
 def _events(cfg, **filters):
@@ -99,9 +112,9 @@ def test_api_key_use_is_counted_per_key_endpoint_and_minute(client, app, audit_t
     app.state.audit.flush(everything=True)
     before = len(_events(cfg, action="api"))
     for _ in range(30):
-        assert client.get(f"/profiles/{cdp_id}", headers={"X-API-Key": KEY}).status_code == 200
+        assert client.get(f"/profiles/{cdp_id}", headers={"X-API-Key": KEYS["website"]}).status_code == 200
     for _ in range(5):
-        client.get("/profiles/lookup", params={"email": email}, headers={"X-API-Key": KEY})
+        client.get("/profiles/lookup", params={"email": email}, headers={"X-API-Key": KEYS["website"]})
     for _ in range(3):
         assert client.get(f"/profiles/{cdp_id}", headers={"X-API-Key": "guess"}).status_code == 401
     # nothing written on the request path: the counts wait for their minute to end
@@ -114,8 +127,8 @@ def test_api_key_use_is_counted_per_key_endpoint_and_minute(client, app, audit_t
         by[key] = by.get(key, 0) + e["rows"]
         assert e["detail"] == {"aggregated": "per minute"} and e["at"].endswith(":00.000")  # the minute's start
         assert email not in e["what"]          # which endpoint, never the value looked up
-    assert by == {("api-key", "key", "api.key_use", "/profiles/{cdp_id}"): 30,
-                  ("api-key", "key", "api.key_use", "/profiles/lookup?email"): 5,
+    assert by == {("website", "key", "api.key_use", "/profiles/{cdp_id}"): 30,
+                  ("website", "key", "api.key_use", "/profiles/lookup?email"): 5,
                   ("wrong key", "key", "api.key_denied", "/profiles/{cdp_id}"): 3}
     assert len(new) <= 6
 
@@ -145,36 +158,25 @@ def test_the_audit_page_filters_and_is_not_for_the_api_key(client, audit_tenant)
     assert "select 42" not in client.get("/workspace/audit", params={"since": tomorrow}).text
     assert "not a date" in client.get("/workspace/audit", params={"since": "last week"}).text
     with TestClient(client.app) as machine:   # no session: the Profile API key
-        r = machine.get("/workspace/audit", headers={"X-API-Key": KEY})
+        r = machine.get("/workspace/audit", headers={"X-API-Key": KEYS["website"]})
         assert r.status_code == 403
 
 
-def test_the_auth_layers_principal_is_who_the_log_names(audit_tenant):
-    """When the auth layer sets request.state.principal (name, kind, role), the audit log names it
-    and only its admins read the log."""
-    app = create_server(load_config(audit_tenant), api_key=KEY)
-    current = {}
-
-    @app.middleware("http")
-    async def principal(request, call_next):
-        if current:
-            request.state.principal = SimpleNamespace(**current)
-        return await call_next(request)
-
-    with TestClient(app) as c:
-        _login(c)
-        current.update(name="bo", kind="user", role="analyst")
-        assert c.post("/workspace/sql/run", data={"sql": "select 'bo was here' as x"}).status_code == 200
-        assert c.get("/workspace/audit").status_code == 403
-        current.update(name="root", kind="user", role="admin")
-        assert "bo was here" in c.get("/workspace/audit", params={"user": "bo"}).text
+def test_the_log_names_who_the_auth_layer_found_and_only_admins_read_it(client, audit_tenant):
+    """The analyst's query is logged under the analyst; an analyst may not read the log, an admin
+    may; the accessor reads request.state.principal, else the name it is given."""
+    _login(client, ANALYST)
+    assert client.post("/workspace/sql/run", data={"sql": "select 'bo was here' as x"}).status_code == 200
+    assert client.get("/workspace/audit").status_code == 403
+    client.cookies.clear()
+    _login(client, USER)
+    assert "bo was here" in client.get("/workspace/audit", params={"user": ANALYST}).text
     cfg = load_config(audit_tenant)
-    assert any(e["what"] == "select 'bo was here' as x" for e in _events(cfg, user="bo", action="query.run"))
-    # the accessor alone: a mapping works too, and without a principal the fallback is today's
+    assert any(e["what"] == "select 'bo was here' as x" and e["kind"] == "user"
+               for e in _events(cfg, user=ANALYST, action="query.run"))
     req = SimpleNamespace(state=SimpleNamespace(principal={"name": "k1", "kind": "key"}), scope={})
     assert request_principal(req) == Principal("k1", "key")
     req = SimpleNamespace(state=SimpleNamespace(), scope={})
-    assert request_principal(req, "api-key") == Principal("api-key", "key")
     assert request_principal(req, "ana") == Principal("ana", "user")
     assert request_principal(req) is None
 
