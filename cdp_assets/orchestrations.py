@@ -27,7 +27,7 @@ from .activation import export_file_name, file_suffix, send_webhook, write_atomi
 from .bi import publish_to_postgres
 from .config import Destination, Orchestration, Postgres, TenantConfig, Webhook
 from .queries import SCHEMA as QUERY_SCHEMA
-from .segments import SCHEMA as SEGMENT_SCHEMA, segment_asset_key
+from .segments import SCHEMA as SEGMENT_SCHEMA, SEGMENTS_KEY, require_built
 from .warehouse import preview_md, transaction
 
 GROUP = "activation"
@@ -47,7 +47,7 @@ def _quote(name: str) -> str:
 
 
 def upstream_key(orch: Orchestration) -> dg.AssetKey:
-    return segment_asset_key(orch.segment) if orch.segment else dg.AssetKey([QUERY_SCHEMA, orch.query])
+    return SEGMENTS_KEY if orch.segment else dg.AssetKey([QUERY_SCHEMA, orch.query])
 
 
 def source_relation(orch: Orchestration) -> str:
@@ -78,6 +78,8 @@ def run_orchestration(cfg: TenantConfig, name: str, con, run_id: str, log=None) 
     orch = cfg.orchestrations[name]
     dest = cfg.destinations[orch.destination]
     campaign = orch.campaign or name
+    if orch.segment:
+        require_built(con, orch.segment, f"orchestrations.{name}")
     staged = f"{PAYLOAD_SCHEMA}.{_quote(name)}"
     con.execute(f"create schema if not exists {PAYLOAD_SCHEMA}")
     with transaction(con):

@@ -146,6 +146,19 @@ def test_postgres_table_destination(tmp_path, con, monkeypatch):
                        ).fetchall() == [("run-1", 3), ("run-2", 2)]
 
 
+def test_a_left_out_segment_is_not_sent(tmp_path, con):
+    """When the last segments build left the segment out, its table holds earlier members:
+    the orchestration fails rather than send them."""
+    from cdp_assets.segments import SegmentError, build_segments
+
+    cfg = tenant(tmp_path, {"kind": "file", "path": "drops"})
+    cfg.segments["il"].column = "no_such_column"
+    build_segments(cfg, con, "run-1")
+    with pytest.raises(SegmentError, match="il.*left out of the last segments build.*no_such_column"):
+        run_orchestration(cfg, "il_out", con, "run-1")
+    assert not (tmp_path / "drops").exists()
+
+
 SENSOR = "orchestrate_bakery_fans_to_drop"
 
 
@@ -169,7 +182,7 @@ def test_sensor_sends_when_the_segment_is_rebuilt(pipeline_run, dagster_instance
     assert not _tick(defs, dagster_instance, first.cursor).run_requests  # nothing new
 
     rebuild = defs.resolve_implicit_global_asset_job_def().execute_in_process(
-        instance=dagster_instance, asset_selection=[dg.AssetKey(["activation", "segment_bakery_fans"])])
+        instance=dagster_instance, asset_selection=[dg.AssetKey(["activation", "segments"])])
     assert rebuild.success
     again = _tick(defs, dagster_instance, first.cursor)
     assert len(again.run_requests) == 1 and again.run_requests[0].run_key != first.run_requests[0].run_key

@@ -414,8 +414,9 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
         except builder.BuilderError as exc:
             return page(request, "_error.html", status=422, message=str(exc))
         return page(request, "_saved.html",
-                    message=f"saved segments.{form.name} to {ws.cfg.config_path}; the pipeline builds it as the "
-                            f"asset activation/segment_{form.name} on its next run")
+                    message=f"saved segments.{form.name} to {ws.cfg.config_path}; the next pipeline run builds it "
+                            f"(asset activation/segments reads the segments when it runs: no reload needed) "
+                            f"into table activation.segment_{form.name}")
 
     return ws
 
