@@ -77,7 +77,9 @@ class _Progress(logging.Handler):
             mat = event.event_specific_data.materialization
             rows = mat.metadata.get("dagster/row_count")
             rows_txt = f" ({rows.value:,} rows)" if rows is not None else ""
-            self.say(f"      materialized {mat.asset_key.to_user_string()}{rows_txt}")
+            sent = mat.metadata.get("sent")
+            unsent = ", unchanged since its last send: nothing sent" if sent is not None and not sent.value else ""
+            self.say(f"      materialized {mat.asset_key.to_user_string()}{rows_txt}{unsent}")
         elif kind == "ASSET_CHECK_EVALUATION":
             ev = event.event_specific_data
             mark = "passed" if ev.passed else "FAILED"

@@ -130,7 +130,14 @@ def test_sync_writes_outputs_and_replaces_them(tmp_path, fmt):
         ("P1", "b@x.com", ["web", "store"], __import__("datetime").date(2026, 1, 2), 1.5),
         ("P2", "c@x.com", ["web", "store"], __import__("datetime").date(2026, 1, 3), 2.5)]
     [event] = result.asset_materializations_for_node(defs["assets"][0].op.name)
-    assert event.metadata["dagster/row_count"].value == 3
+    assert event.metadata["dagster/row_count"].value == 3 and event.metadata["sent"].value
+
+    # the same table again (a Materialize all, a second `cdp run`): not rewritten
+    written = sorted((p.name, p.stat().st_mtime_ns) for p in table.rglob("*"))
+    again = dg.materialize(defs["assets"], resources=resources)
+    [event] = again.asset_materializations_for_node(defs["assets"][0].op.name)
+    assert not event.metadata["sent"].value
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in table.rglob("*")) == written
 
     _warehouse(cfg.warehouse_path, ["a@x.com", "new@x.com"])      # the table is rebuilt: fewer rows
     assert dg.materialize(defs["assets"], resources=resources).success
