@@ -25,8 +25,8 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from .config import Destination, Postgres, TenantConfig
-from .sends import (delivered_already, payload_version, record_delivery, resend_requested, send_sensor,
-                    send_tags, skip_unchanged)
+from .sends import (delivered_already, payload_version, record_delivery, resend_requested, send_selection,
+                    send_sensor, send_tags, skip_unchanged)
 from .warehouse import preview_md
 
 GROUP = "activation"
@@ -190,10 +190,11 @@ def build_activation_definitions(cfg: TenantConfig) -> dict:
     export_job = dg.define_asset_job(
         EXPORT_JOB, selection=dg.AssetSelection.groups(GROUP) - sends,  # sends follow their own sensors
         description="Send the customer 360 to every configured destination.")
+    # segments, saved queries and the profile store are rebuilt too (the Profile API is never
+    # stale); only what leaves the platform waits for the send sensors
     rebuild_job = dg.define_asset_job(
-        REBUILD_JOB, selection=dg.AssetSelection.all() - dg.AssetSelection.groups(GROUP),
-        description="Rebuild everything from sources to customer_360; the send sensors, once started, "
-                    "send what changed.")
+        REBUILD_JOB, selection=dg.AssetSelection.all() - send_selection(),
+        description="Rebuild everything but the sends; the send sensors, once started, send what changed.")
 
     # one sensor per exported table; it sends only the destinations of that table
     destinations_of: dict[dg.AssetKey, list[dg.AssetKey]] = {}
@@ -209,7 +210,7 @@ def build_activation_definitions(cfg: TenantConfig) -> dict:
     schedule = dg.ScheduleDefinition(
         name="daily_rebuild", job=rebuild_job, cron_schedule=cfg.rebuild_cron,
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description="Rebuild the whole graph every day; the send sensors, once started, send "
-                    "what changed.")
+        description="Rebuild everything but the sends every day; the send sensors, once started, "
+                    "send what changed.")
     return {"assets": exports, "jobs": [export_job, rebuild_job], "sensors": sensors,
             "schedules": [schedule]}
