@@ -103,6 +103,7 @@ def last_delivery(con, send: str) -> Delivery | None:
 def record_delivery(con, send: str, destination: str, version: str, rows: int, target: str,
                     run_id: str) -> None:
     """Append a delivery (inside the caller's transaction, with whatever else it records)."""
+    con.execute("create schema if not exists activation")
     con.execute(SENDS_DDL)
     con.execute(f"insert into {SENDS} values (?, ?, ?, ?, ?, ?, ?)",
                 [send, destination, version, rows, target, run_id,
