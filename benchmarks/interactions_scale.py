@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from cdp_assets.config import load_config  # noqa: E402
-from cdp_assets.dbt_models import dbt_resource, dbt_vars_arg, prepare_manifest, target_path, warehouse_env  # noqa: E402
+from cdp_assets.dbt_models import dbt_resource, dbt_target, dbt_vars_arg, prepare_manifest, warehouse_env  # noqa: E402
 
 TENANT = {
     "tenant": "bench",
@@ -117,9 +117,9 @@ def add_bi_inputs(cfg) -> None:
 
 def dbt(cfg, *args, select: str = "interactions") -> float:
     t0 = time.perf_counter()
-    with warehouse_env(cfg):
+    with warehouse_env(cfg), dbt_target(cfg, "benchmark") as target:
         dbt_resource(cfg).cli([*args, "--select", select, *dbt_vars_arg(cfg)],
-                              target_path=target_path(cfg), raise_on_error=True).wait()
+                              target_path=target, raise_on_error=True).wait()
     return time.perf_counter() - t0
 
 

@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from cdp_assets.config import load_config  # noqa: E402
 from cdp_assets.merge import write_record_components  # noqa: E402
 from cdp_assets.dbt_models import (dbt_resource, dbt_vars_arg, lakehouse_path,  # noqa: E402
-                                   lakehouse_relation, prepare_manifest, target_path, warehouse_env)
+                                   lakehouse_relation, prepare_manifest, dbt_target, warehouse_env)
 
 SOURCES = ["pos_customers", "ecommerce_customers", "email_subscribers", "loyalty_members"]
 DATABASES = {
@@ -126,13 +126,12 @@ def export_to_lakehouse(cfg) -> None:
 
 
 def dbt_run(cfg, models: list[str]) -> tuple[float, dict[str, float]]:
-    target = target_path(cfg)
     t0 = time.perf_counter()
-    with warehouse_env(cfg):
+    with warehouse_env(cfg), dbt_target(cfg, "benchmark") as target:
         dbt_resource(cfg).cli(["run", "--quiet", "--select", " ".join(models), *dbt_vars_arg(cfg)],
                               target_path=target, raise_on_error=True).wait()
-    wall = time.perf_counter() - t0
-    results = json.loads((target / "run_results.json").read_text())["results"]
+        wall = time.perf_counter() - t0
+        results = json.loads((target / "run_results.json").read_text())["results"]
     return wall, {r["unique_id"].split(".")[-1]: r["execution_time"] for r in results}
 
 

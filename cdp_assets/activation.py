@@ -1,4 +1,4 @@
-"""Stage 5 - activation: destinations, the sensor that exports when customer_360 refreshes,
+"""Stage 5 - activation: destinations, the sensors that export when an exported table refreshes,
 and the daily rebuild schedule.
 
 A file destination drops one file per run into its folder (optionally gzipped). The file is
@@ -6,6 +6,9 @@ written under a temporary name in the same folder and renamed into place, so a r
 sees half a file. A webhook destination receives JSON batches (see `send_webhook`); a postgres
 destination a table swapped in atomically (`bi.publish_to_postgres`). Orchestrations, which bind
 a segment or query to a destination, are in `orchestrations.py`.
+
+Every send delivers a version of its data once (`sends.py`): an export run of unchanged data drops
+no file, and the sensors - stopped by default - ask for a run only for a new materialization.
 """
 
 
@@ -24,6 +27,8 @@ from dagster_duckdb import DuckDBResource
 from .config import Destination, Postgres, TenantConfig
 from .errors import UserError
 from .pii import mask_text
+from .sends import (delivered_already, payload_version, record_delivery, resend_requested, send_selection,
+                    send_sensor, send_tags, skip_unchanged)
 from .warehouse import preview_md
 
 GROUP = "activation"
@@ -132,14 +137,16 @@ def _retry_after(response) -> float | None:
 def build_destination_asset(cfg: TenantConfig, name: str, dest: Destination) -> dg.AssetsDefinition:
     schema, table = dest.table.split(".")
     folder = cfg.resolve(dest.path)
+    send = f"{GROUP}/{name}"
 
     @dg.asset(
-        key=["activation", name],
+        key=[GROUP, name],
         group_name=GROUP,
         deps=[dg.AssetKey([schema, table])],
         kinds={dest.format, "file"},
-        description=f"File drop of `{dest.table}` to `{dest.path}` as {dest.format}: one file per run, "
-                    "written atomically.",
+        tags=send_tags(),
+        description=f"File drop of `{dest.table}` to `{dest.path}` as {dest.format}: one file per new "
+                    "version of the table, written atomically.",
         metadata={"destination_folder": str(folder)},
     )
     def _export(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
@@ -147,53 +154,36 @@ def build_destination_asset(cfg: TenantConfig, name: str, dest: Destination) -> 
         query = f'select {columns} from "{schema}"."{table}" order by 1'
         file_name = export_file_name(cfg.tenant, name, context.run.run_id, file_suffix(dest.format, dest.gzip))
         with warehouse.get_connection() as con:
+            version, rows = payload_version(con, query, {"destination": dest.model_dump(mode="json"),
+                                                         "folder": str(folder)})
+            last = delivered_already(con, send, version, resend_requested(context))
+            if last is not None:
+                return skip_unchanged(context, send, last, rows)
             path = write_atomically(con, query, folder, file_name, dest.format, dest.gzip)
-            rows = con.execute(f'select count(*) from "{schema}"."{table}"').fetchone()[0]
+            record_delivery(con, send, name, version, rows, str(path), context.run.run_id)
             sample = con.execute(f"{query} limit 5").df()
         context.log.info(f"exported {rows} rows of {dest.table} to {path}")
         return dg.MaterializeResult(metadata={
-            "dagster/row_count": rows, "path": dg.MetadataValue.path(str(path)),
-            "bytes": path.stat().st_size, "preview": dg.MetadataValue.md(preview_md(sample, raw=cfg.dagster.raw_previews))})
+            "sent": True, "dagster/row_count": rows, "version": version,
+            "path": dg.MetadataValue.path(str(path)), "bytes": path.stat().st_size,
+            "preview": dg.MetadataValue.md(preview_md(sample, raw=cfg.dagster.raw_previews))},
+        data_version=dg.DataVersion(version))
 
     return _export
 
 
-def refresh_sensor(table: dg.AssetKey, targets: list[dg.AssetKey], job, name: str, description: str):
-    """Runs `targets` (in `job`: a job or its name) whenever `table` is materialized again; one
-    run per materialization. Serves the destination exports and the lakehouse sync."""
-    @dg.asset_sensor(
-        asset_key=table, name=name, description=description,
-        default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30,
-        **({"job_name": job} if isinstance(job, str) else {"job": job}))
-    def _on_refresh(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
-        yield dg.RunRequest(run_key=f"{asset_event.run_id}:{asset_event.timestamp}",
-                            asset_selection=targets, tags={"cdp/trigger": "asset_refresh"})
-    return _on_refresh
-
-
 def _export_sensor(table: dg.AssetKey, destinations: list[dg.AssetKey], export_job):
-    return refresh_sensor(
-        table, destinations, export_job, name=f"export_on_{'_'.join(table.path)}_refresh",
-        description=f"Runs the exports of {table.to_user_string()} whenever it is materialized again.")
+    return send_sensor(
+        f"export_on_{'_'.join(table.path)}_refresh", [table], destinations, export_job,
+        description=f"Runs the exports of {table.to_user_string()} once per new materialization of it.")
 
 
 def _publish_sensor(name: str, tables: list[dg.AssetKey], export_job):
     """A destination that publishes several tables together (BI Connect) runs once all of them
     were materialized again since its last run, so it never publishes a half-rebuilt schema."""
-    @dg.multi_asset_sensor(
-        monitored_assets=tables, job=export_job, name=f"publish_{name}_when_its_tables_refresh",
-        default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30,
+    return send_sensor(
+        f"publish_{name}_when_its_tables_refresh", tables, [dg.AssetKey([GROUP, name])], export_job,
         description=f"Runs destination {name} once every table it publishes was materialized again.")
-    def _on_refresh(context: dg.MultiAssetSensorEvaluationContext):
-        latest = context.latest_materialization_records_by_key()
-        if not all(latest.values()):
-            return dg.SkipReason("waiting for " + ", ".join(
-                k.to_user_string() for k, r in latest.items() if r is None))
-        run_key = ":".join(f"{r.storage_id}" for r in latest.values())
-        context.advance_all_cursors()
-        return dg.RunRequest(run_key=run_key, asset_selection=[dg.AssetKey([GROUP, name])],
-                             tags={"cdp/trigger": "asset_refresh"})
-    return _on_refresh
 
 
 def build_activation_definitions(cfg: TenantConfig) -> dict:
@@ -205,9 +195,11 @@ def build_activation_definitions(cfg: TenantConfig) -> dict:
     export_job = dg.define_asset_job(
         EXPORT_JOB, selection=dg.AssetSelection.groups(GROUP) - sends,  # sends follow their own sensors
         description="Send the customer 360 to every configured destination.")
+    # segments, saved queries and the profile store are rebuilt too (the Profile API is never
+    # stale); only what leaves the platform waits for the send sensors
     rebuild_job = dg.define_asset_job(
-        REBUILD_JOB, selection=dg.AssetSelection.all() - dg.AssetSelection.groups(GROUP),
-        description="Rebuild everything from sources to customer_360; exports follow via the sensor.")
+        REBUILD_JOB, selection=dg.AssetSelection.all() - send_selection(),
+        description="Rebuild everything but the sends; the send sensors, once started, send what changed.")
 
     # one sensor per exported table; it sends only the destinations of that table
     destinations_of: dict[dg.AssetKey, list[dg.AssetKey]] = {}
@@ -223,6 +215,7 @@ def build_activation_definitions(cfg: TenantConfig) -> dict:
     schedule = dg.ScheduleDefinition(
         name="daily_rebuild", job=rebuild_job, cron_schedule=cfg.rebuild_cron,
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description="Rebuild the whole graph every day; the export sensors then send the results.")
+        description="Rebuild everything but the sends every day; the send sensors, once started, "
+                    "send what changed.")
     return {"assets": exports, "jobs": [export_job, rebuild_job], "sensors": sensors,
             "schedules": [schedule]}

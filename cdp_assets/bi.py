@@ -9,7 +9,8 @@ dim_product or fact_sales_items (cdp_assets/scope.py).
 
 Publishing loads every table into a staging schema, then swaps all of them into place in ONE
 PostgreSQL transaction: a reader sees the previous tables or the new ones, never a half-written
-table, and running it again gives the same result.
+table, and running it again gives the same result. Tables unchanged since the last publish to
+that database are not published again (`sends.py`).
 """
 
 
@@ -25,6 +26,8 @@ from dagster_duckdb import DuckDBResource
 from .config import Postgres, TenantConfig
 from .dbt_models import build_dbt_assets
 from .scope import tenant_scope
+from .sends import (delivered_already, payload_version, record_delivery, resend_requested, send_tags,
+                    skip_unchanged, version_of)
 from .warehouse import preview_md, replace_table
 
 GROUP = "bi"
@@ -142,20 +145,31 @@ def build_postgres_asset(cfg: TenantConfig, name: str, dest: Postgres) -> dg.Ass
         key=["activation", name],
         group_name="activation",
         deps=[dg.AssetKey(t.split(".")) for t in dest.tables],
-        kinds={"postgres"},
+        kinds={"postgres"}, tags=send_tags(),
         description=f"BI Connect: publishes {', '.join(dest.tables)} to the PostgreSQL database in "
-                    f"${dest.url_env}, all tables swapped in one transaction.",
+                    f"${dest.url_env}, all tables swapped in one transaction, when one of them changed.",
     )
     def _publish(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
         url = os.environ.get(dest.url_env)
         if not url:
             raise dg.Failure(f"destinations.{name}.url_env: environment variable {dest.url_env} is not set; "
                              "it must hold the PostgreSQL URL (postgresql://user:password@host:port/db)")
+        send = f"activation/{name}"
         with warehouse.get_connection() as duck:
+            # the database (its URL, hashed into the version) is part of what was published to
+            versions = {t: payload_version(duck, f"select * from {t}") for t in dest.tables}
+            version = version_of({"tables": {t: v for t, (v, _) in versions.items()}, "url": url})
+            last = delivered_already(duck, send, version, resend_requested(context))
+            if last is not None:
+                return skip_unchanged(context, send, last, sum(n for _, n in versions.values()))
             counts = publish_to_postgres(duck, url, dest.tables)
+            record_delivery(duck, send, name, version, sum(counts.values()), f"${dest.url_env}",
+                            context.run.run_id)
         context.log.info(f"published {counts} to PostgreSQL")
-        return dg.MaterializeResult(metadata={"dagster/row_count": sum(counts.values()),
-                                              "rows_per_table": dg.MetadataValue.json(counts)})
+        return dg.MaterializeResult(metadata={"sent": True, "dagster/row_count": sum(counts.values()),
+                                              "version": version,
+                                              "rows_per_table": dg.MetadataValue.json(counts)},
+                                    data_version=dg.DataVersion(version))
 
     return _publish
 

@@ -61,7 +61,7 @@ class _Progress(logging.Handler):
         self.out = out or sys.stdout
         self.log_path = log_path
         self.failures: list[tuple[str, str, str]] = []   # step, root cause, hint
-        self.rows: dict[str, list[tuple[str, int | None]]] = {}   # step -> (asset, rows)
+        self.rows: dict[str, list[tuple[str, int | None, bool]]] = {}   # step -> (asset, rows, not sent)
         self.checks = {"passed": 0, "warnings": [], "failed": []}
         self.quarantined: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -110,7 +110,10 @@ class _Progress(logging.Handler):
         elif kind == "ASSET_MATERIALIZATION":
             mat = event.event_specific_data.materialization
             rows = mat.metadata.get("dagster/row_count")
-            self.rows.setdefault(step, []).append((mat.asset_key.to_user_string(), rows.value if rows else None))
+            sent = mat.metadata.get("sent")
+            unsent = sent is not None and not sent.value   # a send whose data had been delivered already
+            self.rows.setdefault(step, []).append((mat.asset_key.to_user_string(), rows.value if rows else None,
+                                                   unsent))
             quarantined = mat.metadata.get("rows_quarantined")
             if quarantined is not None and quarantined.value:
                 self.quarantined[mat.asset_key.path[-1]] = quarantined.value
@@ -131,9 +134,10 @@ class _Progress(logging.Handler):
         if not written:
             return ""
         if len(written) == 1:
-            asset, rows = written[0]
-            return f": {asset}" + (f", {rows:,} rows" if rows is not None else "")
-        total = sum(r for _, r in written if r is not None)
+            asset, rows, unsent = written[0]
+            return (f": {asset}" + (f", {rows:,} rows" if rows is not None else "")
+                    + (", unchanged since its last send: nothing sent" if unsent else ""))
+        total = sum(r for _, r, _ in written if r is not None)
         return f": {len(written)} tables, {total:,} rows"
 
     def summary(self) -> list[str]:

@@ -9,6 +9,12 @@ dbt runs each tenant in its own project folder next to its warehouse (`.dbt_proj
 file of dbt_project/ linked there (an engineer's edit is seen at once) plus the tenant's
 generated files, so two tenants - or a test run and a benchmark - never overwrite each other's.
 The manifest is re-parsed only when that tenant-derived input changes.
+
+dbt writes its artifacts (manifest.json among them) in place, not atomically, so no dbt command
+writes where the manifest is read: every dbt invocation (the parse, each build step) runs in a
+target folder of its own (`dbt_target`), and the parse's manifest and partial-parse state are
+then renamed into the tenant's target folder. The code location, every run worker and the
+sensors read that manifest.json, which is always a whole file: the previous one or the new one.
 """
 
 
@@ -17,7 +23,9 @@ import functools
 import hashlib
 import json
 import os
+import shutil
 import sys
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -194,9 +202,33 @@ def dbt_resource(cfg: TenantConfig) -> DbtCliResource:
                           dbt_executable=str(venv_dbt) if venv_dbt.exists() else "dbt")
 
 
+PARTIAL_PARSE = "partial_parse.msgpack"
+
+
+@contextlib.contextmanager
+def dbt_target(cfg: TenantConfig, label: str = "dbt"):
+    """A target folder for one dbt invocation, with the tenant's partial-parse state copied in
+    (so dbt does not parse from scratch): dbt's artifacts land there, never over the manifest
+    others read. Removed afterwards, unless the block failed (then it is kept for a look)."""
+    shared = target_path(cfg)
+    own = shared / "invocations" / f"{label}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    own.mkdir(parents=True)
+    if (shared / PARTIAL_PARSE).exists():
+        shutil.copy2(shared / PARTIAL_PARSE, own / PARTIAL_PARSE)
+    yield own
+    shutil.rmtree(own, ignore_errors=True)
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def prepare_manifest(cfg: TenantConfig) -> Path:
     """Lay out the tenant's dbt project (linked files + generated ones) and parse it when its
-    inputs changed."""
+    inputs changed. The parse runs in its own target folder; its manifest is then renamed over
+    the tenant's manifest.json (an atomic replace: a reader gets the old file or the new one)."""
     from .merge import write_database_models  # merge builds on this module
 
     project = tenant_project_dir(cfg)
@@ -204,7 +236,7 @@ def prepare_manifest(cfg: TenantConfig) -> Path:
     sources_file = project / "models" / TENANT_SOURCES
     content = tenant_sources_yaml(cfg)
     if not sources_file.exists() or sources_file.read_text() != content:
-        sources_file.write_text(content)
+        write_text_atomically(sources_file, content)
     write_database_models(cfg, project / "models" / "databases")
     target = target_path(cfg)
     manifest = target / "manifest.json"
@@ -219,9 +251,12 @@ def prepare_manifest(cfg: TenantConfig) -> Path:
         return manifest
     target.mkdir(parents=True, exist_ok=True)
     dbt = dbt_resource(cfg)
-    with warehouse_env(cfg):
-        dbt.cli(["parse", "--quiet", *dbt_vars_arg(cfg)], target_path=target, raise_on_error=True).wait()
-    stamp.write_text(fingerprint)
+    with warehouse_env(cfg), dbt_target(cfg, "parse") as own:
+        dbt.cli(["parse", "--quiet", *dbt_vars_arg(cfg)], target_path=own, raise_on_error=True).wait()
+        if (own / PARTIAL_PARSE).exists():
+            os.replace(own / PARTIAL_PARSE, target / PARTIAL_PARSE)
+        os.replace(own / "manifest.json", manifest)  # the manifest first, then the stamp saying it is current
+    write_text_atomically(stamp, fingerprint)
     return manifest
 
 
@@ -326,9 +361,8 @@ def build_dbt_assets(cfg: TenantConfig, manifest: Path, folder: str,
     @dbt_assets(manifest=load_manifest(manifest), select=f"fqn:cdp.{folder}.*", exclude=exclude,
                 name=name, dagster_dbt_translator=TRANSLATOR)
     def _models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: DuckDBResource):
-        with warehouse_env(cfg), buildable_tests_only():
-            invocation = dbt.cli(["build", *dbt_vars_arg(cfg)], context=context,
-                                 target_path=target_path(cfg))
+        with warehouse_env(cfg), buildable_tests_only(), dbt_target(cfg, f"{name}-{context.run.run_id[:8]}") as own:
+            invocation = dbt.cli(["build", *dbt_vars_arg(cfg)], context=context, target_path=own)
             # dbt holds the DuckDB file while it runs: collect its events, then add row counts
             # and a preview from the finished tables.
             events = list(invocation.stream())

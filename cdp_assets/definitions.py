@@ -27,7 +27,7 @@ from .predictive import build_predictive_definitions
 from .profile_store import build_profile_store_asset
 from .queries import build_query_definitions, left_out_queries
 from .scope import TABLE_NEEDS, check_built_references, scope_notes
-from .segments import build_segment_definitions, segment_asset_key
+from .segments import build_segment_definitions
 from .sources import build_source_definitions
 from .stitch import build_stitch_definitions
 
@@ -60,7 +60,7 @@ def build_definitions(cfg: TenantConfig) -> dg.Definitions:
                 *build_interaction_definitions(cfg, manifest), *build_bi_definitions(cfg, manifest),
                 *build_predictive_definitions(cfg), *build_custom_definitions(cfg, manifest),
                 *activation["assets"], *build_query_definitions(cfg, left_out), *build_segment_definitions(cfg),
-                build_profile_store_asset(cfg, [segment_asset_key(n) for n in cfg.segments]),
+                build_profile_store_asset(cfg),
                 *orchestrations["assets"], *lakehouse["assets"]],
         asset_checks=[*source_checks, *stitch_checks],
         jobs=[*activation["jobs"], *orchestrations["jobs"]],

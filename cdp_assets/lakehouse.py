@@ -7,7 +7,7 @@ Reading (a source's `path`): a Parquet file, a folder of Parquet part files (hiv
 
 Writing (the tenant config's `lakehouse:` section): one Dagster asset per chosen output table
 (lakehouse/<schema>__<table>, group `activation`, in the export job) writes `<folder>/<schema>/<table>` whenever that table is materialized
-again (a sensor, like the file exports):
+again (a sensor, like the file exports; a table unchanged since its last sync is not rewritten):
   * parquet: the table as Parquet files in a new folder beside the old one, swapped in with
     one rename (Linux renameat2 RENAME_EXCHANGE; elsewhere two renames), so a reader sees the
     old table or the new one, never a half-written one;
@@ -28,9 +28,11 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 from dagster_duckdb import DuckDBResource
 
-from .activation import EXPORT_JOB, GROUP, refresh_sensor  # synced like the file exports: group activation
+from .activation import EXPORT_JOB, GROUP  # synced like the file exports: group activation
 from .config import LakehouseSync, TenantConfig
 from .scale_out import is_spark
+from .sends import (delivered_already, payload_version, record_delivery, resend_requested, send_sensor,
+                    send_tags, skip_unchanged)
 from .warehouse import preview_md
 
 
@@ -151,34 +153,43 @@ def build_sync_asset(cfg: TenantConfig, settings: LakehouseSync, table: str) -> 
 
     @dg.asset(
         key=lakehouse_asset_key(table), group_name=GROUP, deps=[dg.AssetKey([schema, name])],
-        kinds={settings.format, "lakehouse"},
+        kinds={settings.format, "lakehouse"}, tags=send_tags(),
         description=f"`{table}` written to the lakehouse folder `{settings.folder}` as "
-                    f"{settings.format} (`{schema}/{name}`), replaced atomically on every refresh.",
+                    f"{settings.format} (`{schema}/{name}`), replaced atomically on every refresh "
+                    "that changed it.",
         metadata={"lakehouse_path": str(folder / schema / name)},
     )
     def _sync(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
         relation = _source_relation(cfg, schema, name)
+        send, target = lakehouse_asset_key(table).to_user_string(), folder / schema / name
         with warehouse.get_connection() as con:
+            version, rows = payload_version(con, f"select * from {relation}",
+                                            {"format": settings.format, "path": str(target)})
+            last = delivered_already(con, send, version, resend_requested(context))
+            if last is not None and target.exists():  # a removed table is written again
+                return skip_unchanged(context, send, last, rows)
             path = sync_table(con, relation, settings, folder, schema, name)
-            rows = con.execute(f"select count(*) from {relation}").fetchone()[0]
+            written = count_lakehouse_rows(path, settings.format)
+            if written != rows:
+                raise RuntimeError(f"lakehouse sync of {table}: {rows} rows in the warehouse but "
+                                   f"{written} in {path}")
+            record_delivery(con, send, "lakehouse", version, rows, str(path), context.run.run_id)
             sample = con.execute(f"select * from {relation} limit 5").df()
-        written = count_lakehouse_rows(path, settings.format)
-        if written != rows:
-            raise RuntimeError(f"lakehouse sync of {table}: {rows} rows in the warehouse but "
-                               f"{written} in {path}")
         context.log.info(f"wrote {rows} rows of {table} to {path} ({settings.format})")
         return dg.MaterializeResult(metadata={
-            "dagster/row_count": rows, "path": dg.MetadataValue.path(str(path)),
-            "format": settings.format, "preview": dg.MetadataValue.md(preview_md(sample, raw=cfg.dagster.raw_previews))})
+            "sent": True, "dagster/row_count": rows, "version": version,
+            "path": dg.MetadataValue.path(str(path)), "format": settings.format,
+            "preview": dg.MetadataValue.md(preview_md(sample, raw=cfg.dagster.raw_previews))},
+        data_version=dg.DataVersion(version))
 
     return _sync
 
 
 def _sync_sensor(table: str):
     key = dg.AssetKey(table.split("."))
-    return refresh_sensor(
-        key, [lakehouse_asset_key(table)], EXPORT_JOB, name=f"lakehouse_sync_on_{'_'.join(key.path)}_refresh",
-        description=f"Writes {table} to the lakehouse whenever it is materialized again.")
+    return send_sensor(
+        f"lakehouse_sync_on_{'_'.join(key.path)}_refresh", [key], [lakehouse_asset_key(table)], EXPORT_JOB,
+        description=f"Writes {table} to the lakehouse once per new materialization of it.")
 
 
 def build_lakehouse_definitions(cfg: TenantConfig) -> dict:

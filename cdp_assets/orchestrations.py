@@ -10,12 +10,14 @@ every time they are rebuilt, and remember who was sent what, when and where.
 
 Each orchestration is the asset `activation/send_<name>` (with a retry policy: a failed send is
 retried with exponential backoff, every attempt visible in the run's page in the UI), its own job
-`orchestration_<name>`, and a sensor `orchestrate_<name>` that launches the job whenever the
-segment or query asset is materialized again.
+`orchestration_<name>`, and a sensor `orchestrate_<name>` (stopped by default) that launches the
+job once per new materialization of the segments or the query.
 
 What was sent is kept in `orchestrations.<name>` (the last payload, which a postgres destination
 receives as that table) and every recipient is appended to `activation.campaign_recipients`
-(campaign, orchestration, destination, kind, cdp_id, sent_at, run_id).
+(campaign, orchestration, destination, kind, cdp_id, sent_at, run_id), in one transaction with the
+send's row in `activation.sends`: a payload equal to the one last sent is not sent again
+(`sends.py`), unless the run has the tag `cdp/resend=true`.
 """
 
 from datetime import datetime, timezone
@@ -28,7 +30,9 @@ from .bi import publish_to_postgres
 from .config import Destination, Orchestration, Postgres, TenantConfig, Webhook
 from .errors import UserError
 from .queries import SCHEMA as QUERY_SCHEMA
-from .segments import SCHEMA as SEGMENT_SCHEMA, segment_asset_key
+from .segments import SCHEMA as SEGMENT_SCHEMA, SEGMENTS_KEY, require_built
+from .sends import (delivered_already, payload_version, record_delivery, resend_requested, send_sensor,
+                    send_tags, unchanged_metadata)
 from .warehouse import preview_md, transaction
 
 GROUP = "activation"
@@ -48,7 +52,7 @@ def _quote(name: str) -> str:
 
 
 def upstream_key(orch: Orchestration) -> dg.AssetKey:
-    return segment_asset_key(orch.segment) if orch.segment else dg.AssetKey([QUERY_SCHEMA, orch.query])
+    return SEGMENTS_KEY if orch.segment else dg.AssetKey([QUERY_SCHEMA, orch.query])
 
 
 def source_relation(orch: Orchestration) -> str:
@@ -74,11 +78,14 @@ def payload_sql(con, name: str, orch: Orchestration) -> str:
     return f"select {', '.join(select)} from {relation} src"
 
 
-def run_orchestration(cfg: TenantConfig, name: str, con, run_id: str, log=None) -> dict:
-    """Stage the payload, send it to the destination, record the recipients. Returns metadata."""
+def run_orchestration(cfg: TenantConfig, name: str, con, run_id: str, log=None, resend: bool = False) -> dict:
+    """Stage the payload, send it to the destination unless that very payload was its last send
+    (or `resend`), record the recipients. Returns metadata (`sent`: whether anything left)."""
     orch = cfg.orchestrations[name]
     dest = cfg.destinations[orch.destination]
     campaign = orch.campaign or name
+    if orch.segment:
+        require_built(con, orch.segment, f"orchestrations.{name}")
     staged = f"{PAYLOAD_SCHEMA}.{_quote(name)}"
     con.execute(f"create schema if not exists {PAYLOAD_SCHEMA}")
     with transaction(con):
@@ -90,14 +97,22 @@ def run_orchestration(cfg: TenantConfig, name: str, con, run_id: str, log=None) 
                 f"{'cdp_id' if 'cdp_id' in columns else 'null::varchar as cdp_id'} from {staged}")
     sent_fields = [c for c in columns if c != "cdp_id" or "cdp_id" in orch.fields or not orch.fields]
     outgoing = f"select {', '.join(_quote(c) for c in sent_fields)} from {staged}"
-    meta: dict = {"dagster/row_count": rows, "destination": orch.destination, "campaign": campaign}
+    version, _ = payload_version(con, outgoing, {"destination": dest.model_dump(mode="json"),
+                                                 "campaign": campaign})
+    last = delivered_already(con, send_asset_key(name).to_user_string(), version, resend)
+    if last is not None:
+        con.execute("drop table _cdp_recipients")
+        return {**unchanged_metadata(last, rows), "destination": orch.destination, "campaign": campaign}
+    meta: dict = {"sent": True, "dagster/row_count": rows, "version": version,
+                  "destination": orch.destination, "campaign": campaign}
+    target = orch.destination
 
     if isinstance(dest, Destination):
         folder = cfg.resolve(dest.path)
         file_name = export_file_name(cfg.tenant, name, run_id, file_suffix(dest.format, dest.gzip))
         path = write_atomically(con, outgoing, folder, file_name, dest.format, dest.gzip)
         meta.update(path=dg.MetadataValue.path(str(path)), bytes=path.stat().st_size)
-        kind = "file"
+        kind, target = "file", str(path)
     elif isinstance(dest, Postgres):
         import os
 
@@ -123,10 +138,14 @@ def run_orchestration(cfg: TenantConfig, name: str, con, run_id: str, log=None) 
     else:
         raise OrchestrationError(f"orchestrations.{name}.destination: unsupported destination kind")
 
-    con.execute(f"create schema if not exists activation")
+    con.execute("create schema if not exists activation")
     con.execute(RECIPIENTS_DDL)
-    con.execute(f"insert into {RECIPIENTS} select ?, ?, ?, ?, cdp_id, ?, ? from _cdp_recipients",
-                [campaign, name, orch.destination, kind, datetime.now(timezone.utc).replace(tzinfo=None), run_id])
+    with transaction(con):  # who was sent and which version: together, or neither
+        con.execute(f"insert into {RECIPIENTS} select ?, ?, ?, ?, cdp_id, ?, ? from _cdp_recipients",
+                    [campaign, name, orch.destination, kind, datetime.now(timezone.utc).replace(tzinfo=None),
+                     run_id])
+        record_delivery(con, send_asset_key(name).to_user_string(), orch.destination, version, rows,
+                        target, run_id)
     con.execute("drop table _cdp_recipients")
     meta["preview"] = dg.MetadataValue.md(preview_md(con.execute(f"{outgoing} limit 5").df(), raw=cfg.dagster.raw_previews))
     return meta
@@ -143,14 +162,19 @@ def build_orchestration_asset(cfg: TenantConfig, name: str) -> dg.AssetsDefiniti
     @dg.asset(key=send_asset_key(name), group_name=GROUP, deps=[upstream_key(orch)],
               kinds={type(cfg.destinations[orch.destination]).__name__.lower(), "activation"},
               retry_policy=dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL),
+              tags=send_tags(),
               description=f"Orchestration: sends {what} to destination `{orch.destination}` "
-                          f"(campaign {orch.campaign or name}) whenever it is rebuilt; recipients are "
+                          f"(campaign {orch.campaign or name}) whenever it changed; recipients are "
                           f"appended to {RECIPIENTS}.")
     def _send(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
         with warehouse.get_connection() as con:
-            meta = run_orchestration(cfg, name, con, context.run.run_id, log=context.log)
-        context.log.info(f"orchestration {name}: sent {meta['dagster/row_count']} rows to {orch.destination}")
-        return dg.MaterializeResult(metadata=meta)
+            meta = run_orchestration(cfg, name, con, context.run.run_id, log=context.log,
+                                     resend=resend_requested(context))
+        if meta["sent"]:
+            context.log.info(f"orchestration {name}: sent {meta['dagster/row_count']} rows to {orch.destination}")
+        else:
+            context.log.info(f"orchestration {name}: unchanged since {meta['unchanged_since']}, nothing sent")
+        return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(meta["version"]))
 
     return _send
 
@@ -168,14 +192,8 @@ def build_orchestration_definitions(cfg: TenantConfig) -> dict:
         job = dg.define_asset_job(f"orchestration_{name}", selection=[send_asset_key(name)],
                                   description=f"Run orchestration {name}.")
         jobs.append(job)
-
-        @dg.asset_sensor(asset_key=upstream_key(orch), job=job, name=f"orchestrate_{name}",
-                         default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30,
-                         description=f"Runs orchestration {name} whenever "
-                                     f"{upstream_key(orch).to_user_string()} is materialized again.")
-        def _on_refresh(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
-            yield dg.RunRequest(run_key=f"{asset_event.run_id}:{asset_event.timestamp}",
-                                tags={"cdp/trigger": "orchestration"})
-
-        sensors.append(_on_refresh)
+        sensors.append(send_sensor(
+            f"orchestrate_{name}", [upstream_key(orch)], [send_asset_key(name)], job,
+            description=f"Runs orchestration {name} once per new materialization of "
+                        f"{upstream_key(orch).to_user_string()}.", tags={"cdp/trigger": "orchestration"}))
     return {"assets": assets, "jobs": jobs, "sensors": sensors}

@@ -8,7 +8,10 @@ moved into place with `os.replace`, so the API never reads a half-written store 
 holds a lock on the warehouse; the API re-opens the file when it changes. On the Spark engine the
 same SQL builds it from the lakehouse's Parquet tables (`serving_source`). A section whose table
 the tenant does not build (no transactions sources: no purchase attributes or scores;
-cdp_assets/scope.py) is not in its profiles, even when an old run left the table behind.
+cdp_assets/scope.py) is not in its profiles, even when an old run left the table behind. The
+`segments` of a profile are those the last segments build built (`activation.segments`); a
+segment it left out is not in any profile (rather than with stale members), and the store's
+metadata `segments_left_out` says which and why.
 """
 
 
@@ -23,6 +26,7 @@ from dagster_duckdb import DuckDBResource
 from .config import SourceKind, TenantConfig
 from .scale_out import duckdb_on_lakehouse, is_spark
 from .scope import TenantScope, tenant_scope
+from .segments import SCHEMA as SEGMENT_SCHEMA, SEGMENTS_KEY, segment_status
 from .warehouse import preview_md
 
 GROUP = "activation"
@@ -149,12 +153,20 @@ def serving_source(warehouse):
         local.close()
 
 
-def build_profile_store_asset(cfg: TenantConfig, segment_keys: list[dg.AssetKey] = ()) -> dg.AssetsDefinition:
+def served_segments(con) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """(schema, table) of every segment the last segments build built, and name -> why for those
+    it left out."""
+    status = segment_status(con) or {}
+    built = [(SEGMENT_SCHEMA, f"segment_{n}") for n, o in status.items() if o.built]
+    return built, {n: o.error for n, o in status.items() if not o.built}
+
+
+def build_profile_store_asset(cfg: TenantConfig) -> dg.AssetsDefinition:
     path = cfg.resolve(cfg.profile_api.store).resolve()
     scope = tenant_scope(cfg)
     sections = [(s, t) for s, t, _ in ONE_ROW_SECTIONS] + MANY_ROW_SECTIONS
     deps = [dg.AssetKey(["c360", "customer_360"]), dg.AssetKey(["stitch", "unified_coalesced"]),
-            *(dg.AssetKey([s, t]) for s, t in sections if scope.builds(f"{s}.{t}")), *segment_keys]
+            *(dg.AssetKey([s, t]) for s, t in sections if scope.builds(f"{s}.{t}")), SEGMENTS_KEY]
 
     @dg.asset(key=STORE_KEY, group_name=GROUP, deps=deps, kinds={"duckdb", "api"},
               check_specs=[dg.AssetCheckSpec("every_person_served", asset=STORE_KEY,
@@ -165,8 +177,8 @@ def build_profile_store_asset(cfg: TenantConfig, segment_keys: list[dg.AssetKey]
                           "file and swapped in atomically after each rebuild.",
               metadata={"store_path": dg.MetadataValue.path(str(path))})
     def _store(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
-        segment_tables = [(k.path[0], k.path[1]) for k in segment_keys]
         with serving_source(warehouse) as con:
+            segment_tables, left_out = served_segments(con)
             counts = build_profile_store(cfg, con, path, segment_tables)
             people = con.execute("select count(*) from c360.customer_360").fetchone()[0]
             records = con.execute("select count(*) from stitch.unified_coalesced").fetchone()[0]
@@ -178,6 +190,8 @@ def build_profile_store_asset(cfg: TenantConfig, segment_keys: list[dg.AssetKey]
             finally:
                 con.execute("detach served")
         context.log.info(f"profile store {path}: {counts}")
+        for name, why in left_out.items():
+            context.log.warning(f"profile store: segment {name} is left out of the profiles: {why}")
         served = counts["profiles"] == people and counts["by_source_pk"] == records
         check = dg.AssetCheckResult(
             check_name="every_person_served", passed=served,
@@ -186,6 +200,9 @@ def build_profile_store_asset(cfg: TenantConfig, segment_keys: list[dg.AssetKey]
         return dg.MaterializeResult(check_results=[check], metadata={"dagster/row_count": counts["profiles"],
                                               **{f"rows_{k}": v for k, v in counts.items()},
                                               "bytes": path.stat().st_size,
+                                              "segments_served": dg.MetadataValue.json(
+                                                  [t.removeprefix("segment_") for _, t in segment_tables]),
+                                              "segments_left_out": dg.MetadataValue.json(left_out),
                                               "preview": dg.MetadataValue.md(preview_md(sample, raw=cfg.dagster.raw_previews))})
 
     return _store

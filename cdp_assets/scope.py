@@ -190,6 +190,23 @@ def _table_problem(left_out: Mapping[str, str], table: str) -> str | None:
     return None
 
 
+def segment_problem(cfg: TenantConfig, name: str, segment: SegmentRule,
+                    left_out: Mapping[str, str] | None = None) -> str | None:
+    """'<field>: <problem>' for the first condition of a segment that names a table or column this
+    tenant does not build, or None."""
+    scope = tenant_scope(cfg)
+    left_out = scope.left_out_tables() if left_out is None else left_out
+    for where, cond in _conditions(segment, f"segments.{name}"):
+        problem = _table_problem(left_out, cond.table)
+        if problem:
+            return f"{where}.table: {problem}"
+        for column, field in [(cond.column, "column"), *((c, f"where.{c}") for c in cond.where)]:
+            problem = scope.missing_column(cond.table, column)
+            if problem:
+                return f"{where}.{field}: {problem}"
+    return None
+
+
 def check_references(cfg: TenantConfig, left_out: Mapping[str, str] | None = None) -> None:
     """Raise ValueError('<field>: <problem>') for the first config entry that names a table or
     column this tenant does not build. `left_out` (schema.table -> why) defaults to the purchase
@@ -197,14 +214,9 @@ def check_references(cfg: TenantConfig, left_out: Mapping[str, str] | None = Non
     scope = tenant_scope(cfg)
     left_out = scope.left_out_tables() if left_out is None else left_out
     for name, segment in cfg.segments.items():
-        for where, cond in _conditions(segment, f"segments.{name}"):
-            problem = _table_problem(left_out, cond.table)
-            if problem:
-                raise ValueError(f"{where}.table: {problem}")
-            for column, field in [(cond.column, "column"), *((c, f"where.{c}") for c in cond.where)]:
-                problem = scope.missing_column(cond.table, column)
-                if problem:
-                    raise ValueError(f"{where}.{field}: {problem}")
+        problem = segment_problem(cfg, name, segment, left_out)
+        if problem:
+            raise ValueError(problem)
     for name, dest in cfg.destinations.items():
         if isinstance(dest, Destination):
             problem = _table_problem(left_out, dest.table)

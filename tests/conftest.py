@@ -86,12 +86,12 @@ def _load_tiny_sources(cfg) -> None:
 
 
 def dbt_build(cfg, select: str) -> None:
-    from cdp_assets.dbt_models import dbt_resource, dbt_vars_arg, prepare_manifest, target_path, warehouse_env
+    from cdp_assets.dbt_models import dbt_resource, dbt_target, dbt_vars_arg, prepare_manifest, warehouse_env
 
     prepare_manifest(cfg)
-    with warehouse_env(cfg):
+    with warehouse_env(cfg), dbt_target(cfg, "test") as target:
         dbt_resource(cfg).cli(["build", "--select", select, *dbt_vars_arg(cfg)],
-                              target_path=target_path(cfg), raise_on_error=True).wait()
+                              target_path=target, raise_on_error=True).wait()
 
 
 @pytest.fixture(scope="session")

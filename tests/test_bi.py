@@ -79,6 +79,22 @@ def test_bi_connect_round_trip_to_postgres(tiny_tenant):
     assert result.success
     second = result.asset_materializations_for_node(asset.node_def.name)[0].metadata["rows_per_table"].value
     assert first == second == expected
+
+    # unchanged tables are not published again, unless a resend is asked for
+    def publish(**tags):
+        result = dg.materialize([asset], resources={"warehouse": DuckDBResource(
+            database=str(tiny_tenant.warehouse_path))}, selection=[asset.key], tags=tags)
+        assert result.success
+        return result.asset_materializations_for_node(asset.node_def.name)[0].metadata["sent"].value
+
+    with psycopg.connect(PG_URL) as pg:  # each publish creates the tables anew
+        oid = pg.execute("select 'bi.fact_sales'::regclass::oid").fetchone()[0]
+    assert publish() is False
+    with psycopg.connect(PG_URL) as pg:
+        assert pg.execute("select 'bi.fact_sales'::regclass::oid").fetchone()[0] == oid
+    assert publish(**{"cdp/resend": "true"}) is True
+    with psycopg.connect(PG_URL) as pg:
+        assert pg.execute("select 'bi.fact_sales'::regclass::oid").fetchone()[0] != oid  # a new table
     with psycopg.connect(PG_URL) as pg:
         for t in TABLES:
             assert pg.execute(f"select count(*) from {t}").fetchone()[0] == expected[t], t

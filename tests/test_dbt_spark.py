@@ -52,11 +52,11 @@ SELECT = " ".join(["interactions", *(f"databases.{db}" for db in SPARK_DATABASES
 
 
 def _dbt_build(cfg, select: str) -> None:
-    from cdp_assets.dbt_models import buildable_tests_only, dbt_resource, dbt_vars_arg, target_path, warehouse_env
+    from cdp_assets.dbt_models import buildable_tests_only, dbt_resource, dbt_target, dbt_vars_arg, warehouse_env
 
-    with warehouse_env(cfg), buildable_tests_only():
+    with warehouse_env(cfg), buildable_tests_only(), dbt_target(cfg, "test") as target:
         invocation = dbt_resource(cfg).cli(["build", "--select", select, *dbt_vars_arg(cfg)],
-                                           target_path=target_path(cfg), raise_on_error=False)
+                                           target_path=target, raise_on_error=False)
         invocation.wait()
     assert invocation.is_successful(), invocation.get_error()
 

@@ -1,7 +1,8 @@
 """The production instance (deploy/dagster.yaml) against a real PostgreSQL: the demo tenant is
-materialized with run/event storage in Postgres, then a real `dagster-daemon run` picks up the
-customer_360 materialization, the export sensor requests a run, the queued run coordinator
-launches it and the export file lands on disk."""
+materialized with run/event storage in Postgres, the export sensor is started with `dagster sensor
+start`, then a real `dagster-daemon run` asks for nothing after that `cdp run`, picks up a new
+customer_360 materialization of changed data (the queued run coordinator launches the export run
+and its file lands on disk), and after a restart asks for nothing again."""
 
 import os
 import shutil
@@ -203,19 +204,47 @@ def _deployment_env(database: str, dagster_home: Path, tenant: Path) -> dict[str
     return env
 
 
-def _sensor_tick_with_run(instance):
-    """The export sensor's first tick that requested a run, or None."""
+def _sensor_ticks(instance) -> list:
+    """The export sensor's ticks, newest first."""
     for state in instance.all_instigator_state():
         if state.instigator_name == SENSOR:
-            for tick in instance.get_ticks(state.instigator_origin_id, state.selector_id):
-                if tick.run_ids:
-                    return tick
-    return None
+            return list(instance.get_ticks(state.instigator_origin_id, state.selector_id))
+    return []
+
+
+def _daemon(workspace: Path, env: dict, log_path: Path) -> subprocess.Popen:
+    with open(log_path, "a") as log:
+        return subprocess.Popen(
+            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(workspace)],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _stop(daemon: subprocess.Popen) -> None:
+    os.killpg(daemon.pid, signal.SIGTERM)
+    try:
+        daemon.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(daemon.pid, signal.SIGKILL)
+        daemon.wait()
+
+
+def _wait_for(what: str, found, daemon: subprocess.Popen, log_path: Path):
+    deadline = time.monotonic() + DAEMON_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if result := found():
+            return result
+        assert daemon.poll() is None, log_path.read_text()[-3000:]
+        time.sleep(2)
+    raise AssertionError(f"{what} within {DAEMON_TIMEOUT_S}s:\n{log_path.read_text()[-3000:]}")
 
 
 @needs_postgres
-def test_daemon_fires_export_sensor_against_postgres(tmp_path, fresh_database, monkeypatch):
+def test_daemon_sends_only_new_data_against_postgres(tmp_path, fresh_database, monkeypatch):
+    """After `cdp run` the started sensor asks for nothing; a new materialization of changed data
+    is exported exactly once; a restarted daemon asks for nothing again."""
     import dagster as dg
+    import duckdb
+    from dagster._core.scheduler.instigation import TickStatus
     from dagster._core.storage.tags import SENSOR_NAME_TAG
 
     from cdp_assets.cli import run_tenant
@@ -226,6 +255,7 @@ def test_daemon_fires_export_sensor_against_postgres(tmp_path, fresh_database, m
     shutil.copy(DEFAULT_CONFIG, tenant)
     shutil.copytree(DEFAULT_CONFIG.parent / "queries", tenant.parent / "queries")
     generate_demo_data(tenant.parent / "data", people=PEOPLE, seed=11)
+    exports = tenant.parent / "exports" / "c360"
 
     dagster_home = tmp_path / "dagster_home"
     dagster_home.mkdir()
@@ -241,44 +271,52 @@ def test_daemon_fires_export_sensor_against_postgres(tmp_path, fresh_database, m
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         result = run_tenant(str(tenant), quiet=True, instance=instance)
         assert result.success, [e.message for e in result.all_events if e.is_failure]
-        assert instance.get_latest_materialization_event(dg.AssetKey(["c360", "customer_360"]))
+        assert len(list(exports.glob("*.csv"))) == 1
 
         workspace = tmp_path / "workspace.yaml"
         workspace.write_text(yaml.safe_dump({"load_from": [{"python_module": {
             "module_name": "cdp_assets.definitions", "location_name": "cdp",
             "working_directory": str(Path(__file__).parent.parent)}}]}))
-        daemon_log = tmp_path / "daemon.log"
-        with open(daemon_log, "w") as log:
-            daemon = subprocess.Popen(
-                [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(workspace)],
-                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        # stopped by default: started the way the README says
+        started = subprocess.run([str(Path(sys.executable).parent / "dagster"), "sensor", "start", SENSOR,
+                                  "-w", str(workspace)], env=env, capture_output=True, text=True)
+        assert started.returncode == 0, started.stdout + started.stderr
+
+        def sensor_runs():
+            return instance.get_runs(filters=dg.RunsFilter(tags={SENSOR_NAME_TAG: SENSOR}))
+
+        log_path = tmp_path / "daemon.log"
+        daemon = _daemon(workspace, env, log_path)
         try:
-            deadline = time.monotonic() + DAEMON_TIMEOUT_S
-            tick, export_run = None, None
-            while time.monotonic() < deadline:
-                tick = tick or _sensor_tick_with_run(instance)
-                if tick:
-                    runs = instance.get_runs(filters=dg.RunsFilter(tags={SENSOR_NAME_TAG: SENSOR}))
-                    if runs and runs[0].is_finished:
-                        export_run = runs[0]
-                        break
-                assert daemon.poll() is None, daemon_log.read_text()[-3000:]
-                time.sleep(2)
+            # 1. the first tick after `cdp run`: the export is newer than customer_360 - nothing
+            _wait_for("no tick of the started sensor", lambda: [
+                t for t in _sensor_ticks(instance) if t.status != TickStatus.STARTED], daemon, log_path)
+            [tick] = _sensor_ticks(instance)
+            assert tick.status == TickStatus.SKIPPED and "up to date" in tick.skip_reason
+
+            # 2. customer_360 changes and is materialized again: exactly one export run, one file
+            con = duckdb.connect(str(tenant.parent / "warehouse.duckdb"))
+            con.execute("update c360.customer_360 set email = 'changed@example.com' "
+                        "where cdp_id = (select min(cdp_id) from c360.customer_360)")
+            con.close()
+            instance.report_runless_asset_event(dg.AssetMaterialization(dg.AssetKey(["c360", "customer_360"])))
+            export_run = _wait_for("no finished export run", lambda: next(
+                (r for r in sensor_runs() if r.is_finished), None), daemon, log_path)
         finally:
-            os.killpg(daemon.pid, signal.SIGTERM)
-            try:
-                daemon.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(daemon.pid, signal.SIGKILL)
-                daemon.wait()
-
-        assert tick is not None, f"no {SENSOR} tick requested a run:\n{daemon_log.read_text()[-3000:]}"
-        assert export_run is not None, f"the export run did not finish in {DAEMON_TIMEOUT_S}s"
+            _stop(daemon)
         assert export_run.job_name == "activation_exports"
-        assert export_run.run_id in tick.run_ids
-        assert export_run.status == dg.DagsterRunStatus.SUCCESS, daemon_log.read_text()[-3000:]
+        assert export_run.status == dg.DagsterRunStatus.SUCCESS, log_path.read_text()[-3000:]
+        assert len(sensor_runs()) == 1
+        [exported] = exports.glob(f"*__{export_run.run_id[:8]}.csv")
+        assert "changed@example.com" in exported.read_text() and len(list(exports.glob("*.csv"))) == 2
 
-    exported = list((tenant.parent / "exports" / "c360").glob(f"*__{export_run.run_id[:8]}.csv"))
-    assert len(exported) == 1, list((tenant.parent / "exports").rglob("*"))
-    lines = exported[0].read_text().splitlines()
-    assert lines[0].startswith("cdp_id") and len(lines) > 1
+        # 3. the daemon restarts: its next tick asks for nothing
+        ticks_before = len(_sensor_ticks(instance))
+        daemon = _daemon(workspace, env, log_path)
+        try:
+            _wait_for("no tick after the restart", lambda: len(_sensor_ticks(instance)) > ticks_before and
+                      _sensor_ticks(instance)[0].status != TickStatus.STARTED, daemon, log_path)
+        finally:
+            _stop(daemon)
+        assert _sensor_ticks(instance)[0].status == TickStatus.SKIPPED
+        assert len(sensor_runs()) == 1 and len(list(exports.glob("*.csv"))) == 2

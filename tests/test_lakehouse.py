@@ -122,7 +122,8 @@ def test_sync_writes_outputs_and_replaces_them(tmp_path, fmt):
     assert [s.name for s in defs["sensors"]] == ["lakehouse_sync_on_c360_customer_360_refresh"]
     resources = {"warehouse": DuckDBResource(database=str(cfg.warehouse_path))}
 
-    result = dg.materialize(defs["assets"], resources=resources)
+    # a resend as the very first send: nothing to compare with, activation.sends not there yet
+    result = dg.materialize(defs["assets"], resources=resources, tags={"cdp/resend": "true"})
     assert result.success
     table = tmp_path / "lake" / "c360" / "customer_360"
     assert _read_back(table, fmt) == [
@@ -130,7 +131,14 @@ def test_sync_writes_outputs_and_replaces_them(tmp_path, fmt):
         ("P1", "b@x.com", ["web", "store"], __import__("datetime").date(2026, 1, 2), 1.5),
         ("P2", "c@x.com", ["web", "store"], __import__("datetime").date(2026, 1, 3), 2.5)]
     [event] = result.asset_materializations_for_node(defs["assets"][0].op.name)
-    assert event.metadata["dagster/row_count"].value == 3
+    assert event.metadata["dagster/row_count"].value == 3 and event.metadata["sent"].value
+
+    # the same table again (a Materialize all, a second `cdp run`): not rewritten
+    written = sorted((p.name, p.stat().st_mtime_ns) for p in table.rglob("*"))
+    again = dg.materialize(defs["assets"], resources=resources)
+    [event] = again.asset_materializations_for_node(defs["assets"][0].op.name)
+    assert not event.metadata["sent"].value
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in table.rglob("*")) == written
 
     _warehouse(cfg.warehouse_path, ["a@x.com", "new@x.com"])      # the table is rebuilt: fewer rows
     assert dg.materialize(defs["assets"], resources=resources).success

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from cdp_assets.config import load_config
-from cdp_assets.dbt_models import dbt_resource, dbt_vars_arg, prepare_manifest, target_path, warehouse_env
+from cdp_assets.dbt_models import dbt_resource, dbt_target, dbt_vars_arg, prepare_manifest, warehouse_env
 from cdp_assets.merge import links_its_own_way, write_record_components
 
 SOURCES = ["pos_customers", "ecommerce_customers", "email_subscribers", "loyalty_members"]
@@ -121,10 +121,10 @@ def build_databases(root: Path, databases=DATABASES) -> duckdb.DuckDBPyConnectio
             if links_its_own_way(db):
                 write_record_components(con, name, db.stitch_mode)
     prepare_manifest(cfg)
-    with warehouse_env(cfg):
+    with warehouse_env(cfg), dbt_target(cfg, "test") as target:
         dbt_resource(cfg).cli(["build", "--quiet", "--select", "+fqn:cdp.databases.*", "--indirect-selection", "buildable",
                                *dbt_vars_arg(cfg)],
-                              target_path=target_path(cfg), raise_on_error=True).wait()
+                              target_path=target, raise_on_error=True).wait()
     return duckdb.connect(str(cfg.warehouse_path), read_only=True)
 
 

@@ -1,5 +1,6 @@
 """Destinations against real receivers (a file folder, a local HTTP server, a real PostgreSQL),
-campaign_recipients, and the orchestration sensor firing on re-materialization."""
+campaign_recipients, and an unchanged payload not sent twice. The orchestration sensor on the real
+graph: tests/test_activation.py."""
 
 import csv
 import gzip
@@ -8,7 +9,6 @@ import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import dagster as dg
 import duckdb
 import pytest
 
@@ -61,6 +61,23 @@ def test_file_drop_gzip_is_atomic_and_mapped(tmp_path, con):
                     {"email": "dee@example.com", "first_name": "Dee"}]
     assert meta["dagster/row_count"] == 3
     assert recipients(con) == [("spring", "il_out", "out", "file", p) for p in ("P1", "P3", "P4")]
+
+
+def test_an_unchanged_payload_is_sent_once(tmp_path, con):
+    """Run again on the same members: no file, no recipients; resend: both; a change: both."""
+    cfg = tenant(tmp_path, {"kind": "file", "path": "drops", "format": "csv"})
+    assert run_orchestration(cfg, "il_out", con, "run-1")["sent"]
+    again = run_orchestration(cfg, "il_out", con, "run-2")
+    assert not again["sent"] and "run-1" in again["unchanged_since"]
+    assert len(list((tmp_path / "drops").iterdir())) == 1
+    assert run_orchestration(cfg, "il_out", con, "run-3", resend=True)["sent"]
+    con.execute("update c360.customer_360 set given_name = 'Annie' where cdp_id = 'P1'")
+    assert run_orchestration(cfg, "il_out", con, "run-4")["sent"]
+    assert len(list((tmp_path / "drops").iterdir())) == 3
+    assert con.execute("select run_id, count(*) from activation.campaign_recipients group by 1 order by 1"
+                       ).fetchall() == [("run-1", 3), ("run-3", 3), ("run-4", 3)]
+    assert con.execute("select run_id from activation.sends order by sent_at").fetchall() == [
+        ("run-1",), ("run-3",), ("run-4",)]
 
 
 def test_a_mapping_to_an_unknown_column_is_refused(tmp_path, con):
@@ -146,40 +163,14 @@ def test_postgres_table_destination(tmp_path, con, monkeypatch):
                        ).fetchall() == [("run-1", 3), ("run-2", 2)]
 
 
-SENSOR = "orchestrate_bakery_fans_to_drop"
+def test_a_left_out_segment_is_not_sent(tmp_path, con):
+    """When the last segments build left the segment out, its table holds earlier members:
+    the orchestration fails rather than send them."""
+    from cdp_assets.segments import SegmentError, build_segments
 
-
-def _tick(defs, instance, cursor):
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
-    return defs.resolve_sensor_def(SENSOR).evaluate_tick(context)
-
-
-def test_sensor_sends_when_the_segment_is_rebuilt(pipeline_run, dagster_instance, demo_tenant):
-    defs = pipeline_run.defs
-    drops = demo_tenant.parent / "exports" / "segments"
-    assert defs.resolve_sensor_def(SENSOR).job_name == "orchestration_bakery_fans_to_drop"
-
-    first = _tick(defs, dagster_instance, None)  # the pipeline run built the segment
-    assert len(first.run_requests) == 1
-    before = set(drops.glob("*.csv.gz"))
-    run = defs.resolve_job_def("orchestration_bakery_fans_to_drop").execute_in_process(
-        instance=dagster_instance, tags=first.run_requests[0].tags)
-    assert run.success
-    assert len(set(drops.glob("*.csv.gz")) - before) == 1
-    assert not _tick(defs, dagster_instance, first.cursor).run_requests  # nothing new
-
-    rebuild = defs.resolve_implicit_global_asset_job_def().execute_in_process(
-        instance=dagster_instance, asset_selection=[dg.AssetKey(["activation", "segment_bakery_fans"])])
-    assert rebuild.success
-    again = _tick(defs, dagster_instance, first.cursor)
-    assert len(again.run_requests) == 1 and again.run_requests[0].run_key != first.run_requests[0].run_key
-
-    con = duckdb.connect(str(demo_tenant.parent / "warehouse.duckdb"), read_only=True)
-    try:
-        members = con.execute("select count(*) from activation.segment_bakery_fans").fetchone()[0]
-        sent = con.execute("select run_id, count(*) from activation.campaign_recipients "
-                           "where campaign = 'bakery_spring' group by 1").fetchall()
-    finally:
-        con.close()
-    assert sent and all(n == members for _, n in sent)
-    assert run.run_id in {r for r, _ in sent}
+    cfg = tenant(tmp_path, {"kind": "file", "path": "drops"})
+    cfg.segments["il"].column = "no_such_column"
+    build_segments(cfg, con, "run-1")
+    with pytest.raises(SegmentError, match="il.*left out of the last segments build.*no_such_column"):
+        run_orchestration(cfg, "il_out", con, "run-1")
+    assert not (tmp_path / "drops").exists()

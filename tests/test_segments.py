@@ -1,6 +1,7 @@
 """Segments: conditions, all/any/not algebra and segment references on tiny hand-made tables;
 identifiers checked against the catalog, values bound (injection attempts find nobody)."""
 
+import dagster as dg
 import duckdb
 import pytest
 
@@ -142,7 +143,7 @@ def test_materialize_keeps_member_counts_over_time(con):
     assert count == 3 and list(sample["cdp_id"]) == ["P1", "P3"]
 
 
-def test_demo_segments_are_assets_and_profiles_list_them(pipeline_run, demo_tenant, warehouse, capsys):
+def test_demo_segments_are_built_and_profiles_list_them(pipeline_run, demo_tenant, warehouse, capsys):
     import json
 
     from cdp_assets.api import ProfileStore
@@ -161,3 +162,73 @@ def test_demo_segments_are_assets_and_profiles_list_them(pipeline_run, demo_tena
     assert cdp(["segment", "preview", "reachable_by_email", "--config", str(demo_tenant)]) == 0
     assert f"segment reachable_by_email: {reachable:,} members" in capsys.readouterr().out
     assert cdp(["segment", "preview", "nope", "--config", str(demo_tenant)]) == 2
+
+
+def test_a_bad_segment_is_left_out_alone(tmp_path, con):
+    """Segments are read from the YAML when they are built, each validated and built on its
+    own: the good ones are built; the others are recorded with why, and so are the ones that
+    refer to them."""
+    import yaml
+
+    from cdp_assets.segments import build_segments, segment_status
+
+    path = tmp_path / "tenant.yaml"
+    doc = {"tenant": "t", "sources": SOURCES, "segments": {"il": {"column": "state", "op": "=", "value": "IL"}}}
+    path.write_text(yaml.safe_dump(doc))
+    cfg = load_config(path)
+    doc["segments"].update({
+        "gone": {"column": "no_such_column", "op": "not_null"},            # the warehouse has no such column
+        "typo": {"column": "state", "op": "like", "value": "I%"},          # no longer validates
+        "il_gone": {"all": [{"segment": "il"}, {"segment": "gone"}]},      # refers to a broken one
+        "wrong_type": {"column": "order_count", "op": ">", "value": "many"},  # the database refuses it
+        "added": {"column": "email", "op": "not_null"}})                   # saved after the load
+    path.write_text(yaml.safe_dump(doc))
+    outcomes = build_segments(cfg, con, "run-1")
+    assert {n: o.members for n, o in outcomes.items() if o.built} == {"il": 2, "added": 3}
+    errors = {n: o.error for n, o in outcomes.items() if not o.built}
+    assert "column 'no_such_column' is not in c360.customer_360" in errors["gone"]
+    assert errors["typo"].startswith("segments.typo.op: Input should be")
+    assert errors["wrong_type"].startswith("segments.wrong_type: ConversionException")
+    assert errors["il_gone"].startswith("segments.il_gone: refers to segment 'gone', which is left out")
+    status = segment_status(con)
+    assert {n for n, o in status.items() if o.built} == {"il", "added"} and status["gone"].error == errors["gone"]
+    assert con.execute("select segment from activation.segment_counts order by 1").fetchall() == [("added",), ("il",)]
+
+
+def test_a_saved_segment_is_built_without_reload_and_a_broken_one_fails_alone(pipeline_run, demo_tenant,
+                                                                             dagster_instance):
+    """With the definitions loaded before the save (as a running `dagster dev`'s are), the next
+    run builds a segment saved in the workspace; a broken one is left out, the check names it,
+    and the profile store still refreshes with the others and says which was left out."""
+    import json
+
+    from cdp_assets.api import ProfileStore
+    from cdp_assets.workspace.builder import save_segment
+
+    defs = pipeline_run.defs
+    original = demo_tenant.read_text()
+    cfg = load_config(demo_tenant)
+    keys = [dg.AssetKey(["activation", "segments"]), dg.AssetKey(["activation", "profile_store"])]
+    try:
+        cfg = save_segment(cfg, "gmail_users", {"column": "email", "op": "contains", "value": "gmail"})
+        save_segment(cfg, "broken", {"column": "loyalty_points_v2", "op": ">", "value": 10})
+        result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=dagster_instance, asset_selection=keys, raise_on_error=False)
+        assert result.success, [e.message for e in result.all_events if e.is_failure]
+        mats = {e.asset_key.path[-1]: e.materialization.metadata for e in result.get_asset_materialization_events()}
+        assert set(mats) == {"segments", "profile_store"}
+        assert mats["segments"]["members/gmail_users"].value > 0
+        assert "loyalty_points_v2" in mats["segments"]["left_out"].value["broken"]
+        check = result.get_asset_check_evaluations()[0]
+        assert check.check_name == "every_segment_built" and not check.passed
+        assert list(mats["profile_store"]["segments_left_out"].value) == ["broken"]
+        assert "gmail_users" in mats["profile_store"]["segments_served"].value
+
+        with duckdb.connect(str(demo_tenant.parent / "warehouse.duckdb"), read_only=True) as con:
+            member = con.execute("select min(cdp_id) from activation.segment_gmail_users").fetchone()[0]
+        profile = json.loads(ProfileStore(demo_tenant.parent / "profile_store.duckdb").profile(member))
+        assert "gmail_users" in profile["segments"] and "broken" not in profile["segments"]
+    finally:
+        demo_tenant.write_text(original)
+        assert defs.resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=dagster_instance, asset_selection=keys).success

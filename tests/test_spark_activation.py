@@ -93,14 +93,13 @@ def test_every_activation_and_propensity_step_runs_on_spark(spark_run):
     done = {m.asset_key.to_user_string() for m in result.get_asset_materialization_events()}
     for key in ("predictive/product_category_propensity", "predictive/recommendations",
                 "activation/c360_file_drop", "activation/paid_media_audience",
-                "activation/households_file_drop", "activation/segment_bakery_fans",
-                "activation/segment_lapsing_high_value", "activation/send_bakery_fans_to_drop",
+                "activation/households_file_drop", "activation/segments", "activation/send_bakery_fans_to_drop",
                 "activation/profile_store", "queries/lapsed_gmail_buyers"):
         assert key in done, key
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
     assert checks["every_person_served"] and checks["beats_naive_baseline"]
     graph = result.defs.resolve_asset_graph()
-    for key in (["activation", "segment_bakery_fans"], ["queries", "lapsed_gmail_buyers"], PROPENSITY[0].path):
+    for key in (["activation", "segments"], ["queries", "lapsed_gmail_buyers"], PROPENSITY[0].path):
         assert "dagster/kind/spark" in graph.get(dg.AssetKey(key)).tags, key
 
 

@@ -93,7 +93,7 @@ def test_customers_only_tenant_runs_and_says_what_it_leaves_out(crm):
     assert not [k for k in keys if k.split("/")[0] in ("interactions", "bi", "predictive")], keys
     assert not {"custom/customer_lifecycle", "queries/monthly_buyers_by_channel"} & keys
     assert {"stitch/unified_coalesced", "c360/customer_360", "custom/households", "queries/people_by_state",
-            "activation/c360_drop", "activation/segment_reachable_by_email",
+            "activation/c360_drop", "activation/segments",
             "activation/profile_store"} <= _materialized(result)
     assert not _failed_checks(result), _failed_checks(result)
 
@@ -206,7 +206,7 @@ def test_orders_without_items_build_the_order_based_tables(shop):
     built = {"interactions/unified_transactions", "interactions/transaction_attributes",
              "interactions/transaction_attributes_extended", "bi/dim_date", "bi/dim_customer",
              "bi/fact_sales", "predictive/predicted_clv_attributes", "custom/customer_lifecycle",
-             "queries/monthly_buyers_by_channel", "activation/segment_web_buyers", "activation/profile_store"}
+             "queries/monthly_buyers_by_channel", "activation/segments", "activation/profile_store"}
     assert built <= _materialized(result)
     left_out = {k.replace(".", "/") for k, need in TABLE_NEEDS.items() if need.name == "order_lines"}
     assert not left_out & _keys(result), left_out & _keys(result)

@@ -535,8 +535,9 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, keys: KeyRing | None = None
             return page(request, "_error.html", status=422, message=str(exc))
         audit(request, user, "segment.save", form.name, config=ws.cfg.config_path)
         return page(request, "_saved.html",
-                    message=f"saved segments.{form.name} to {ws.cfg.config_path}; the pipeline builds it as the "
-                            f"asset activation/segment_{form.name} on its next run")
+                    message=f"saved segments.{form.name} to {ws.cfg.config_path}; the next pipeline run builds it "
+                            f"(asset activation/segments reads the segments when it runs: no reload needed) "
+                            f"into table activation.segment_{form.name}")
 
     # ---- audit log --------------------------------------------------------------------------
     @app.get(f"{PREFIX}/audit", response_class=HTMLResponse, include_in_schema=False)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from .. import pii
 from ..api import standard_email, standard_phone
 from ..config import SourceKind, TenantConfig
-from ..segments import SCHEMA as SEGMENT_SCHEMA
+from ..segments import SCHEMA as SEGMENT_SCHEMA, segment_status
 from .reader import columns_of, quote, table_exists
 
 SEARCH_LIMIT = 50
@@ -147,7 +147,9 @@ def person(con, cfg: TenantConfig, cdp_id: str) -> Person | None:
         out.propensities = Table.of(con.execute(
             "select product_category, round(propensity, 3) as propensity from predictive.product_category_propensity "
             "where cdp_id = ? order by propensity desc", [cdp_id]))
-    segment_tables = [n for n in cfg.segments if table_exists(con, SEGMENT_SCHEMA, f"segment_{n}")]
+    status = segment_status(con)  # the segments the last build built (not one it left out)
+    names = [n for n, o in status.items() if o.built] if status is not None else list(cfg.segments)
+    segment_tables = [n for n in names if table_exists(con, SEGMENT_SCHEMA, f"segment_{n}")]
     if segment_tables:
         union = " union all ".join(f"select '{n}' as segment from {SEGMENT_SCHEMA}.{quote('segment_' + n)} "
                                    "where cdp_id = $1" for n in segment_tables)
