@@ -44,7 +44,7 @@ TENANT = {
     "warehouse": "warehouse.duckdb",
     "sources": {"shop_customers": {"path": "c.csv", "kind": "customers",
                                    "columns": {"id": "pk", "email": "email", "phone": "phone"}}},
-    "profile_api": {"api_key_env": "CDP_BENCH_API_KEY", "store": "profile_store.duckdb"},
+    "profile_api": {"api_key_env": "CDP_BENCH_API_KEY", "store": "profile_store.sqlite"},
 }
 CATEGORIES = ["bakery", "beverages", "dairy", "household", "produce", "snacks"]
 

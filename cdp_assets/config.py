@@ -540,7 +540,7 @@ class QuerySettings(_Strict):
 class ProfileApiSettings(_Strict):
     api_key_env: str = Field(default="CDP_API_KEY",
                              description="environment variable holding the API key clients send in X-API-Key")
-    store: str = Field(default="profile_store.duckdb",
+    store: str = Field(default="profile_store.sqlite",
                        description="the serving copy the Profile API reads, relative to the config file")
 
 

@@ -20,7 +20,7 @@ KEY = "test-key-123"
 
 @pytest.fixture(scope="module")
 def served(tiny_tenant, tmp_path_factory):
-    store = tmp_path_factory.mktemp("api") / "profile_store.duckdb"
+    store = tmp_path_factory.mktemp("api") / "profile_store.sqlite"
     cfg = tiny_tenant.model_copy(update={"profile_api": ProfileApiSettings(store=str(store))})
     con = duckdb.connect(str(cfg.warehouse_path))
     try:
@@ -42,7 +42,7 @@ def get(client, url, key=KEY):
 
 def test_store_holds_every_person_and_identity(served):
     _, counts = served
-    assert counts == {"profiles": 3, "by_email": 4, "by_phone": 0, "by_source_pk": 4}
+    assert counts == {"profiles": 3, "blocklist": 0, "by_email": 4, "by_phone": 0, "by_source_pk": 4}
 
 
 def test_profile_by_cdp_id_has_every_section(client):
@@ -128,7 +128,7 @@ def test_real_uvicorn_server_on_loopback(served):
 
 
 def test_an_email_shared_by_two_people_is_a_409_with_both_ids(tiny_tenant, tmp_path):
-    store = tmp_path / "profile_store.duckdb"
+    store = tmp_path / "profile_store.sqlite"
     cfg = tiny_tenant.model_copy(update={"profile_api": ProfileApiSettings(store=str(store))})
     con = duckdb.connect()  # a hand-made warehouse: a family email on two people's records
     con.execute("create schema domain; create schema stitch; create schema c360")
@@ -145,6 +145,43 @@ def test_an_email_shared_by_two_people_is_a_409_with_both_ids(tiny_tenant, tmp_p
     r = get(client, "/profiles/lookup?email=family@example.com")
     assert r.status_code == 409 and r.json()["cdp_ids"] == ["A", "B"]
     assert get(client, "/profiles/lookup?email=solo@example.com").json()["cdp_id"] == "B"
+
+
+def test_a_blocklisted_email_or_phone_is_a_404_with_the_reason_and_no_ids(tiny_tenant, tmp_path):
+    """Junk (none@none.com) and values shared by too many people identify nobody: never served."""
+    store = tmp_path / "profile_store.sqlite"
+    cfg = tiny_tenant.model_copy(update={"profile_api": ProfileApiSettings(store=str(store))})
+    con = duckdb.connect()
+    con.execute("create schema domain; create schema stitch; create schema c360")
+    people = [f"Q{i}" for i in range(20)]
+    rows = [(f"j{i}", "none@none.com", "+15550000000") for i in range(20)] + [
+        (f"o{i}", "crowd@example.com", None) for i in range(8)] + [("s1", "solo@example.com", "+15551112222")]
+    con.execute("create table domain.shop_customers (pk varchar, email varchar, phone varchar)")
+    con.executemany("insert into domain.shop_customers values (?, ?, ?)", rows)
+    con.execute("create table stitch.unified_coalesced (source varchar, pk varchar, cdp_id varchar)")
+    con.executemany("insert into stitch.unified_coalesced values ('shop_customers', ?, ?)",
+                    [(f"j{i}", people[i]) for i in range(20)] + [(f"o{i}", people[i]) for i in range(8)]
+                    + [("s1", "S1")])
+    con.execute("create table c360.customer_360 (cdp_id varchar, email varchar)")
+    con.executemany("insert into c360.customer_360 values (?, ?)", [(p, None) for p in people] + [("S1", "solo@example.com")])
+    con.execute("""create table stitch.blocklist as select * from (values
+        ('email', 'none@none.com', 'configured', 20), ('phone', '+15550000000', 'shared by 20 different people', 20))
+        t(field, value, reason, records_touched)""")
+    counts = build_profile_store(cfg, con, store)
+    con.close()
+    assert counts["blocklist"] == 2 and counts["by_email"] == 9  # crowd@ x8 + solo@; none@ left out
+    client = TestClient(create_app(cfg, api_key=KEY))
+    for url, reason in (("/profiles/lookup?email=None@None.com", "configured"),
+                        ("/profiles/lookup?phone=%2B1%20555%20000%200000", "shared by 20 different people"),
+                        # not on this store's blocklist, but carried by more people than Stitch allows
+                        ("/profiles/lookup?email=crowd@example.com", "carried by 8 different people")):
+        r = get(client, url)
+        assert r.status_code == 404, (url, r.text)
+        body = r.json()
+        assert body["error"] == "blocklisted" and reason in body["detail"] and "it is not served" in body["detail"]
+        assert "cdp_ids" not in body and not any(p in r.text for p in people), r.text
+    assert get(client, "/profiles/lookup?email=solo@example.com").json()["cdp_id"] == "S1"
+    assert get(client, "/profiles/lookup?phone=%2B15551112222").json()["cdp_id"] == "S1"
 
 
 def test_before_the_store_is_built_the_api_says_so(tiny_tenant, tmp_path):

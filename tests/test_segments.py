@@ -155,7 +155,7 @@ def test_demo_segments_are_assets_and_profiles_list_them(pipeline_run, demo_tena
     assert counts["bakery_fans"] <= counts["reachable_by_email"]
 
     member = warehouse.execute("select min(cdp_id) from activation.segment_reachable_by_email").fetchone()[0]
-    profile = json.loads(ProfileStore(demo_tenant.parent / "profile_store.duckdb").profile(member))
+    profile = json.loads(ProfileStore(demo_tenant.parent / "profile_store.sqlite").profile(member))
     assert "reachable_by_email" in profile["segments"]
 
     assert cdp(["segment", "preview", "reachable_by_email", "--config", str(demo_tenant)]) == 0
