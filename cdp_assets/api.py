@@ -8,7 +8,9 @@ Every profile call needs the tenant's API key in the `X-API-Key` header (the key
 environment variable named by `profile_api.api_key_env`). Errors are JSON
 (`{"error": ..., "detail": ...}`): 401 missing or wrong key, 404 unknown person or a blocklisted
 email/phone (`"error": "blocklisted"`, with the reason, never the people carrying it), 409 an email
-or phone that belongs to several people, 422 bad input. OpenAPI docs at /docs.
+or phone that belongs to several people, 422 bad input. OpenAPI docs at /docs and /redoc, from
+assets shipped in the package (they work offline). /health needs no key and shows nothing but
+the status.
 
 The API reads the serving copy written by the `activation/profile_store` asset (a SQLite file),
 never the warehouse: each thread opens it read-only once and re-opens it when a rebuild has
@@ -148,9 +150,10 @@ def create_app(cfg: TenantConfig, api_key: str | None = None) -> FastAPI:
         raise RuntimeError(f"profile_api.api_key_env: environment variable {cfg.profile_api.api_key_env} "
                            "is not set; it must hold the API key clients send in X-API-Key")
     store = ProfileStore(cfg.resolve(cfg.profile_api.store).resolve())
-    app = FastAPI(title=f"cdp Profile API - {cfg.tenant}", version="1",
+    app = FastAPI(title=f"cdp Profile API - {cfg.tenant}", version="1", docs_url=None, redoc_url=None,
                   description="One person's customer 360, transaction attributes, predictive scores "
                               "and segment memberships. Send the API key in the X-API-Key header.")
+    mount_docs(app)
     max_people = cfg.stitch.blocklist.max_people_per_value
     header = APIKeyHeader(name="X-API-Key", auto_error=False)
 
@@ -173,9 +176,12 @@ def create_app(cfg: TenantConfig, api_key: str | None = None) -> FastAPI:
         return JSONResponse({"error": "http_error", "detail": exc.detail}, status_code=exc.status_code)
 
     @app.get("/health", summary="The server is up and the store readable")
-    def health():
-        store._refresh()
-        return {"status": "ok", "store": str(store.path)}
+    async def health():
+        # no key needed, so nothing about the server (file paths, versions, counts) is shown
+        if not store.ready():
+            return JSONResponse({"status": "unavailable", "detail": "the profile store is not readable yet"},
+                                status_code=503)
+        return {"status": "ok"}
 
     # async endpoints: a store lookup is a ~10 us SQLite point query, cheaper to run on the event
     # loop than to hand to a worker thread
@@ -213,6 +219,34 @@ def create_app(cfg: TenantConfig, api_key: str | None = None) -> FastAPI:
 
     app.state.store = store
     return app
+
+
+DOCS_ASSETS = Path(__file__).parent / "api_docs"
+SWAGGER_UI, REDOC = "swagger-ui-bundle-5.35.0.js", "redoc-2.5.4.standalone.js"
+
+
+def mount_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc from files shipped in the package (cdp_assets/api_docs/,
+    vendored from npm: swagger-ui-dist 5.35.0, Apache-2.0; redoc 2.5.4, MIT), so the docs work
+    offline and load nothing from a CDN."""
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount("/docs-assets", StaticFiles(directory=str(DOCS_ASSETS)), name="docs_assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui():
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title} - docs",
+                                   swagger_js_url=f"/docs-assets/{SWAGGER_UI}",
+                                   swagger_css_url="/docs-assets/swagger-ui-5.35.0.css",
+                                   swagger_favicon_url="/docs-assets/favicon-32x32.png",
+                                   swagger_ui_parameters={"validatorUrl": None})  # no call to swagger.io
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc():
+        return get_redoc_html(openapi_url=app.openapi_url, title=f"{app.title} - ReDoc",
+                              redoc_js_url=f"/docs-assets/{REDOC}",
+                              redoc_favicon_url="/docs-assets/favicon-32x32.png", with_google_fonts=False)
 
 
 def standard_email(raw: str) -> str | None:

@@ -2,6 +2,7 @@
 TestClient, and one round trip against a real uvicorn server on loopback."""
 
 import json
+import re
 import socket
 import threading
 import time
@@ -80,9 +81,29 @@ def test_status_codes_come_with_json_errors(client, url, key, status, error):
     assert r.json()["error"] == error
 
 
-def test_openapi_docs(client):
-    assert client.get("/docs").status_code == 200
+def test_openapi_docs_load_their_assets_from_the_server(client):
+    """/docs and /redoc work offline: every script and stylesheet is served by the API itself."""
     assert "/profiles/{cdp_id}" in client.get("/openapi.json").json()["paths"]
+    for page in ("/docs", "/redoc"):
+        html = client.get(page).text
+        assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+        assert assets and all(a.startswith("/docs-assets/") for a in assets), (page, assets)
+        assert "https://" not in html and "http://" not in html.replace("http://www.w3.org", "")
+        for asset in assets:
+            r = client.get(asset)
+            assert r.status_code == 200 and len(r.content) > 500, asset
+    assert "SwaggerUIBundle" in client.get("/docs-assets/swagger-ui-bundle-5.35.0.js").text[:200_000]
+
+
+def test_health_needs_no_key_and_shows_no_paths(served, client, tiny_tenant, tmp_path):
+    cfg, _ = served
+    r = client.get("/health")
+    assert r.status_code == 200 and r.json() == {"status": "ok"}
+    missing = tiny_tenant.model_copy(update={"profile_api": ProfileApiSettings(store=str(tmp_path / "gone.db"))})
+    for r in (TestClient(create_app(missing, api_key=KEY)).get("/health"),
+              get(TestClient(create_app(missing, api_key=KEY)), "/profiles/P1")):
+        assert r.status_code == 503
+        assert "/" not in json.dumps(r.json()).replace("activation/profile_store", ""), r.json()
 
 
 def test_store_swapped_by_a_rebuild_is_picked_up(served, client, monkeypatch):
