@@ -549,6 +549,12 @@ class WorkspaceSettings(_Strict):
                             description="people who may log in to the analyst workspace (`cdp serve`): "
                                         "name -> scrypt hash, written by `cdp user add`; relative to the "
                                         "config file")
+    max_queries: int = Field(default=2, ge=1, le=64,
+                             description="workspace queries (pages, SQL runs, CSV exports, segment previews) "
+                                         "run at once per server process, off the event loop in their own "
+                                         "threads at a lower CPU priority; more wait for a turn")
+    query_seconds: float = Field(default=60, gt=0,
+                                 description="a workspace query running longer is interrupted")
     session_secret_env: str = Field(default="CDP_SESSION_SECRET",
                                     description="environment variable holding the key that signs login "
                                                 "cookies (unset: a random key per server start)")

@@ -345,3 +345,73 @@ def test_password_guessing_is_throttled(client):
     r = client.post("/workspace/login", data={"username": "bo", "password": "guess"}, follow_redirects=False)
     assert r.status_code == 429 and "too many failed logins for bo" in r.text
     login(client)  # other people are not locked out
+
+
+LONG_QUERY = """select count(*) as n from c360.customer_360 a, c360.customer_360 b, c360.customer_360 c,
+                c360.customer_360 d where a.cdp_id || b.cdp_id < c.cdp_id || d.cdp_id"""
+
+
+def _logged_in(base: str):
+    import httpx
+
+    client = httpx.Client(base_url=base, timeout=60, follow_redirects=True)
+    page = client.get("/workspace/login")
+    hidden = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page.text))
+    r = client.post("/workspace/login", data={**hidden, "username": USER, "password": PASSWORD,
+                                              "next": "/workspace/sql"})
+    assert r.status_code == 200 and r.url.path == "/workspace/sql", r.text[:500]
+    return client
+
+
+def test_a_long_workspace_query_does_not_delay_an_api_lookup(workspace_tenant, pipeline_run):
+    """A self-join that runs for 8 s (then is interrupted by workspace.query_seconds) through the
+    SQL editor of a real uvicorn server, while Profile API lookups are sent: each is answered in
+    well under a second (it waited the whole query when the editor ran DuckDB on the event loop)."""
+    import httpx
+    import uvicorn
+
+    cfg = load_config(workspace_tenant)
+    cfg = cfg.model_copy(update={"workspace": cfg.workspace.model_copy(update={"query_seconds": 8})})
+    with read_warehouse(cfg.warehouse_path) as con:
+        cdp_id = con.execute("select min(cdp_id) from c360.customer_360").fetchone()[0]
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(create_server(cfg, api_key=KEY), host="127.0.0.1", port=port,
+                                        log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not srv.started:
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.05)
+        base = f"http://127.0.0.1:{port}"
+        analyst = _logged_in(base)
+        hidden = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"',
+                                 analyst.get("/workspace/sql").text))
+        outcome = {}
+
+        def long_query():
+            t0 = time.monotonic()
+            r = analyst.post("/workspace/sql/run", data={**hidden, "sql": LONG_QUERY, "limit": "10"},
+                             headers={"HX-Request": "true"})
+            outcome.update(seconds=time.monotonic() - t0, status=r.status_code, text=r.text)
+
+        query = threading.Thread(target=long_query)
+        query.start()
+        time.sleep(1.5)  # the self-join is running
+        api = httpx.Client(base_url=base, headers={"X-API-Key": KEY}, timeout=30)
+        waits = []
+        for _ in range(20):
+            t0 = time.monotonic()
+            r = api.get(f"/profiles/{cdp_id}")
+            waits.append(time.monotonic() - t0)
+            assert r.status_code == 200 and r.json()["cdp_id"] == cdp_id
+            time.sleep(0.1)
+        assert query.is_alive(), "the query ended before the lookups: it proves nothing"
+        query.join(60)
+        assert outcome["seconds"] > 5, outcome
+        assert outcome["status"] == 422 and "ran longer than 8 s and was stopped" in outcome["text"], outcome
+        assert max(waits) < 1.0, waits
+    finally:
+        srv.should_exit = True
+        thread.join(10)

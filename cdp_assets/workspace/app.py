@@ -13,8 +13,12 @@ reader.py); the `Server-Timing` header carries the server time of each response.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
 import dataclasses
+import functools
+import inspect
 import io
 import logging
 import math
@@ -22,6 +26,7 @@ import os
 import secrets
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import quote as url_quote
 
@@ -48,6 +53,8 @@ MAX_LIMIT = 10_000
 CSV_MAX_ROWS = 1_000_000
 SAMPLE_MEMBERS = 5
 QUERY_SECONDS = 60  # an ad hoc query running longer is interrupted (it holds a worker thread)
+QUEUE_PER_SLOT = 8  # requests waiting for a query slot, per slot, before the workspace answers 503
+WORKSPACE_NICE = 10  # the query threads' CPU priority (Linux nice): the Profile API's thread comes first
 log = logging.getLogger("cdp.workspace")
 
 
@@ -123,6 +130,45 @@ class LoginThrottle:
             self._failed.pop(name, None)
 
 
+class QueriesBusy(Exception):
+    pass
+
+
+class QueryPool:
+    """The workspace's blocking work (warehouse queries, CSV export, page rendering) runs here, in
+    `size` threads of its own, never on the event loop: a long query cannot delay a Profile API
+    lookup, and the API keeps its CPU (the threads run at nice WORKSPACE_NICE, and each
+    warehouse connection uses one DuckDB thread). At most `size` run at once; past
+    size * (1 + QUEUE_PER_SLOT) waiting or running, a request is answered 503."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.limit = size * (1 + QUEUE_PER_SLOT)
+        self._executor = ThreadPoolExecutor(size, thread_name_prefix="cdp-workspace", initializer=_lower_priority)
+        self._inflight = 0
+        self._lock = threading.Lock()
+
+    async def run(self, fn, *args, **kwargs):
+        with self._lock:
+            if self._inflight >= self.limit:
+                raise QueriesBusy(f"{self._inflight} workspace requests are running or waiting "
+                                  f"(at most {self.size} run at once); retry in a moment")
+            self._inflight += 1
+        try:
+            call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+            return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        finally:
+            with self._lock:
+                self._inflight -= 1
+
+
+def _lower_priority() -> None:
+    try:  # on Linux a thread is a task with its own nice value
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WORKSPACE_NICE)
+    except (AttributeError, OSError):
+        pass
+
+
 class Workspace:
     """Per-server state: the tenant config (reloaded after a save), the users, the Dagster instance."""
 
@@ -130,6 +176,7 @@ class Workspace:
         self.cfg, self.api_key, self.instance = cfg, api_key, instance
         self.figures = customer360.FigureCache()
         self.throttle = LoginThrottle()
+        self.queries = QueryPool(cfg.workspace.max_queries)
 
     @property
     def users_path(self) -> Path:
@@ -137,6 +184,12 @@ class Workspace:
 
     def users(self) -> dict[str, str]:
         return load_users(self.users_path)
+
+    @contextlib.contextmanager
+    def read(self):
+        """A read-only warehouse connection whose queries stop after workspace.query_seconds."""
+        with read_warehouse(self.cfg.warehouse_path) as con, _time_limit(con, self.cfg.workspace.query_seconds):
+            yield con
 
 
 def _fmt(value) -> str:
@@ -186,6 +239,31 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
         if request.headers.get("hx-request"):
             return Response(status_code=401, headers={"HX-Redirect": target})
         return RedirectResponse(target, status_code=303)
+
+    def off_loop(handler):
+        """Run a blocking workspace handler in the query pool (ws.queries), off the event loop.
+        A handler with a `form` parameter gets the request's parsed form (read on the loop)."""
+        sig = inspect.signature(handler)
+        wants_form = "form" in sig.parameters
+
+        async def run(request: Request, **kwargs):
+            if wants_form:
+                kwargs["form"] = await request.form()
+            return await ws.queries.run(handler, request, **kwargs)
+
+        # FastAPI reads the parameters from the signature (not from __wrapped__: it would take
+        # the handler for a sync one and run this coroutine function in its own thread pool)
+        run.__name__, run.__doc__ = handler.__name__, handler.__doc__
+        run.__signature__ = sig.replace(parameters=[p for n, p in sig.parameters.items() if n != "form"])
+        return run
+
+    @app.exception_handler(QueriesBusy)
+    async def _queries_busy(request: Request, exc: QueriesBusy):
+        return page(request, "_error.html", status=503, message=str(exc))
+
+    @app.exception_handler(QueryTimeout)
+    async def _query_timeout(request: Request, exc: QueryTimeout):
+        return page(request, "_error.html", status=503, message=str(exc))
 
     def page(request: Request, template: str, status: int = 200, **context) -> HTMLResponse:
         return templates.TemplateResponse(request, template, {"user": request.session.get("user"), **context},
@@ -239,10 +317,11 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
 
     # ---- customer 360 -----------------------------------------------------------------------
     @app.get(f"{PREFIX}/", response_class=HTMLResponse, include_in_schema=False)
+    @off_loop
     def customer_360(request: Request):
         user = who(request)
         def figures():
-            with read_warehouse(ws.cfg.warehouse_path) as con:
+            with ws.read() as con:
                 return ([customer360.database_card(con, ws.cfg, name) for name in ws.cfg.customer_databases],
                         customer360.stitch_figures(con, ws.cfg))
 
@@ -257,10 +336,11 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
 
     # ---- profile viewer ---------------------------------------------------------------------
     @app.get(f"{PREFIX}/people", response_class=HTMLResponse, include_in_schema=False)
+    @off_loop
     def people(request: Request, q: str = ""):
         who(request)
         try:
-            with read_warehouse(ws.cfg.warehouse_path) as con:
+            with ws.read() as con:
                 read_as, found = profiles.search(con, ws.cfg, q) if q.strip() else ("", None)
         except WarehouseBusy as exc:
             return busy(request, exc, partial=bool(request.headers.get("hx-request")))
@@ -268,10 +348,11 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
         return page(request, name, q=q, read_as=read_as, found=found, nav="people")
 
     @app.get(f"{PREFIX}/people/{{cdp_id}}", response_class=HTMLResponse, include_in_schema=False)
+    @off_loop
     def person(request: Request, cdp_id: str):
         who(request)
         try:
-            with read_warehouse(ws.cfg.warehouse_path) as con:
+            with ws.read() as con:
                 found = profiles.person(con, ws.cfg, cdp_id[:64])
         except WarehouseBusy as exc:
             return busy(request, exc)
@@ -288,6 +369,7 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
         return tree
 
     @app.get(f"{PREFIX}/sql", response_class=HTMLResponse, include_in_schema=False)
+    @off_loop
     def sql_editor(request: Request, query: str = ""):
         who(request)
         sql, name = "select * from c360.customer_360", ""
@@ -295,7 +377,7 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
         if query in saved:
             sql, name = saved[query].read_text(), query
         try:
-            with read_warehouse(ws.cfg.warehouse_path) as con:
+            with ws.read() as con:
                 tree = catalog_tree(con)
         except WarehouseBusy as exc:
             return busy(request, exc)
@@ -303,9 +385,9 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
                     limit=DEFAULT_LIMIT, nav="sql")
 
     @app.post(f"{PREFIX}/sql/run", response_class=HTMLResponse, include_in_schema=False)
-    async def sql_run(request: Request):
+    @off_loop
+    def sql_run(request: Request, form):
         who(request)
-        form = await request.form()
         sql = str(form.get("sql", ""))
         try:
             limit = max(1, min(int(form.get("limit") or DEFAULT_LIMIT), MAX_LIMIT))
@@ -313,7 +395,7 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
             return page(request, "_error.html", status=422, message="limit: a whole number of rows, please")
         t0 = time.perf_counter()
         try:
-            with read_warehouse(ws.cfg.warehouse_path) as con, _time_limit(con):
+            with ws.read() as con:
                 df = run_query(con, sql, source="query", limit=limit + 1)
         except WarehouseBusy as exc:
             return busy(request, exc, partial=True)
@@ -328,11 +410,11 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
                     rows=df.itertuples(index=False, name=None), count=len(df), more=more, limit=limit, took=took)
 
     @app.post(f"{PREFIX}/sql/csv", include_in_schema=False)
-    async def sql_csv(request: Request):
+    @off_loop
+    def sql_csv(request: Request, form):
         who(request)
-        form = await request.form()
         try:
-            with read_warehouse(ws.cfg.warehouse_path) as con, _time_limit(con):
+            with ws.read() as con:
                 df = run_query(con, str(form.get("sql", "")), source="query", limit=CSV_MAX_ROWS)
         except WarehouseBusy as exc:
             return Response(str(exc), status_code=503, media_type="text/plain")
@@ -383,6 +465,7 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
                 "yaml": builder.yaml_text(form.name or "draft", defn), "sample": sample}
 
     @app.get(f"{PREFIX}/segments", response_class=HTMLResponse, include_in_schema=False)
+    @off_loop
     def segments_page(request: Request, segment: str = ""):
         who(request)
         form = builder.BuilderForm()
@@ -392,7 +475,7 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
             if not form.name:
                 note = f"segment {segment} is nested deeper than the builder shows; edit it in the tenant YAML"
         try:
-            with read_warehouse(ws.cfg.warehouse_path) as con:
+            with ws.read() as con:
                 ctx = builder_context(con, form)
                 try:
                     result = preview(con, form) if form.name else None
@@ -403,12 +486,12 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
         return page(request, "segments.html", nav="segments", result=result, note=note,
                     saved=sorted(ws.cfg.segments), **ctx)
 
-    async def builder_partial(request: Request, template: str, build) -> HTMLResponse:
+    def builder_partial(request: Request, form, template: str, build) -> HTMLResponse:
         """A builder fragment: the posted form, read against the warehouse by `build`."""
         who(request)
-        form = builder.BuilderForm.parse(await request.form())
+        form = builder.BuilderForm.parse(form)
         try:
-            with read_warehouse(ws.cfg.warehouse_path) as con:
+            with ws.read() as con:
                 ctx = build(con, form)
         except WarehouseBusy as exc:
             return busy(request, exc, partial=True)
@@ -421,24 +504,27 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
             return {"result": {"error": str(exc)}}
 
     @app.post(f"{PREFIX}/segments/form", response_class=HTMLResponse, include_in_schema=False)
-    async def segments_form(request: Request):
+    @off_loop
+    def segments_form(request: Request, form):
         """Re-render the builder after a structural change (row added/removed, table changed)."""
-        return await builder_partial(request, "_segment_form.html", builder_context)
+        return builder_partial(request, form, "_segment_form.html", builder_context)
 
     @app.post(f"{PREFIX}/segments/preview", response_class=HTMLResponse, include_in_schema=False)
-    async def segments_preview(request: Request):
+    @off_loop
+    def segments_preview(request: Request, form):
         """Live count, compiled SQL and YAML of the segment being built."""
-        return await builder_partial(request, "_segment_preview.html", preview_or_error)
+        return builder_partial(request, form, "_segment_preview.html", preview_or_error)
 
     @app.post(f"{PREFIX}/segments/save", response_class=HTMLResponse, include_in_schema=False)
-    async def segments_save(request: Request):
+    @off_loop
+    def segments_save(request: Request, form):
         who(request)
-        form = builder.BuilderForm.parse(await request.form())
+        form = builder.BuilderForm.parse(form)
         try:
             if not form.name:
                 raise builder.BuilderError("segments: give the segment a name before saving")
             builder.check_not_overwriting(ws.cfg, form)
-            with read_warehouse(ws.cfg.warehouse_path) as con:
+            with ws.read() as con:
                 defn, _ = builder.validated_segment(ws.cfg, form, con)
             ws.cfg = builder.save_segment(ws.cfg, form.name, defn)
         except WarehouseBusy as exc:
@@ -452,6 +538,10 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, api_key: str, instance=None
     return ws
 
 
+class QueryTimeout(duckdb.Error):
+    """A workspace query ran past its time limit and was interrupted."""
+
+
 @contextlib.contextmanager
 def _time_limit(con, seconds: float = QUERY_SECONDS):
     """Interrupt the connection's query after `seconds` (DuckDB raises InterruptException)."""
@@ -460,7 +550,7 @@ def _time_limit(con, seconds: float = QUERY_SECONDS):
     try:
         yield
     except duckdb.InterruptException:
-        raise duckdb.Error(f"the query ran longer than {seconds:.0f} s and was stopped; "
+        raise QueryTimeout(f"the query ran longer than {seconds:.0f} s and was stopped; "
                            "add filters or save it as a query for the pipeline to build") from None
     finally:
         timer.cancel()
