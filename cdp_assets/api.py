@@ -262,11 +262,49 @@ def standard_phone(raw: str, country: str = standardize.DEFAULT_COUNTRY) -> str 
     return None if value.lower() in standardize.EMPTY else standardize._e164(value, country)
 
 
+SERVE_CONFIG_ENV = "CDP_SERVE_CONFIG"  # the tenant config a `cdp serve --workers N` worker loads
+
+
 def serve(cfg: TenantConfig, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
+    """Run the Profile API with the analyst workspace (/workspace) in uvicorn.
+
+    One process serves the API on its event loop and the workspace's queries in a thread pool of
+    their own. With workers > 1, uvicorn starts that many processes on the same port: each
+    loads the tenant config, opens the read-only profile store and has its own workspace pool.
+    It helps when one process's event loop is the bottleneck (more than ~1 core of API traffic:
+    several thousand lookups a second) and there are cores to spare; on 2 cores one worker
+    serves 1,000 lookups/s (benchmarks/profile_api.py). Login cookies are signed with
+    workspace.session_secret_env, shared by the workers (when unset, one random key is made
+    here for all of them)."""
+    import logging
+    import secrets
+
     import uvicorn
 
     from .workspace import create_server
 
-    # uvloop and httptools when installed (uvicorn[standard]), else asyncio and h11;
-    # the analyst workspace (/workspace) is served beside the Profile API
-    uvicorn.run(create_server(cfg), host=host, port=port, log_level="warning", access_log=False)
+    # built here also with workers: what a worker would fail on (no API key...) fails once, here
+    app = create_server(cfg)
+    # uvloop and httptools when installed (uvicorn[standard]), else asyncio and h11
+    options = dict(host=host, port=port, log_level="warning", access_log=False)
+    if workers <= 1:
+        uvicorn.run(app, **options)
+        return
+    del app
+    if cfg.config_path is None:
+        raise RuntimeError("cdp serve --workers needs a tenant config file (--config)")
+    if not os.environ.get(cfg.workspace.session_secret_env):
+        logging.getLogger("cdp.workspace").warning(
+            f"{cfg.workspace.session_secret_env} is not set: the {workers} workers share a random key; "
+            "logins last until the server restarts")
+        os.environ[cfg.workspace.session_secret_env] = secrets.token_urlsafe(32)
+    os.environ[SERVE_CONFIG_ENV] = str(cfg.config_path)
+    uvicorn.run("cdp_assets.api:server_from_environment", factory=True, workers=workers, **options)
+
+
+def server_from_environment() -> FastAPI:
+    """The app of one `cdp serve --workers N` worker (a process uvicorn spawned)."""
+    from .config import load_config
+    from .workspace import create_server
+
+    return create_server(load_config(os.environ[SERVE_CONFIG_ENV]))

@@ -415,3 +415,64 @@ def test_a_long_workspace_query_does_not_delay_an_api_lookup(workspace_tenant, p
     finally:
         srv.should_exit = True
         thread.join(10)
+
+
+def test_cdp_serve_with_two_workers(workspace_tenant, pipeline_run):
+    """`cdp serve --workers 2` as users start it: two server processes on one port, each answering
+    the API, and a login made on one worker valid on the other (one signing key for both)."""
+    import os
+
+    import httpx
+
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "CDP_SESSION_SECRET"}
+    env.update(CDP_API_KEY=KEY)
+    proc = subprocess.Popen([sys.executable, "-m", "cdp_assets.cli", "serve", "--config", str(workspace_tenant),
+                             "--port", str(port), "--workers", "2"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, "cdp serve --workers 2 did not come up"
+            try:
+                if httpx.get(f"{base}/health", timeout=2).json() == {"status": "ok"}:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+
+        def workers() -> list[int]:
+            kids = []
+            for stat in Path("/proc").glob("[0-9]*/stat"):
+                try:
+                    fields = stat.read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if int(fields[1]) == proc.pid:
+                    kids.append(int(stat.parent.name))
+            return kids
+
+        deadline = time.monotonic() + 60
+        while len([k for k in workers() if "spawn_main" in Path(f"/proc/{k}/cmdline").read_text()]) < 2:
+            assert time.monotonic() < deadline, workers()
+            time.sleep(0.3)
+        with read_warehouse(load_config(workspace_tenant).warehouse_path) as con:
+            cdp_id = con.execute("select min(cdp_id) from c360.customer_360").fetchone()[0]
+        for _ in range(12):
+            r = httpx.get(f"{base}/profiles/{cdp_id}", headers={"X-API-Key": KEY})
+            assert r.status_code == 200 and r.json()["cdp_id"] == cdp_id
+        analyst = _logged_in(base)
+        for _ in range(12):  # new connections: the kernel spreads them over both workers
+            fresh = httpx.Client(base_url=base, cookies=analyst.cookies, timeout=30)
+            r = fresh.get("/workspace/people", follow_redirects=False)
+            assert r.status_code == 200, r.status_code
+            assert fresh.get("/health").status_code == 200
+            fresh.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
