@@ -8,22 +8,27 @@ Every profile call needs an API key with the `profiles:read` (or `admin`) scope 
 `X-API-Key` header: a named key of `profile_api.keys_file` (`cdp key create`), or the deprecated
 single key of the environment variable `profile_api.api_key_env` (see access.py). The caller is
 `request.state.principal`. Errors are JSON (`{"error": ..., "detail": ...}`): 401 missing, wrong
-or revoked key, 403 a key without the scope, 404 unknown person, 409 an email or phone that
-belongs to several people, 422 bad input. OpenAPI docs at /docs.
+or revoked key, 403 a key without the scope, 404 unknown person or a blocklisted email/phone
+(`"error": "blocklisted"`, with the reason, never the people carrying it), 409 an email or phone
+that belongs to several people, 422 bad input. OpenAPI docs at /docs and /redoc, from assets
+shipped in the package (they work offline). /health needs no key and shows nothing but the status.
 
-The API reads the serving copy written by the `activation/profile_store` asset, never the
-warehouse: it opens the file read-only and re-opens it when a rebuild has swapped in a new one.
+The API reads the serving copy written by the `activation/profile_store` asset (a SQLite file),
+never the warehouse: each thread opens it read-only once and re-opens it when a rebuild has
+swapped in a new one. The lookups are `async def`: a SQLite point query takes ~10 us, cheaper on
+the event loop than a hand-off to a worker thread.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import sqlite3
 import threading
 import time
 from pathlib import Path
 
-import duckdb
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -34,10 +39,12 @@ from . import standardize
 from .access import KeysFileError, KeyRing, WeakKeyError, key_ring_for
 from .audit import AuditLog, note_key_denied, note_key_use
 from .config import TenantConfig
+from .profile_store import read_store
 from .security_headers import SecurityHeaders
 
 CDP_ID = r"^[A-Za-z0-9_\-]{1,64}$"
 RECHECK_SECONDS = 1.0
+log = logging.getLogger("cdp.api")
 
 
 class ApiError(Exception):
@@ -46,16 +53,17 @@ class ApiError(Exception):
 
 
 class ProfileStore:
-    """Read-only access to the serving copy; re-opens the file when it was replaced."""
+    """Read-only access to the serving copy (a SQLite file, see profile_store.py): one connection
+    per thread, opened once and reused; the file's identity is checked at most once a
+    RECHECK_SECONDS, and a replaced file (a rebuild swapped in a new one) is re-opened."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._con: duckdb.DuckDBPyConnection | None = None
+        self._generation = 0          # bumped when the file is replaced
         self._identity: tuple[int, int] | None = None
-        self._checked = 0.0
+        self._checked = -RECHECK_SECONDS - 1.0
         self._local = threading.local()
-        self._retired: duckdb.DuckDBPyConnection | None = None
 
     def _file_identity(self) -> tuple[int, int]:
         st = os.stat(self.path)
@@ -63,57 +71,72 @@ class ProfileStore:
 
     def _refresh(self) -> None:
         now = time.monotonic()
-        if self._con is not None and now - self._checked < RECHECK_SECONDS:
+        if self._identity is not None and now - self._checked < RECHECK_SECONDS:
             return
         with self._lock:
             self._checked = now
             try:
                 identity = self._file_identity()
             except FileNotFoundError:
-                if self._con is None:
+                if self._identity is None:
+                    log.error(f"the profile store {self.path} has not been built yet")
                     raise ApiError(503, "store_unavailable",
-                                   f"the profile store {self.path} has not been built yet; "
+                                   "the profile store has not been built yet; "
                                    "materialize activation/profile_store") from None
-                return
+                return  # keep serving the file already open
             if identity != self._identity:
-                old = self._con
-                self._con = self._open()
                 self._identity = identity
-                self._local = threading.local()  # cursors of the old file are dropped
-                # a request may still be reading the old file: close it one swap later
-                if self._retired is not None:
-                    self._retired.close()
-                self._retired = old
+                self._generation += 1
 
-    def _open(self) -> duckdb.DuckDBPyConnection:
-        # a fresh in-memory database attaching the file: duckdb.connect(path) would hand back the
-        # process's cached instance of the previous file
-        con = duckdb.connect(":memory:", config={"threads": 1})  # point queries: no thread hand-offs
-        quoted = str(self.path).replace("'", "''")
-        con.execute(f"attach '{quoted}' as store (read_only)")
-        return con
-
-    def _cursor(self) -> duckdb.DuckDBPyConnection:
+    def _cursor(self) -> sqlite3.Connection:
         self._refresh()
-        cur = getattr(self._local, "cursor", None)
-        if cur is None:
-            cur = self._local.cursor = self._con.cursor()
-        return cur
+        local = self._local
+        if getattr(local, "generation", None) != self._generation:
+            old = getattr(local, "con", None)
+            # a connection of a replaced file still reads the old one (its open descriptor) until closed
+            local.con, local.generation = read_store(self.path), self._generation
+            if old is not None:
+                old.close()
+        return local.con
 
     def profile(self, cdp_id: str) -> str | None:
-        row = self._cursor().execute("select profile from store.profiles where cdp_id = ?", [cdp_id]).fetchone()
+        row = self._cursor().execute("select profile from profiles where cdp_id = ?", (cdp_id,)).fetchone()
         return row[0] if row else None
 
     def cdp_ids_by(self, table: str, value: str) -> list[str]:
-        return sorted(r[0] for r in self._cursor().execute(
-            f"select cdp_id from store.{table} where value = ?", [value]).fetchall())
+        return [r[0] for r in self._cursor().execute(
+            f"select cdp_id from {table} where value = ? order by cdp_id", (value,)).fetchall()]
 
     def cdp_ids_by_source_pk(self, source: str, pk: str) -> list[str]:
         return [r[0] for r in self._cursor().execute(
-            "select cdp_id from store.by_source_pk where source = ? and pk = ?", [source, pk]).fetchall()]
+            "select cdp_id from by_source_pk where source = ? and pk = ?", (source, pk)).fetchall()]
+
+    def blocked(self, field: str, value: str) -> str | None:
+        """Why `value` is on the Stitch blocklist (None when it is not)."""
+        row = self._cursor().execute("select reason from blocklist where field = ? and value = ?",
+                                     (field, value)).fetchone()
+        return row[0] if row else None
+
+    def ready(self) -> bool:
+        try:
+            self._cursor().execute("select 1 from profiles limit 1").fetchall()
+            return True
+        except (ApiError, sqlite3.Error):
+            return False
 
 
-def _one(store: ProfileStore, ids: list[str], what: str) -> Response:
+def _one(store: ProfileStore, ids: list[str], what: str, field: str | None = None, value: str | None = None,
+         max_people: int = 5) -> Response:
+    """The one profile `ids` names. A blocklisted email or phone (junk like none@none.com, a shop's
+    phone) identifies nobody: 404 with the reason, never the people whose records carry it."""
+    if field is not None:
+        reason = store.blocked(field, value) if not ids or len(ids) > 1 else None
+        if reason is not None:
+            reason = f"on the Stitch blocklist: {reason}"
+        elif len(ids) > max_people:  # a store built from a warehouse without a blocklist
+            reason = f"carried by {len(ids)} different people (more than max_people_per_value {max_people})"
+        if reason is not None:
+            raise ApiError(404, "blocklisted", f"{what} identifies nobody ({reason}); it is not served as a lookup")
     if not ids:
         raise ApiError(404, "not_found", f"no profile for {what}")
     if len(ids) > 1:
@@ -144,11 +167,14 @@ def create_app(cfg: TenantConfig, api_key: str | None = None, keys: KeyRing | No
             "profiles:read` and unset the variable")
     store = ProfileStore(cfg.resolve(cfg.profile_api.store).resolve())
     audit = AuditLog(cfg.resolve(cfg.audit.path))
-    app = FastAPI(title=f"cdp Profile API - {cfg.tenant}", version="1", on_shutdown=[audit.close],
+    app = FastAPI(title=f"cdp Profile API - {cfg.tenant}", version="1", docs_url=None, redoc_url=None,
+                  on_shutdown=[audit.close],
                   description="One person's customer 360, transaction attributes, predictive scores "
                               "and segment memberships. Send the API key in the X-API-Key header.")
+    mount_docs(app)
     app.add_middleware(SecurityHeaders)
     app.state.keys = keys
+    max_people = cfg.stitch.blocklist.max_people_per_value
     header = APIKeyHeader(name="X-API-Key", auto_error=False)
 
     async def require_key(request: Request, given: str | None = Depends(header)) -> None:
@@ -177,12 +203,15 @@ def create_app(cfg: TenantConfig, api_key: str | None = None, keys: KeyRing | No
         return JSONResponse({"error": "http_error", "detail": exc.detail}, status_code=exc.status_code)
 
     @app.get("/health", summary="The server is up and the store readable")
-    def health():
-        store._refresh()
-        return {"status": "ok", "store": str(store.path)}
+    async def health():
+        # no key needed, so nothing about the server (file paths, versions, counts) is shown
+        if not store.ready():
+            return JSONResponse({"status": "unavailable", "detail": "the profile store is not readable yet"},
+                                status_code=503)
+        return {"status": "ok"}
 
-    # async endpoints: a store lookup is a sub-millisecond DuckDB point query, cheaper to run on the
-    # event loop than to hand to a worker thread
+    # async endpoints: a store lookup is a ~10 us SQLite point query, cheaper to run on the event
+    # loop than to hand to a worker thread
     @app.get("/profiles/lookup", dependencies=[Depends(require_key)],
              summary="Find a profile by email, phone, or a source record (source + pk)")
     async def lookup(email: str | None = Query(None, max_length=320), phone: str | None = Query(None, max_length=40),
@@ -195,12 +224,12 @@ def create_app(cfg: TenantConfig, api_key: str | None = None, keys: KeyRing | No
             value = standard_email(email)
             if value is None:
                 raise ApiError(422, "invalid_request", f"{email!r} is not a valid email address")
-            return _one(store, store.cdp_ids_by("by_email", value), f"email {value}")
+            return _one(store, store.cdp_ids_by("by_email", value), f"email {value}", "email", value, max_people)
         if phone:
             value = standard_phone(phone, cfg.country)
             if value is None:
                 raise ApiError(422, "invalid_request", f"{phone!r} is not a valid phone number")
-            return _one(store, store.cdp_ids_by("by_phone", value), f"phone {value}")
+            return _one(store, store.cdp_ids_by("by_phone", value), f"phone {value}", "phone", value, max_people)
         if not (source and pk):
             raise ApiError(422, "invalid_request", "a source record lookup needs both source and pk")
         return _one(store, store.cdp_ids_by_source_pk(source, pk), f"record {source}/{pk}")
@@ -220,6 +249,34 @@ def create_app(cfg: TenantConfig, api_key: str | None = None, keys: KeyRing | No
     return app
 
 
+DOCS_ASSETS = Path(__file__).parent / "api_docs"
+SWAGGER_UI, REDOC = "swagger-ui-bundle-5.35.0.js", "redoc-2.5.4.standalone.js"
+
+
+def mount_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc from files shipped in the package (cdp_assets/api_docs/,
+    vendored from npm: swagger-ui-dist 5.35.0, Apache-2.0; redoc 2.5.4, MIT), so the docs work
+    offline and load nothing from a CDN."""
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount("/docs-assets", StaticFiles(directory=str(DOCS_ASSETS)), name="docs_assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui():
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title} - docs",
+                                   swagger_js_url=f"/docs-assets/{SWAGGER_UI}",
+                                   swagger_css_url="/docs-assets/swagger-ui-5.35.0.css",
+                                   swagger_favicon_url="/docs-assets/favicon-32x32.png",
+                                   swagger_ui_parameters={"validatorUrl": None})  # no call to swagger.io
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc():
+        return get_redoc_html(openapi_url=app.openapi_url, title=f"{app.title} - ReDoc",
+                              redoc_js_url=f"/docs-assets/{REDOC}",
+                              redoc_favicon_url="/docs-assets/favicon-32x32.png", with_google_fonts=False)
+
+
 def standard_email(raw: str) -> str | None:
     """One email standardised as the sources are (standardize.email), without a pandas round trip."""
     value = re.sub(r"\s+", "", raw).lower()
@@ -233,11 +290,41 @@ def standard_phone(raw: str, country: str = standardize.DEFAULT_COUNTRY) -> str 
     return None if value.lower() in standardize.EMPTY else standardize._e164(value, country)
 
 
+SERVE_CONFIG_ENV = "CDP_SERVE_CONFIG"  # the tenant config a `cdp serve --workers N` worker loads
+
+
 def serve(cfg: TenantConfig, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
+    """Run the Profile API with the analyst workspace (/workspace) in uvicorn.
+
+    One process serves the API on its event loop and the workspace's queries in a thread pool of
+    their own. With workers > 1, uvicorn starts that many processes on the same port: each
+    loads the tenant config, opens the read-only profile store and has its own workspace pool.
+    It helps when one process's event loop is the bottleneck (more than ~1 core of API traffic:
+    several thousand lookups a second) and there are cores to spare; on 2 cores one worker
+    serves 1,000 lookups/s (benchmarks/profile_api.py). Sessions, the login throttle, the keys
+    and the audit log are files every worker shares (SQLite, the keys file), so a login made on
+    one worker holds on the others and a revoke applies to all."""
     import uvicorn
 
     from .workspace import create_server
 
-    # uvloop and httptools when installed (uvicorn[standard]), else asyncio and h11;
-    # the analyst workspace (/workspace) is served beside the Profile API
-    uvicorn.run(create_server(cfg), host=host, port=port, log_level="warning", access_log=False)
+    # built here also with workers: what a worker would fail on (no API key...) fails once, here
+    app = create_server(cfg)
+    # uvloop and httptools when installed (uvicorn[standard]), else asyncio and h11
+    options = dict(host=host, port=port, log_level="warning", access_log=False)
+    if workers <= 1:
+        uvicorn.run(app, **options)
+        return
+    del app
+    if cfg.config_path is None:
+        raise RuntimeError("cdp serve --workers needs a tenant config file (--config)")
+    os.environ[SERVE_CONFIG_ENV] = str(cfg.config_path)
+    uvicorn.run("cdp_assets.api:server_from_environment", factory=True, workers=workers, **options)
+
+
+def server_from_environment() -> FastAPI:
+    """The app of one `cdp serve --workers N` worker (a process uvicorn spawned)."""
+    from .config import load_config
+    from .workspace import create_server
+
+    return create_server(load_config(os.environ[SERVE_CONFIG_ENV]))

@@ -6,7 +6,7 @@
     cdp check-config PATH
     cdp init DATA_FILES... [--out tenant.yaml] [--tenant NAME] [--country XX] [--force]
     cdp query "SQL" | --file F [--config PATH] [--csv OUT] [--limit N]
-    cdp serve [--config PATH] [--host H] [--port P]
+    cdp serve [--config PATH] [--host H] [--port P] [--workers N]
     cdp segment preview NAME [--config PATH] [--sample N]
     cdp user add NAME [--role admin|analyst|marketer] [--config PATH] [--password-stdin]
     cdp user list | remove NAME | role NAME ROLE [--config PATH]
@@ -383,7 +383,7 @@ def cmd_serve(args) -> int:
 
     cfg = load_config(args.config)
     try:
-        serve(cfg, host=args.host, port=args.port)
+        serve(cfg, host=args.host, port=args.port, workers=args.workers)
     except RuntimeError as exc:
         print(f"cdp serve: {exc}", file=sys.stderr)
         return 2
@@ -639,6 +639,8 @@ def main(argv: list[str] | None = None) -> int:
     sv.add_argument("--config", default=None, help="tenant YAML (default: $CDP_CONFIG or the demo)")
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--workers", type=int, default=1,
+                    help="server processes (uvicorn workers) on the port; each opens the read-only store (default 1)")
     sv.set_defaults(func=cmd_serve)
 
     ui = sub.add_parser("ui", help="open Dagster's UI on the tenant's instance (what cdp run recorded)")

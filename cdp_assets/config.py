@@ -625,7 +625,7 @@ class ProfileApiSettings(_Strict):
     api_key_env: str = Field(default="CDP_API_KEY",
                              description="deprecated: environment variable of a single key, still accepted "
                                          "for the Profile API only (scope profiles:read) when it is strong")
-    store: str = Field(default="profile_store.duckdb",
+    store: str = Field(default="profile_store.sqlite",
                        description="the serving copy the Profile API reads, relative to the config file")
 
 
@@ -642,6 +642,12 @@ class WorkspaceSettings(_Strict):
                                         description="a session unused this long ends (log in again)")
     session_max_hours: float = Field(default=12, gt=0,
                                      description="a session ends this long after its login, used or not")
+    max_queries: int = Field(default=2, ge=1, le=64,
+                             description="workspace queries (pages, SQL runs, CSV exports, segment previews) "
+                                         "run at once per server process, off the event loop in their own "
+                                         "threads at a lower CPU priority; more wait for a turn")
+    query_seconds: float = Field(default=60, gt=0,
+                                 description="a workspace query running longer is interrupted")
     session_secret_env: str = Field(default="CDP_SESSION_SECRET",
                                     description="no longer used: sessions are server-side (sessions_file); "
                                                 "kept so older configs still load")

@@ -25,7 +25,7 @@ STRONG_ENV_KEY = "9f2c4e7a1b3d5f60718293a4b5c6d7e8f9a0b1c2d3e4f5061728394a5b6c7d
 @pytest.fixture(scope="module")
 def served(tiny_tenant, tmp_path_factory):
     root = tmp_path_factory.mktemp("api")
-    store, keys_file = root / "profile_store.duckdb", root / "api_keys.yaml"
+    store, keys_file = root / "profile_store.sqlite", root / "api_keys.yaml"
     cfg = tiny_tenant.model_copy(update={"profile_api": ProfileApiSettings(store=str(store),
                                                                            keys_file=str(keys_file))})
     con = duckdb.connect(str(cfg.warehouse_path))
@@ -55,7 +55,7 @@ def get(client, url, key="website"):
 
 def test_store_holds_every_person_and_identity(served):
     _, counts = served
-    assert counts == {"profiles": 3, "by_email": 4, "by_phone": 0, "by_source_pk": 4}
+    assert counts == {"profiles": 3, "blocklist": 0, "by_email": 4, "by_phone": 0, "by_source_pk": 4}
 
 
 def test_profile_by_cdp_id_has_every_section(client):
@@ -94,9 +94,29 @@ def test_status_codes_come_with_json_errors(client, url, key, status, error):
     assert r.json()["error"] == error
 
 
-def test_openapi_docs(client):
-    assert client.get("/docs").status_code == 200
+def test_openapi_docs_load_their_assets_from_the_server(client):
+    """/docs and /redoc work offline: every script and stylesheet is served by the API itself."""
     assert "/profiles/{cdp_id}" in client.get("/openapi.json").json()["paths"]
+    for page in ("/docs", "/redoc"):
+        html = client.get(page).text
+        assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+        assert assets and all(a.startswith("/docs-assets/") for a in assets), (page, assets)
+        assert "https://" not in html and "http://" not in html.replace("http://www.w3.org", "")
+        for asset in assets:
+            r = client.get(asset)
+            assert r.status_code == 200 and len(r.content) > 500, asset
+    assert "SwaggerUIBundle" in client.get("/docs-assets/swagger-ui-bundle-5.35.0.js").text[:200_000]
+
+
+def test_health_needs_no_key_and_shows_no_paths(served, client, tiny_tenant, tmp_path):
+    cfg, _ = served
+    r = client.get("/health")
+    assert r.status_code == 200 and r.json() == {"status": "ok"}
+    missing = tiny_tenant.model_copy(update={"profile_api": ProfileApiSettings(store=str(tmp_path / "gone.db"))})
+    for r in (TestClient(create_app(missing, api_key=KEY)).get("/health"),
+              get(TestClient(create_app(missing, api_key=KEY)), "/profiles/P1")):
+        assert r.status_code == 503
+        assert "/" not in json.dumps(r.json()).replace("activation/profile_store", ""), r.json()
 
 
 def test_store_swapped_by_a_rebuild_is_picked_up(served, client, monkeypatch):
@@ -142,7 +162,7 @@ def test_real_uvicorn_server_on_loopback(served):
 
 
 def test_an_email_shared_by_two_people_is_a_409_with_both_ids(tiny_tenant, tmp_path):
-    store = tmp_path / "profile_store.duckdb"
+    store = tmp_path / "profile_store.sqlite"
     cfg = tiny_tenant.model_copy(update={"profile_api": ProfileApiSettings(store=str(store))})
     con = duckdb.connect()  # a hand-made warehouse: a family email on two people's records
     con.execute("create schema domain; create schema stitch; create schema c360")
@@ -159,6 +179,43 @@ def test_an_email_shared_by_two_people_is_a_409_with_both_ids(tiny_tenant, tmp_p
     r = get(client, "/profiles/lookup?email=family@example.com", STRONG_ENV_KEY)
     assert r.status_code == 409 and r.json()["cdp_ids"] == ["A", "B"]
     assert get(client, "/profiles/lookup?email=solo@example.com", STRONG_ENV_KEY).json()["cdp_id"] == "B"
+
+
+def test_a_blocklisted_email_or_phone_is_a_404_with_the_reason_and_no_ids(tiny_tenant, tmp_path):
+    """Junk (none@none.com) and values shared by too many people identify nobody: never served."""
+    store = tmp_path / "profile_store.sqlite"
+    cfg = tiny_tenant.model_copy(update={"profile_api": ProfileApiSettings(store=str(store))})
+    con = duckdb.connect()
+    con.execute("create schema domain; create schema stitch; create schema c360")
+    people = [f"Q{i}" for i in range(20)]
+    rows = [(f"j{i}", "none@none.com", "+15550000000") for i in range(20)] + [
+        (f"o{i}", "crowd@example.com", None) for i in range(8)] + [("s1", "solo@example.com", "+15551112222")]
+    con.execute("create table domain.shop_customers (pk varchar, email varchar, phone varchar)")
+    con.executemany("insert into domain.shop_customers values (?, ?, ?)", rows)
+    con.execute("create table stitch.unified_coalesced (source varchar, pk varchar, cdp_id varchar)")
+    con.executemany("insert into stitch.unified_coalesced values ('shop_customers', ?, ?)",
+                    [(f"j{i}", people[i]) for i in range(20)] + [(f"o{i}", people[i]) for i in range(8)]
+                    + [("s1", "S1")])
+    con.execute("create table c360.customer_360 (cdp_id varchar, email varchar)")
+    con.executemany("insert into c360.customer_360 values (?, ?)", [(p, None) for p in people] + [("S1", "solo@example.com")])
+    con.execute("""create table stitch.blocklist as select * from (values
+        ('email', 'none@none.com', 'configured', 20), ('phone', '+15550000000', 'shared by 20 different people', 20))
+        t(field, value, reason, records_touched)""")
+    counts = build_profile_store(cfg, con, store)
+    con.close()
+    assert counts["blocklist"] == 2 and counts["by_email"] == 9  # crowd@ x8 + solo@; none@ left out
+    client = TestClient(create_app(cfg, api_key=KEY))
+    for url, reason in (("/profiles/lookup?email=None@None.com", "configured"),
+                        ("/profiles/lookup?phone=%2B1%20555%20000%200000", "shared by 20 different people"),
+                        # not on this store's blocklist, but carried by more people than Stitch allows
+                        ("/profiles/lookup?email=crowd@example.com", "carried by 8 different people")):
+        r = get(client, url)
+        assert r.status_code == 404, (url, r.text)
+        body = r.json()
+        assert body["error"] == "blocklisted" and reason in body["detail"] and "it is not served" in body["detail"]
+        assert "cdp_ids" not in body and not any(p in r.text for p in people), r.text
+    assert get(client, "/profiles/lookup?email=solo@example.com").json()["cdp_id"] == "S1"
+    assert get(client, "/profiles/lookup?phone=%2B15551112222").json()["cdp_id"] == "S1"
 
 
 def test_before_the_store_is_built_the_api_says_so(tiny_tenant, tmp_path):

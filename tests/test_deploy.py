@@ -168,14 +168,14 @@ def test_dagster_ui_is_published_only_behind_an_authenticating_proxy():
 def test_profile_store_and_users_file_follow_the_environment(monkeypatch):
     from cdp_assets.config import load_config
 
-    monkeypatch.setenv("CDP_PROFILE_STORE", "/data/profile_store.duckdb")
+    monkeypatch.setenv("CDP_PROFILE_STORE", "/data/profile_store.sqlite")
     monkeypatch.setenv("CDP_USERS_FILE", "/run/cdp/users.yaml")
     cfg = load_config(DEFAULT_CONFIG)
-    assert cfg.resolve(cfg.profile_api.store) == Path("/data/profile_store.duckdb")
+    assert cfg.resolve(cfg.profile_api.store) == Path("/data/profile_store.sqlite")
     assert cfg.resolve(cfg.workspace.users_file) == Path("/run/cdp/users.yaml")
     monkeypatch.delenv("CDP_PROFILE_STORE")
     plain = load_config(DEFAULT_CONFIG)
-    assert plain.resolve(plain.profile_api.store) == DEFAULT_CONFIG.parent / "profile_store.duckdb"
+    assert plain.resolve(plain.profile_api.store) == DEFAULT_CONFIG.parent / "profile_store.sqlite"
 
 
 @pytest.fixture()

@@ -156,7 +156,7 @@ def test_demo_segments_are_built_and_profiles_list_them(pipeline_run, demo_tenan
     assert counts["bakery_fans"] <= counts["reachable_by_email"]
 
     member = warehouse.execute("select min(cdp_id) from activation.segment_reachable_by_email").fetchone()[0]
-    profile = json.loads(ProfileStore(demo_tenant.parent / "profile_store.duckdb").profile(member))
+    profile = json.loads(ProfileStore(demo_tenant.parent / "profile_store.sqlite").profile(member))
     assert "reachable_by_email" in profile["segments"]
 
     assert cdp(["segment", "preview", "reachable_by_email", "--config", str(demo_tenant)]) == 0
@@ -226,7 +226,7 @@ def test_a_saved_segment_is_built_without_reload_and_a_broken_one_fails_alone(pi
 
         with duckdb.connect(str(demo_tenant.parent / "warehouse.duckdb"), read_only=True) as con:
             member = con.execute("select min(cdp_id) from activation.segment_gmail_users").fetchone()[0]
-        profile = json.loads(ProfileStore(demo_tenant.parent / "profile_store.duckdb").profile(member))
+        profile = json.loads(ProfileStore(demo_tenant.parent / "profile_store.sqlite").profile(member))
         assert "gmail_users" in profile["segments"] and "broken" not in profile["segments"]
     finally:
         demo_tenant.write_text(original)

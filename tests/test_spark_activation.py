@@ -20,6 +20,8 @@ import pytest
 
 pytest.importorskip("pyspark")
 
+from cdp_assets.profile_store import read_store  # noqa: E402
+
 # the tables the Spark steps read, copied from the DuckDB run
 INPUTS = """
     table_schema in ('domain', 'c360', 'paid_media_c360', 'interactions', 'custom')
@@ -180,8 +182,7 @@ def test_orchestration_audience_file_equals_duckdb(spark_run, pipeline_run):
 
 def test_profile_store_built_from_the_lakehouse_serves_the_same_profiles(spark_run):
     duck_root, cfg, _ = spark_run
-    stores = [duckdb.connect(str(p), read_only=True) for p in
-              (duck_root / "profile_store.duckdb", cfg.resolve(cfg.profile_api.store))]
+    stores = [read_store(p) for p in (duck_root / "profile_store.sqlite", cfg.resolve(cfg.profile_api.store))]
     try:
         for table in ("by_email", "by_phone", "by_source_pk"):
             e, g = (sorted(s.execute(f"select * from {table}").fetchall()) for s in stores)

@@ -19,6 +19,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 from cdp_assets.config import ConfigError, load_config
+from cdp_assets.profile_store import read_store
 from cdp_assets.scope import CATEGORY_COLUMNS, PURCHASE_COLUMNS, TABLE_NEEDS
 
 DEMO_SOURCES = {"customers": ["pos_customers", "ecommerce_customers", "email_subscribers"],
@@ -227,7 +228,7 @@ def test_orders_without_items_attributes_and_profiles(shop):
     assert orders == c360_orders > 0 and sales == transactions
     assert {"preferred_channel", "is_one_and_done"} <= extended and not set(CATEGORY_COLUMNS) & extended
     assert members > 0
-    with duckdb.connect(str(cfg.resolve(cfg.profile_api.store)), read_only=True) as store:
+    with contextlib.closing(read_store(cfg.resolve(cfg.profile_api.store))) as store:
         profile = store.execute("select profile from profiles where profile like '%\"transaction_attributes\":{%' "
                                 "limit 1").fetchone()
     assert profile is not None and "category_propensity" not in profile[0]

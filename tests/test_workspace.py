@@ -710,3 +710,133 @@ def test_the_principal_is_on_the_request(app):
     p_user, p_key = seen[-2], seen[-1]
     assert (p_user.name, p_user.kind, p_user.role) == (MARKETER, "user", "marketer")
     assert (p_key.name, p_key.kind, p_key.role, set(p_key.scopes)) == ("notebook", "key", "analyst", {"workspace"})
+
+
+LONG_QUERY = """select count(*) as n from c360.customer_360 a, c360.customer_360 b, c360.customer_360 c,
+                c360.customer_360 d where a.cdp_id || b.cdp_id < c.cdp_id || d.cdp_id"""
+
+
+def _logged_in(base: str):
+    import httpx
+
+    client = httpx.Client(base_url=base, timeout=60, follow_redirects=True)
+    page = client.get("/workspace/login")
+    hidden = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page.text))
+    r = client.post("/workspace/login", data={**hidden, "username": USER, "password": PASSWORD,
+                                              "next": "/workspace/sql"})
+    assert r.status_code == 200 and r.url.path == "/workspace/sql", r.text[:500]
+    client.headers["X-CSRF-Token"] = re.search(r'name="csrf-token" content="([^"]+)"', r.text).group(1)
+    return client
+
+
+def test_a_long_workspace_query_does_not_delay_an_api_lookup(workspace_tenant, pipeline_run):
+    """A self-join that runs for 8 s (then is interrupted by workspace.query_seconds) through the
+    SQL editor of a real uvicorn server, while Profile API lookups are sent: each is answered in
+    well under a second (it waited the whole query when the editor ran DuckDB on the event loop)."""
+    import httpx
+    import uvicorn
+
+    cfg = load_config(workspace_tenant)
+    cfg = cfg.model_copy(update={"workspace": cfg.workspace.model_copy(update={"query_seconds": 8})})
+    with read_warehouse(cfg.warehouse_path) as con:
+        cdp_id = con.execute("select min(cdp_id) from c360.customer_360").fetchone()[0]
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(create_server(cfg), host="127.0.0.1", port=port,
+                                        log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not srv.started:
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.05)
+        base = f"http://127.0.0.1:{port}"
+        analyst = _logged_in(base)
+        outcome = {}
+
+        def long_query():
+            t0 = time.monotonic()
+            r = analyst.post("/workspace/sql/run", data={"sql": LONG_QUERY, "limit": "10"},
+                             headers={"HX-Request": "true"})
+            outcome.update(seconds=time.monotonic() - t0, status=r.status_code, text=r.text)
+
+        query = threading.Thread(target=long_query)
+        query.start()
+        time.sleep(1.5)  # the self-join is running
+        api = httpx.Client(base_url=base, headers={"X-API-Key": KEYS["website"]}, timeout=30)
+        waits = []
+        for _ in range(20):
+            t0 = time.monotonic()
+            r = api.get(f"/profiles/{cdp_id}")
+            waits.append(time.monotonic() - t0)
+            assert r.status_code == 200 and r.json()["cdp_id"] == cdp_id
+            time.sleep(0.1)
+        running = query.is_alive()
+        query.join(60)
+        assert max(waits) < 1.0, waits
+        assert running, "the query ended before the lookups: it proves nothing"
+        assert outcome["seconds"] > 5, outcome
+        assert outcome["status"] == 422 and "ran longer than 8 s and was stopped" in outcome["text"], outcome
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+
+
+def test_cdp_serve_with_two_workers(workspace_tenant, pipeline_run):
+    """`cdp serve --workers 2` as users start it: two server processes on one port, each answering
+    the API, and a login made on one worker valid on the other (sessions are in one SQLite file)."""
+    import os
+
+    import httpx
+
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("CDP_SESSION_SECRET", "CDP_API_KEY")}
+    proc = subprocess.Popen([sys.executable, "-m", "cdp_assets.cli", "serve", "--config", str(workspace_tenant),
+                             "--port", str(port), "--workers", "2"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, "cdp serve --workers 2 did not come up"
+            try:
+                if httpx.get(f"{base}/health", timeout=2).json() == {"status": "ok"}:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+
+        def workers() -> list[int]:
+            kids = []
+            for stat in Path("/proc").glob("[0-9]*/stat"):
+                try:
+                    fields = stat.read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if int(fields[1]) == proc.pid:
+                    kids.append(int(stat.parent.name))
+            return kids
+
+        deadline = time.monotonic() + 60
+        while len([k for k in workers() if "spawn_main" in Path(f"/proc/{k}/cmdline").read_text()]) < 2:
+            assert time.monotonic() < deadline, workers()
+            time.sleep(0.3)
+        with read_warehouse(load_config(workspace_tenant).warehouse_path) as con:
+            cdp_id = con.execute("select min(cdp_id) from c360.customer_360").fetchone()[0]
+        for _ in range(12):
+            r = httpx.get(f"{base}/profiles/{cdp_id}", headers={"X-API-Key": KEYS["website"]})
+            assert r.status_code == 200 and r.json()["cdp_id"] == cdp_id
+        analyst = _logged_in(base)
+        for _ in range(12):  # new connections: the kernel spreads them over both workers
+            fresh = httpx.Client(base_url=base, cookies=analyst.cookies, timeout=30)
+            r = fresh.get("/workspace/people", follow_redirects=False)
+            assert r.status_code == 200, r.status_code
+            assert fresh.get("/health").status_code == 200
+            fresh.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()

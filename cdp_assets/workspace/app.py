@@ -21,9 +21,12 @@ reader.py); the `Server-Timing` header carries the server time of each response.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import functools
+import inspect
 import io
 import logging
 import math
@@ -32,6 +35,7 @@ import secrets
 import sqlite3
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import quote as url_quote
 
@@ -62,6 +66,8 @@ CSV_MAX_ROWS = 1_000_000
 SAMPLE_MEMBERS = 5
 AUDIT_ROWS = 500  # newest events the audit page shows
 QUERY_SECONDS = 60  # an ad hoc query running longer is interrupted (it holds a worker thread)
+QUEUE_PER_SLOT = 8  # requests waiting for a query slot, per slot, before the workspace answers 503
+WORKSPACE_NICE = 10  # the query threads' CPU priority (Linux nice): the Profile API's thread comes first
 log = logging.getLogger("cdp.workspace")
 
 
@@ -78,6 +84,44 @@ class CsrfRefused(Exception):
     pass
 
 
+class WorkspaceOnly:
+    """Runs an ASGI middleware for the workspace's requests only: a Profile API request passes
+    straight to the app, without the workspace's session cookie parsing or timing (measured:
+    they tripled the API's CPU per request). Use it for every middleware the workspace adds."""
+
+    def __init__(self, app, middleware, **options):
+        self.app = app
+        self.wrapped = middleware(app, **options)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] in ("http", "websocket") and scope["path"].startswith(PREFIX):
+            await self.wrapped(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+class ServerTiming:
+    """The `Server-Timing` header: the server's time until the response starts (plain ASGI: a
+    BaseHTTPMiddleware costs a task group and memory streams per request)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0 = time.perf_counter()
+
+        async def timed(message):
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"server-timing", f"app;dur={(time.perf_counter() - t0) * 1000:.1f}".encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, timed)
+
+
 class Forbidden(Exception):
     def __init__(self, message: str):
         self.message = message
@@ -86,6 +130,45 @@ class Forbidden(Exception):
 WHAT = {"view": "the workspace", "pii": "unmasked personal data", "query": "the SQL editor and CSV export",
         "save": "saving segments and queries", "replace": "changing a saved segment or query",
         "admin": "administration"}
+
+
+class QueriesBusy(Exception):
+    pass
+
+
+class QueryPool:
+    """The workspace's blocking work (warehouse queries, CSV export, page rendering) runs here, in
+    `size` threads of its own, never on the event loop: a long query cannot delay a Profile API
+    lookup, and the API keeps its CPU (the threads run at nice WORKSPACE_NICE, and each
+    warehouse connection uses one DuckDB thread). At most `size` run at once; past
+    size * (1 + QUEUE_PER_SLOT) waiting or running, a request is answered 503."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.limit = size * (1 + QUEUE_PER_SLOT)
+        self._executor = ThreadPoolExecutor(size, thread_name_prefix="cdp-workspace", initializer=_lower_priority)
+        self._inflight = 0
+        self._lock = threading.Lock()
+
+    async def run(self, fn, *args, **kwargs):
+        with self._lock:
+            if self._inflight >= self.limit:
+                raise QueriesBusy(f"{self._inflight} workspace requests are running or waiting "
+                                  f"(at most {self.size} run at once); retry in a moment")
+            self._inflight += 1
+        try:
+            call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+            return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        finally:
+            with self._lock:
+                self._inflight -= 1
+
+
+def _lower_priority() -> None:
+    try:  # on Linux a thread is a task with its own nice value
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WORKSPACE_NICE)
+    except (AttributeError, OSError):
+        pass
 
 
 class Workspace:
@@ -101,6 +184,7 @@ class Workspace:
         self.sessions = SessionStore(cfg.resolve(ws.sessions_file), idle=ws.session_idle_minutes * 60,
                                      absolute=ws.session_max_hours * 3600)
         self.throttle = LoginThrottle(self.sessions)
+        self.queries = QueryPool(cfg.workspace.max_queries)
 
     @property
     def users_path(self) -> Path:
@@ -108,6 +192,12 @@ class Workspace:
 
     def users(self) -> dict[str, User]:
         return self._users.get()
+
+    @contextlib.contextmanager
+    def read(self):
+        """A read-only warehouse connection whose queries stop after workspace.query_seconds."""
+        with read_warehouse(self.cfg.warehouse_path) as con, _time_limit(con, self.cfg.workspace.query_seconds):
+            yield con
 
 
 def _fmt(value) -> str:
@@ -140,13 +230,7 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, keys: KeyRing | None = None
     templates.env.globals.update(prefix=PREFIX, tenant=cfg.tenant)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=str(HERE / "static")), name="workspace_static")
 
-    @app.middleware("http")
-    async def server_timing(request: Request, call_next):
-        t0 = time.perf_counter()
-        response = await call_next(request)
-        if request.url.path.startswith(PREFIX):
-            response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - t0) * 1000:.1f}"
-        return response
+    app.add_middleware(WorkspaceOnly, middleware=ServerTiming)
 
     # ---- who is calling, and may they ------------------------------------------------------
     def principal(request: Request) -> Principal:
@@ -230,6 +314,31 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, keys: KeyRing | None = None
     async def _csrf(request: Request, _: CsrfRefused):
         return page(request, "_error.html", status=403,
                     message="refused: the request did not carry this session's CSRF token; reload the page")
+
+    def off_loop(handler):
+        """Run a blocking workspace handler in the query pool (ws.queries), off the event loop.
+        A handler with a `form` parameter gets the request's parsed form (read on the loop)."""
+        sig = inspect.signature(handler)
+        wants_form = "form" in sig.parameters
+
+        async def run(request: Request, **kwargs):
+            if wants_form:
+                kwargs["form"] = await request.form()
+            return await ws.queries.run(handler, request, **kwargs)
+
+        # FastAPI reads the parameters from the signature (not from __wrapped__: it would take
+        # the handler for a sync one and run this coroutine function in its own thread pool)
+        run.__name__, run.__doc__ = handler.__name__, handler.__doc__
+        run.__signature__ = sig.replace(parameters=[p for n, p in sig.parameters.items() if n != "form"])
+        return run
+
+    @app.exception_handler(QueriesBusy)
+    async def _queries_busy(request: Request, exc: QueriesBusy):
+        return page(request, "_error.html", status=503, message=str(exc))
+
+    @app.exception_handler(QueryTimeout)
+    async def _query_timeout(request: Request, exc: QueryTimeout):
+        return page(request, "_error.html", status=503, message=str(exc))
 
     def page(request: Request, template: str, status: int = 200, **context) -> HTMLResponse:
         p = getattr(request.state, "principal", None)
@@ -315,10 +424,11 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, keys: KeyRing | None = None
 
     # ---- customer 360 -----------------------------------------------------------------------
     @app.get(f"{PREFIX}/", response_class=HTMLResponse, include_in_schema=False)
+    @off_loop
     def customer_360(request: Request):
         who(request)
         def figures():
-            with read_warehouse(ws.cfg.warehouse_path) as con:
+            with ws.read() as con:
                 return ([customer360.database_card(con, ws.cfg, name) for name in ws.cfg.customer_databases],
                         customer360.stitch_figures(con, ws.cfg))
 
@@ -333,10 +443,11 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, keys: KeyRing | None = None
 
     # ---- profile viewer ---------------------------------------------------------------------
     @app.get(f"{PREFIX}/people", response_class=HTMLResponse, include_in_schema=False)
+    @off_loop
     def people(request: Request, q: str = ""):
         p = who(request)
         try:
-            with read_warehouse(ws.cfg.warehouse_path) as con:
+            with ws.read() as con:
                 read_as, found = profiles.search(con, ws.cfg, q) if q.strip() else ("", None)
         except WarehouseBusy as exc:
             return busy(request, exc, partial=bool(request.headers.get("hx-request")))
@@ -346,10 +457,11 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, keys: KeyRing | None = None
         return page(request, name, q=q, read_as=read_as, found=found, nav="people")
 
     @app.get(f"{PREFIX}/people/{{cdp_id}}", response_class=HTMLResponse, include_in_schema=False)
+    @off_loop
     def person(request: Request, cdp_id: str):
         user = who(request)
         try:
-            with read_warehouse(ws.cfg.warehouse_path) as con:
+            with ws.read() as con:
                 found = profiles.person(con, ws.cfg, cdp_id[:64])
         except WarehouseBusy as exc:
             return busy(request, exc)
@@ -369,6 +481,7 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, keys: KeyRing | None = None
         return tree
 
     @app.get(f"{PREFIX}/sql", response_class=HTMLResponse, include_in_schema=False)
+    @off_loop
     def sql_editor(request: Request, query: str = ""):
         who(request, "query")
         sql, name = "select * from c360.customer_360", ""
@@ -376,7 +489,7 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, keys: KeyRing | None = None
         if query in saved:
             sql, name = saved[query].read_text(), query
         try:
-            with read_warehouse(ws.cfg.warehouse_path) as con:
+            with ws.read() as con:
                 tree = catalog_tree(con)
         except WarehouseBusy as exc:
             return busy(request, exc)
@@ -384,9 +497,9 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, keys: KeyRing | None = None
                     limit=DEFAULT_LIMIT, nav="sql")
 
     @post(f"{PREFIX}/sql/run", response_class=HTMLResponse)
-    async def sql_run(request: Request):
+    @off_loop
+    def sql_run(request: Request, form):
         user = who(request, "query")
-        form = await request.form()
         sql = str(form.get("sql", ""))
         try:
             limit = max(1, min(int(form.get("limit") or DEFAULT_LIMIT), MAX_LIMIT))
@@ -394,7 +507,7 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, keys: KeyRing | None = None
             return page(request, "_error.html", status=422, message="limit: a whole number of rows, please")
         t0 = time.perf_counter()
         try:
-            with read_warehouse(ws.cfg.warehouse_path) as con, _time_limit(con):
+            with ws.read() as con:
                 df = run_query(con, sql, source="query", limit=limit + 1)
         except WarehouseBusy as exc:
             return busy(request, exc, partial=True)
@@ -410,11 +523,11 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, keys: KeyRing | None = None
                     rows=df.itertuples(index=False, name=None), count=len(df), more=more, limit=limit, took=took)
 
     @post(f"{PREFIX}/sql/csv")
-    async def sql_csv(request: Request):
+    @off_loop
+    def sql_csv(request: Request, form):
         user = who(request, "query")
-        form = await request.form()
         try:
-            with read_warehouse(ws.cfg.warehouse_path) as con, _time_limit(con):
+            with ws.read() as con:
                 df = run_query(con, str(form.get("sql", "")), source="query", limit=CSV_MAX_ROWS)
         except WarehouseBusy as exc:
             return Response(str(exc), status_code=503, media_type="text/plain")
@@ -469,6 +582,7 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, keys: KeyRing | None = None
                 "yaml": builder.yaml_text(form.name or "draft", defn), "sample": sample}
 
     @app.get(f"{PREFIX}/segments", response_class=HTMLResponse, include_in_schema=False)
+    @off_loop
     def segments_page(request: Request, segment: str = ""):
         who(request)
         form = builder.BuilderForm()
@@ -478,7 +592,7 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, keys: KeyRing | None = None
             if not form.name:
                 note = f"segment {segment} is nested deeper than the builder shows; edit it in the tenant YAML"
         try:
-            with read_warehouse(ws.cfg.warehouse_path) as con:
+            with ws.read() as con:
                 ctx = builder_context(con, form)
                 try:
                     result = preview(con, form) if form.name else None
@@ -489,12 +603,12 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, keys: KeyRing | None = None
         return page(request, "segments.html", nav="segments", result=result, note=note,
                     saved=sorted(ws.cfg.segments), **ctx)
 
-    async def builder_partial(request: Request, template: str, build) -> HTMLResponse:
+    def builder_partial(request: Request, form, template: str, build) -> HTMLResponse:
         """A builder fragment: the posted form, read against the warehouse by `build`."""
         who(request)
-        form = builder.BuilderForm.parse(await request.form())
+        form = builder.BuilderForm.parse(form)
         try:
-            with read_warehouse(ws.cfg.warehouse_path) as con:
+            with ws.read() as con:
                 ctx = build(con, form)
         except WarehouseBusy as exc:
             return busy(request, exc, partial=True)
@@ -507,26 +621,29 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, keys: KeyRing | None = None
             return {"result": {"error": str(exc)}}
 
     @post(f"{PREFIX}/segments/form", response_class=HTMLResponse)
-    async def segments_form(request: Request):
+    @off_loop
+    def segments_form(request: Request, form):
         """Re-render the builder after a structural change (row added/removed, table changed)."""
-        return await builder_partial(request, "_segment_form.html", builder_context)
+        return builder_partial(request, form, "_segment_form.html", builder_context)
 
     @post(f"{PREFIX}/segments/preview", response_class=HTMLResponse)
-    async def segments_preview(request: Request):
+    @off_loop
+    def segments_preview(request: Request, form):
         """Live count, compiled SQL and YAML of the segment being built."""
-        return await builder_partial(request, "_segment_preview.html", preview_or_error)
+        return builder_partial(request, form, "_segment_preview.html", preview_or_error)
 
     @post(f"{PREFIX}/segments/save", response_class=HTMLResponse)
-    async def segments_save(request: Request):
+    @off_loop
+    def segments_save(request: Request, form):
         user = who(request, "save")
-        form = builder.BuilderForm.parse(await request.form())
+        form = builder.BuilderForm.parse(form)
         if form.name and form.name in ws.cfg.segments:
             who(request, "replace")   # changes what the destinations of that segment get
         try:
             if not form.name:
                 raise builder.BuilderError("segments: give the segment a name before saving")
             builder.check_not_overwriting(ws.cfg, form)
-            with read_warehouse(ws.cfg.warehouse_path) as con:
+            with ws.read() as con:
                 defn, _ = builder.validated_segment(ws.cfg, form, con)
             ws.cfg = builder.save_segment(ws.cfg, form.name, defn)
         except WarehouseBusy as exc:
@@ -558,6 +675,10 @@ def mount_workspace(app: FastAPI, cfg: TenantConfig, keys: KeyRing | None = None
     return ws
 
 
+class QueryTimeout(duckdb.Error):
+    """A workspace query ran past its time limit and was interrupted."""
+
+
 @contextlib.contextmanager
 def _time_limit(con, seconds: float = QUERY_SECONDS):
     """Interrupt the connection's query after `seconds` (DuckDB raises InterruptException)."""
@@ -566,7 +687,7 @@ def _time_limit(con, seconds: float = QUERY_SECONDS):
     try:
         yield
     except duckdb.InterruptException:
-        raise duckdb.Error(f"the query ran longer than {seconds:.0f} s and was stopped; "
+        raise QueryTimeout(f"the query ran longer than {seconds:.0f} s and was stopped; "
                            "add filters or save it as a query for the pipeline to build") from None
     finally:
         timer.cancel()
