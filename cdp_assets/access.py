@@ -93,7 +93,7 @@ def role_of_scopes(scopes) -> str | None:
 
 PLACEHOLDERS = ("change-me", "changeme", "change_me", "secret", "password", "test", "example", "default",
                 "api-key", "apikey", "bench-key", "dummy", "xxxx", "1234")
-MIN_KEY_CHARS, MIN_KEY_BITS, MIN_DISTINCT = 32, 128, 12
+MIN_KEY_CHARS, MIN_KEY_BITS, MIN_DISTINCT = 32, 128, 8
 
 
 def key_weakness(key: str) -> str | None:

@@ -113,8 +113,8 @@ def test_health_needs_no_key_and_shows_no_paths(served, client, tiny_tenant, tmp
     r = client.get("/health")
     assert r.status_code == 200 and r.json() == {"status": "ok"}
     missing = tiny_tenant.model_copy(update={"profile_api": ProfileApiSettings(store=str(tmp_path / "gone.db"))})
-    for r in (TestClient(create_app(missing, api_key=KEY)).get("/health"),
-              get(TestClient(create_app(missing, api_key=KEY)), "/profiles/P1")):
+    for r in (TestClient(create_app(missing, api_key=STRONG_ENV_KEY)).get("/health"),
+              get(TestClient(create_app(missing, api_key=STRONG_ENV_KEY)), "/profiles/P1", STRONG_ENV_KEY)):
         assert r.status_code == 503
         assert "/" not in json.dumps(r.json()).replace("activation/profile_store", ""), r.json()
 
@@ -204,18 +204,18 @@ def test_a_blocklisted_email_or_phone_is_a_404_with_the_reason_and_no_ids(tiny_t
     counts = build_profile_store(cfg, con, store)
     con.close()
     assert counts["blocklist"] == 2 and counts["by_email"] == 9  # crowd@ x8 + solo@; none@ left out
-    client = TestClient(create_app(cfg, api_key=KEY))
+    client = TestClient(create_app(cfg, api_key=STRONG_ENV_KEY))
     for url, reason in (("/profiles/lookup?email=None@None.com", "configured"),
                         ("/profiles/lookup?phone=%2B1%20555%20000%200000", "shared by 20 different people"),
                         # not on this store's blocklist, but carried by more people than Stitch allows
                         ("/profiles/lookup?email=crowd@example.com", "carried by 8 different people")):
-        r = get(client, url)
+        r = get(client, url, STRONG_ENV_KEY)
         assert r.status_code == 404, (url, r.text)
         body = r.json()
         assert body["error"] == "blocklisted" and reason in body["detail"] and "it is not served" in body["detail"]
         assert "cdp_ids" not in body and not any(p in r.text for p in people), r.text
-    assert get(client, "/profiles/lookup?email=solo@example.com").json()["cdp_id"] == "S1"
-    assert get(client, "/profiles/lookup?phone=%2B15551112222").json()["cdp_id"] == "S1"
+    assert get(client, "/profiles/lookup?email=solo@example.com", STRONG_ENV_KEY).json()["cdp_id"] == "S1"
+    assert get(client, "/profiles/lookup?phone=%2B15551112222", STRONG_ENV_KEY).json()["cdp_id"] == "S1"
 
 
 def test_before_the_store_is_built_the_api_says_so(tiny_tenant, tmp_path):
