@@ -17,9 +17,16 @@ from cdp_assets.errors import explain
 TINY = Path(__file__).parent / "tiny"
 
 
+def user_env() -> dict[str, str]:
+    """The environment of a person running cdp: without the DAGSTER_HOME the test session's
+    instance_for_test sets, so cdp uses the tenant's own instance."""
+    return {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+
+
 def cdp_run(config: Path) -> subprocess.CompletedProcess:
     cdp = Path(sys.executable).parent / "cdp"
-    return subprocess.run([str(cdp), "run", "--config", str(config)], capture_output=True, text=True, timeout=600)
+    return subprocess.run([str(cdp), "run", "--config", str(config)], capture_output=True, text=True, timeout=600,
+                          env=user_env())
 
 
 def test_a_missing_file_and_a_mistyped_column_are_named_without_a_traceback(tmp_path):
@@ -87,7 +94,7 @@ def ui_shows_the_run(config: Path, run_id: str) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cdp = Path(sys.executable).parent / "cdp"
-    ui = subprocess.Popen([str(cdp), "ui", "--config", str(config), "--port", str(port)],
+    ui = subprocess.Popen([str(cdp), "ui", "--config", str(config), "--port", str(port)], env=user_env(),
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     query = json.dumps({"query": '{ runOrError(runId: "%s") { ... on Run { status } } }' % run_id}).encode()
     try:
