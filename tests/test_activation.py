@@ -99,7 +99,7 @@ def test_a_second_cdp_run_sends_nothing_and_leaves_the_sensors_nothing_to_ask(
     monkeypatch.setenv("DAGSTER_HOME", dagster_instance.root_directory)  # the same instance
     assert main(["run", "--config", str(demo_tenant)]) == 0
     out = capsys.readouterr().out  # the terminal says so, for every send
-    assert all(re.search(f"materialized {key.to_user_string()} \\([0-9,]+ rows\\), unchanged since its "
+    assert all(re.search(f"  ✓ .*: {key.to_user_string()}, [0-9,]+ rows, unchanged since its "
                          "last send: nothing sent", out) for key in SENDS), out
 
     assert exported(demo_tenant) == files and recipients(demo_tenant) == sent_to

@@ -54,7 +54,7 @@ def test_a_bad_cron_string_is_a_config_error_not_a_traceback_at_run_time(tmp_pat
 
 def test_a_sample_of_rows_goes_through_the_standardiser(tmp_path, capsys):
     config = tiny_copy(tmp_path)
-    rows = ["id,email,born"] + [f"c{i},p{i}@example.com,{i % 12 + 1:02d}{i % 28 + 1:02d}1990" for i in range(40)]
+    rows = ["id,email,born"] + [f"c{i},p{i}@example.com,{i % 12 + 13}/{i % 28 + 32}/1990" for i in range(40)]
     (tmp_path / "people.csv").write_text("\n".join(rows) + "\n")
     edit(config, lambda doc: doc["sources"].update(people={
         "path": "people.csv", "kind": "customers", "columns": {"id": "pk", "email": "email", "born": "birthdate"}}))

@@ -1,6 +1,7 @@
 """Activation and the propensity model on the Spark engine (local[2]) give what they give on DuckDB.
 
-Inputs: what these steps read - domain.*, stitch.unified_coalesced, the customer 360 tables,
+Inputs: what these steps read - domain.*, stitch.unified_coalesced and stitch.blocklist (the
+Profile API's store leaves blocklisted values out of its lookups), the customer 360 tables,
 interactions.*, custom.* and the predicted CLV - exported from the small demo tenant's DuckDB
 pipeline run (conftest) to a lakehouse folder as Parquet, the layout the Spark engine writes.
 Then the predictive propensity model and the whole activation group (file drops, saved Presto
@@ -25,7 +26,7 @@ from cdp_assets.profile_store import read_store  # noqa: E402
 # the tables the Spark steps read, copied from the DuckDB run
 INPUTS = """
     table_schema in ('domain', 'c360', 'paid_media_c360', 'interactions', 'custom')
-    or (table_schema, table_name) in (('stitch', 'unified_coalesced'),
+    or (table_schema, table_name) in (('stitch', 'unified_coalesced'), ('stitch', 'blocklist'),
                                       ('predictive', 'predicted_clv_attributes'))
 """
 PROPENSITY = [dg.AssetKey(["predictive", "product_category_propensity"]),

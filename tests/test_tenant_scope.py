@@ -25,7 +25,7 @@ from cdp_assets.scope import CATEGORY_COLUMNS, PURCHASE_COLUMNS, TABLE_NEEDS
 DEMO_SOURCES = {"customers": ["pos_customers", "ecommerce_customers", "email_subscribers"],
                 "orders": ["pos_orders", "ecommerce_orders"]}
 PEOPLE_BY_STATE = "-- People per state\nSELECT state, count(*) AS people FROM c360.customer_360 GROUP BY state\n"
-KEY = "scope-test-key"
+KEY = "4d8b2f6a0c3e7194b5d1f8a2c6e0b4d7f9a3c5e1b7d9f2a4"   # strong: weak keys are refused
 
 
 def scoped_tenant(root, demo_tenant, name: str, sources: list[str], **sections):
