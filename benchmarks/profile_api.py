@@ -48,9 +48,12 @@ sys.path.insert(0, str(ROOT))
 
 from cdp_assets.config import load_config  # noqa: E402
 from cdp_assets.profile_store import build_profile_store  # noqa: E402
+from cdp_assets.access import create_key  # noqa: E402
 from cdp_assets.workspace.auth import add_user  # noqa: E402
 
-KEY = "bench-" + __import__("secrets").token_hex(24)   # a weak key is refused at start
+# the website's named key (`cdp key create website --scope profiles:read`), made per run; the
+# load generator (a spawned process) reads it from the environment
+KEY = os.environ.get("CDP_BENCH_KEY", "")
 ANALYST, PASSWORD = "analyst", "bench analyst password"
 # an analyst's mistake: pairs of people of the same gender, a self-join of 1M x 500k pairs per
 # value that DuckDB cannot shortcut (the inequality is tested on every pair); it runs until
@@ -62,8 +65,8 @@ TENANT = {
     "warehouse": "warehouse.duckdb",
     "sources": {"shop_customers": {"path": "c.csv", "kind": "customers",
                                    "columns": {"id": "pk", "email": "email", "phone": "phone"}}},
-    "profile_api": {"api_key_env": "CDP_BENCH_API_KEY", "store": "profile_store.sqlite"},
-    "workspace": {"users_file": "users.yaml", "session_secret_env": "CDP_BENCH_SESSION_SECRET"},
+    "profile_api": {"keys_file": "api_keys.yaml", "store": "profile_store.sqlite"},
+    "workspace": {"users_file": "users.yaml", "sessions_file": "sessions.sqlite"},
 }
 CATEGORIES = ["bakery", "beverages", "dairy", "household", "produce", "snacks"]
 
@@ -300,7 +303,10 @@ def main() -> None:
         tenant = {**TENANT, "workspace": {**TENANT["workspace"], "query_seconds": args.seconds + 15}}
         (root / "tenant.yaml").write_text(yaml.safe_dump(tenant))
         cfg = load_config(root / "tenant.yaml")
-        add_user(cfg.resolve(cfg.workspace.users_file), ANALYST, PASSWORD)
+        add_user(cfg.resolve(cfg.workspace.users_file), ANALYST, PASSWORD, role="analyst")
+        global KEY
+        KEY = os.environ["CDP_BENCH_KEY"] = create_key(cfg.resolve(cfg.profile_api.keys_file), "website",
+                                                       ["profiles:read"])
         t0 = time.perf_counter()
         con = duckdb.connect(str(cfg.warehouse_path))
         build_warehouse(con, args.profiles)
@@ -314,8 +320,7 @@ def main() -> None:
         print(f"profile store: {counts} built in {build_s:.1f}s, {store_mb:.0f} MB")
 
         port = free_port()
-        env = {**os.environ, "CDP_BENCH_API_KEY": KEY, "CDP_BENCH_SESSION_SECRET": "bench-session-secret",
-               "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
         env.pop("DAGSTER_HOME", None)
         command = [sys.executable, "-m", "cdp_assets.cli", "serve", "--config", str(root / "tenant.yaml"),
                    "--port", str(port), "--workers", str(args.workers)]
