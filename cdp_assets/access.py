@@ -173,20 +173,28 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def load_keys(path: Path) -> dict[str, ApiKey]:
-    """name -> key. A missing file: no keys yet."""
-    path = Path(path)
+def read_section(path: Path, section: str, error: type[Exception], expected: str) -> dict:
+    """The mapping under `section` of a small YAML file of the server's (the keys file, the users
+    file); {} when the file or the section is missing. A file that is no YAML, or a section that
+    is no mapping, raises `error` naming the file (and `expected`)."""
     if not path.exists():
         return {}
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise KeysFileError(f"{path}: not valid YAML: {exc}") from None
-    entries = raw.get("keys") if isinstance(raw, dict) else None
+        raise error(f"{path}: not valid YAML: {exc}") from None
+    entries = raw.get(section) if isinstance(raw, dict) else None
     if entries is None:
         return {}
     if not isinstance(entries, dict):
-        raise KeysFileError(f"{path}: keys: expected a mapping of key name -> id, sha256, scopes")
+        raise error(f"{path}: {section}: expected {expected}")
+    return entries
+
+
+def load_keys(path: Path) -> dict[str, ApiKey]:
+    """name -> key. A missing file: no keys yet."""
+    path = Path(path)
+    entries = read_section(path, "keys", KeysFileError, "a mapping of key name -> id, sha256, scopes")
     out = {}
     for name, e in entries.items():
         where = f"{path}: keys.{name}"
@@ -240,11 +248,7 @@ def create_key(path: Path, name: str, scopes) -> str:
     if name in keys:
         raise KeysFileError(f"{path}: keys.{name}: a key of this name exists; `cdp key rotate {name}` "
                             "replaces its token")
-    key_id, token = _new_token({k.id for k in keys.values()})
-    keys[name] = ApiKey(name, key_id, _digest(token), _scopes(scopes),
-                        datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    _write_keys(path, keys)
-    return token
+    return _issue(path, keys, name, _scopes(scopes))
 
 
 def rotate_key(path: Path, name: str) -> str:
@@ -253,8 +257,14 @@ def rotate_key(path: Path, name: str) -> str:
     keys = load_keys(path)
     if name not in keys:
         raise KeysFileError(f"{path}: keys.{name}: no such key (cdp key list)")
+    return _issue(path, keys, name, keys[name].scopes)
+
+
+def _issue(path: Path, keys: dict[str, ApiKey], name: str, scopes) -> str:
+    """A new token for key `name` with `scopes` (a new key, or a rotated one), written to the keys
+    file; returns the token (only its digest is kept)."""
     key_id, token = _new_token({k.id for k in keys.values()})
-    keys[name] = ApiKey(name, key_id, _digest(token), keys[name].scopes,
+    keys[name] = ApiKey(name, key_id, _digest(token), scopes,
                         datetime.now(timezone.utc).isoformat(timespec="seconds"))
     _write_keys(path, keys)
     return token

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from ..access import ROLES
+from ..access import ROLES, read_section
 from ..config import IDENTIFIER
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2 ** 14, 8, 1
@@ -63,17 +63,7 @@ def load_users(path: Path) -> dict[str, User]:
     """name -> user. A missing file means nobody can log in yet (not an error). An entry of the
     old form (`name: <hash>`, before roles) is an analyst."""
     path = Path(path)
-    if not path.exists():
-        return {}
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise UsersFileError(f"{path}: not valid YAML: {exc}") from None
-    users = raw.get("users") if isinstance(raw, dict) else None
-    if users is None:
-        return {}
-    if not isinstance(users, dict):
-        raise UsersFileError(f"{path}: users: expected a mapping of user name -> role and password hash")
+    users = read_section(path, "users", UsersFileError, "a mapping of user name -> role and password hash")
     out = {}
     for name, entry in users.items():
         if not isinstance(name, str) or not IDENTIFIER.match(name):
