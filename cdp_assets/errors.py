@@ -80,7 +80,7 @@ def explain(error, log_path=None) -> tuple[str, str]:
     the user's file or config where there is one in the chain (it names the file and field, and
     is clearer than the library error under it), else the innermost exception."""
     root = next((e for e in _chain(error) if _cls(e) in USER_ERRORS), None) or innermost(error)
-    cls = getattr(root, "cls_name", None) or type(root).__name__
+    cls = _cls(root)
     message = (getattr(root, "message", None) or str(root)).strip()
     message = re.sub(rf"^[\w.]*\b{re.escape(cls)}: ", "", message).strip()
     first = message.splitlines()[0] if message else cls
