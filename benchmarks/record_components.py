@@ -1,7 +1,7 @@
 """Record components of a deterministic / threshold customer 360 database at scale (DuckDB).
 
 `<db>/record_components` finds the connected components of a database's links with Splink's
-clustering (cdp_assets/merge.py). Before, the unified_records model found them with a recursive
+clustering (cdp/stages/c360/assets.py). Before, the unified_records model found them with a recursive
 UNION CTE in which every record reaches every record of its component: quadratic in the size of
 a component. This benchmark builds a synthetic Stitch output - clusters of a given size, each a
 star of links (what deterministic rules make: every record of a key linked to its lowest) or a
@@ -17,7 +17,7 @@ import time
 
 import duckdb
 
-from cdp_assets.merge import database_links_sql, write_record_components
+from cdp.stages.c360.assets import database_links_sql, write_record_components
 
 
 def synthetic_stitch(con, records: int, cluster_size: int, shape: str) -> int:

@@ -117,8 +117,8 @@ def write_tenant(name: str, root: Path) -> tuple[Path, pd.DataFrame]:
 
 STITCH_ONLY = """
 import sys, dagster as dg
-from cdp_assets.config import load_config
-from cdp_assets.definitions import build_definitions
+from cdp.config import load_config
+from cdp.definitions import build_definitions
 defs = build_definitions(load_config(sys.argv[1]))
 job = defs.resolve_implicit_global_asset_job_def()
 with dg.instance_for_test() as instance:
@@ -257,7 +257,7 @@ def bare_splink_on_domain(config: Path) -> tuple[pd.DataFrame, float]:
 
 
 def main() -> int:
-    from cdp_assets.stitch import pairwise_quality
+    from cdp.stages.stitch import pairwise_quality
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", default=",".join(SETS), help=f"comma-separated, of {', '.join(SETS)}")

@@ -24,10 +24,10 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cdp_assets.cli import run_tenant  # noqa: E402
-from cdp_assets.config import DEFAULT_CONFIG  # noqa: E402
-from cdp_assets.generate import CUSTOMER_FILES, generate_demo_data  # noqa: E402
-from cdp_assets.stitch import pairwise_quality  # noqa: E402
+from cdp.cli import run_tenant  # noqa: E402
+from cdp.config import DEFAULT_CONFIG  # noqa: E402
+from cdp.demo.generate import CUSTOMER_FILES, generate_demo_data  # noqa: E402
+from cdp.stages.stitch import pairwise_quality  # noqa: E402
 
 
 def step_timings(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]:

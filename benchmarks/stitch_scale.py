@@ -35,8 +35,8 @@ sys.path.insert(0, str(ROOT))
 OURS = """
 import json, sys, time
 import dagster as dg
-from cdp_assets.config import load_config
-from cdp_assets.definitions import build_definitions
+from cdp.config import load_config
+from cdp.definitions import build_definitions
 cfg = load_config(sys.argv[1])
 defs = build_definitions(cfg)
 job = defs.resolve_implicit_global_asset_job_def()
@@ -65,8 +65,8 @@ import json, logging, sys, time
 from pathlib import Path
 import duckdb
 from splink import DuckDBAPI, Linker
-from cdp_assets.config import load_config
-from cdp_assets.stitch.model import LAMBDA_RECALL, model_design, splink_settings
+from cdp.config import load_config
+from cdp.stages.stitch.model import LAMBDA_RECALL, model_design, splink_settings
 cfg = load_config(sys.argv[1])
 # the design our run chose from the data (comparisons, blocking rules, prior rules, EM sessions)
 models = Path(sys.argv[3])
@@ -101,7 +101,7 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "train_seconds": train,
 def customers_only_tenant() -> dict:
     """The demo config with its customer sources only: nothing downstream of the customer 360
     is built or sent."""
-    from cdp_assets.config import DEFAULT_CONFIG
+    from cdp.config import DEFAULT_CONFIG
 
     doc = yaml.safe_load(DEFAULT_CONFIG.read_text())
     doc["sources"] = {k: v for k, v in doc["sources"].items() if v["kind"] == "customers"}
@@ -117,7 +117,7 @@ def write_customers_only_tenant(path: Path, **extra) -> None:
 def ensure_customer_sources(folder: Path, records: int, seed: int) -> float:
     """Customer sources of about `records` source records in folder (generated unless there
     already); seconds spent generating."""
-    from cdp_assets.generate import generate_demo_data
+    from cdp.demo.generate import generate_demo_data
 
     t0 = time.perf_counter()
     if not (folder / "ground_truth.csv").exists():
@@ -141,8 +141,8 @@ def run_measured(code: str, *args: str) -> tuple[dict, float]:
 def main() -> int:
     import dagster as dg
 
-    from cdp_assets.config import load_config
-    from cdp_assets.definitions import build_definitions
+    from cdp.config import load_config
+    from cdp.definitions import build_definitions
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1_000_000)
@@ -202,7 +202,7 @@ def main() -> int:
     records, people = len(assigned), assigned["cdp_id"].nunique()
     import pandas as pd
 
-    from cdp_assets.stitch import pairwise_quality
+    from cdp.stages.stitch import pairwise_quality
     q = pairwise_quality(assigned, pd.read_csv(root / "data" / "ground_truth.csv", dtype=str))
 
     print(f"# stitch at scale - {records:,} source records -> {people:,} cdp_ids")

@@ -19,10 +19,10 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cdp_assets.cli import run_tenant  # noqa: E402
-from cdp_assets.config import DEFAULT_CONFIG  # noqa: E402
-from cdp_assets.generate import generate_demo_data, perturb_demo_data  # noqa: E402
-from cdp_assets.stitch.quality import id_stability  # noqa: E402
+from cdp.cli import run_tenant  # noqa: E402
+from cdp.config import DEFAULT_CONFIG  # noqa: E402
+from cdp.demo.generate import generate_demo_data, perturb_demo_data  # noqa: E402
+from cdp.stages.stitch.quality import id_stability  # noqa: E402
 
 
 def assigned(root: Path) -> pd.DataFrame:

@@ -37,8 +37,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from profile_api import TENANT, build_warehouse, pct  # noqa: E402
 
-from cdp_assets.config import load_config  # noqa: E402
-from cdp_assets.segments import materialize_segment  # noqa: E402
+from cdp.config import load_config  # noqa: E402
+from cdp.stages.activation.segments import materialize_segment  # noqa: E402
 
 TARGET_MS = 200
 
@@ -110,7 +110,7 @@ def timed_pages(client, cfg, n: int, repeat: int, rng: random.Random) -> dict[st
         return f"P{rng.randrange(n):07d}"
 
     def customer_360_cold():
-        from cdp_assets.workspace.customer360 import FigureCache
+        from cdp.serve.workspace.customer360 import FigureCache
 
         client.app.state.workspace.figures = FigureCache()  # as on the first request after a rebuild
         return client.get("/workspace/")
@@ -161,7 +161,7 @@ def main() -> None:
 
     from fastapi.testclient import TestClient
 
-    from cdp_assets.workspace import create_server
+    from cdp.serve.workspace import create_server
 
     with tempfile.TemporaryDirectory(prefix="cdp-bench-workspace-") as tmp:
         root = Path(tmp)
@@ -178,7 +178,7 @@ def main() -> None:
               f"({cfg.warehouse_path.stat().st_size / 1e6:.0f} MB, built in {time.perf_counter() - t0:.1f}s)")
         os.environ.pop("DAGSTER_HOME", None)
         load_before = f"{os.getloadavg()[0]:.1f}"
-        from cdp_assets.access import create_key
+        from cdp.serve.access import create_key
 
         key = create_key(cfg.resolve(cfg.profile_api.keys_file), "bench", ["workspace"])   # the pages need the workspace scope
         with TestClient(create_server(cfg), headers={"X-API-Key": key}) as client:

@@ -9,7 +9,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from cdp_assets.config import DEFAULT_CONFIG
+from cdp.config import DEFAULT_CONFIG
 
 SMALL_PEOPLE = 400
 
@@ -17,7 +17,7 @@ SMALL_PEOPLE = 400
 @pytest.fixture(scope="session")
 def demo_tenant(tmp_path_factory) -> Path:
     """The demo tenant config copied beside freshly generated data for SMALL_PEOPLE people."""
-    from cdp_assets.generate import generate_demo_data
+    from cdp.demo.generate import generate_demo_data
 
     root = tmp_path_factory.mktemp("tenant")
     shutil.copy(DEFAULT_CONFIG, root / "tenant.yaml")
@@ -35,7 +35,7 @@ def dagster_instance(tmp_path_factory):
 @pytest.fixture(scope="session")
 def pipeline_run(demo_tenant, dagster_instance):
     """One full materialization of the demo graph; returns the run result."""
-    from cdp_assets.cli import run_tenant
+    from cdp.cli import run_tenant
 
     os.environ.pop("CDP_WAREHOUSE", None)
     result = run_tenant(str(demo_tenant), quiet=True, instance=dagster_instance)
@@ -61,9 +61,9 @@ def _load_tiny_sources(cfg) -> None:
     (Stitch is not run: the cdp_ids are fixed so every expected value can be worked out)."""
     import pandas as pd
 
-    from cdp_assets.bi import write_holiday_calendar
-    from cdp_assets.sources import build_domain_table
-    from cdp_assets.warehouse import replace_table
+    from cdp.stages.bi.assets import write_holiday_calendar
+    from cdp.stages.sources.assets import build_domain_table
+    from cdp.engine.tables import replace_table
 
     con = duckdb.connect(str(cfg.warehouse_path))
     try:
@@ -86,7 +86,7 @@ def _load_tiny_sources(cfg) -> None:
 
 
 def dbt_build(cfg, select: str) -> None:
-    from cdp_assets.dbt_models import dbt_resource, dbt_target, dbt_vars_arg, prepare_manifest, warehouse_env
+    from cdp.dbt.project import dbt_resource, dbt_target, dbt_vars_arg, prepare_manifest, warehouse_env
 
     prepare_manifest(cfg)
     with warehouse_env(cfg), dbt_target(cfg, "test") as target:
@@ -97,7 +97,7 @@ def dbt_build(cfg, select: str) -> None:
 @pytest.fixture(scope="session")
 def tiny_tenant(tmp_path_factory):
     """The tiny tenant with its interaction and BI models built by real dbt (models + tests)."""
-    from cdp_assets.config import load_config
+    from cdp.config import load_config
 
     root = tmp_path_factory.mktemp("tiny")
     for f in TINY.iterdir():

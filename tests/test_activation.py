@@ -9,7 +9,7 @@ import re
 import dagster as dg
 import duckdb
 
-from cdp_assets.cli import main
+from cdp.cli import main
 
 C360, SEGMENTS = dg.AssetKey(["c360", "customer_360"]), dg.AssetKey(["activation", "segments"])
 C360_DROP = dg.AssetKey(["activation", "c360_file_drop"])
@@ -193,7 +193,7 @@ def test_another_instance_asks_once_sends_only_changes_and_resends_on_request(pi
 def test_bi_connect_publishes_once_all_its_tables_were_rebuilt(tiny_tenant):
     """A destination that publishes several tables waits until every one of them was
     materialized again, then runs once; it does not run again until they all refresh anew."""
-    from cdp_assets.definitions import build_definitions
+    from cdp.definitions import build_definitions
 
     defs = build_definitions(tiny_tenant)
     sensor = defs.resolve_sensor_def("publish_warehouse_bi_when_its_tables_refresh")

@@ -12,11 +12,11 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from cdp_assets import access
-from cdp_assets.access import KeyRing, create_key, key_weakness, load_keys, revoke_key, rotate_key
-from cdp_assets.api import create_app
-from cdp_assets.config import ProfileApiSettings
-from cdp_assets.profile_store import build_profile_store
+from cdp.serve import access
+from cdp.serve.access import KeyRing, create_key, key_weakness, load_keys, revoke_key, rotate_key
+from cdp.serve.api import create_app
+from cdp.config import ProfileApiSettings
+from cdp.stages.activation.profile_store import build_profile_store
 
 KEYS: dict[str, str] = {}   # key name -> token, created by the `served` fixture
 STRONG_ENV_KEY = "9f2c4e7a1b3d5f60718293a4b5c6d7e8f9a0b1c2d3e4f5061728394a5b6c7d8e"
@@ -120,7 +120,7 @@ def test_health_needs_no_key_and_shows_no_paths(served, client, tiny_tenant, tmp
 
 
 def test_store_swapped_by_a_rebuild_is_picked_up(served, client, monkeypatch):
-    import cdp_assets.api as api
+    import cdp.serve.api as api
 
     cfg, _ = served
     monkeypatch.setattr(api, "RECHECK_SECONDS", 0.0)
@@ -332,7 +332,7 @@ def test_every_response_refuses_framing_and_caching(client):
 def test_cli_creates_lists_rotates_and_revokes_keys(tiny_tenant, tmp_path, capsys):
     import shutil
 
-    from cdp_assets.cli import main
+    from cdp.cli import main
 
     shutil.copy(tiny_tenant.config_path, tmp_path / "tenant.yaml")
     config = str(tmp_path / "tenant.yaml")

@@ -17,9 +17,9 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from cdp_assets import standardize as std
-from cdp_assets.cli import main
-from cdp_assets.config import ConfigError, load_config
+from cdp.stages.sources import standardize as std
+from cdp.cli import main
+from cdp.config import ConfigError, load_config
 
 KEY = "7c1e9a4f2b8d6035e1f4a7c9b2d8e6f03a5c7e9b1d3f5a7c"   # strong: weak keys are refused
 TIERS = ["gold", "silver", "bronze", ""]
@@ -85,7 +85,7 @@ def attrs(demo_tenant, tmp_path_factory):
     asset keys in the session's instance, which tests/test_databases.py reads for staleness."""
     import dagster as dg
 
-    from cdp_assets.cli import run_tenant
+    from cdp.cli import run_tenant
 
     root = tmp_path_factory.mktemp("attrs")
     config = write(root, tenant_doc(demo_tenant, root))
@@ -186,7 +186,7 @@ def test_a_segment_on_attributes_returns_the_right_people(attrs):
 
 
 def test_the_profile_api_returns_attributes(attrs):
-    from cdp_assets.api import create_app
+    from cdp.serve.api import create_app
 
     cfg, _, con = attrs
     cdp_id, tier, points, since = con.execute(

@@ -14,12 +14,12 @@ import duckdb
 import pytest
 from fastapi.testclient import TestClient
 
-from cdp_assets.access import create_key
-from cdp_assets.audit import AuditLog, Principal, request_principal
-from cdp_assets.cli import main as cdp
-from cdp_assets.config import load_config
-from cdp_assets.workspace import create_server
-from cdp_assets.workspace.auth import add_user
+from cdp.serve.access import create_key
+from cdp.serve.audit import AuditLog, Principal, request_principal
+from cdp.cli import main as cdp
+from cdp.config import load_config
+from cdp.serve.workspace import create_server
+from cdp.serve.workspace.auth import add_user
 
 USER, ANALYST, PASSWORD = "ana", "bo", "correct horse battery"
 KEYS: dict[str, str] = {}
@@ -205,7 +205,7 @@ def test_the_log_survives_a_warehouse_rebuild_and_is_append_only(audit_tenant, t
     import dagster as dg
     from dagster_duckdb import DuckDBResource
 
-    from cdp_assets.sources import build_source_asset
+    from cdp.stages.sources.assets import build_source_asset
 
     monkeypatch.setenv("CDP_WAREHOUSE", str(tmp_path / "rebuilt.duckdb"))
     cfg = load_config(audit_tenant)

@@ -8,7 +8,7 @@ import pytest
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from cdp_assets.bi import build_postgres_asset, publish_to_postgres
+from cdp.stages.bi.assets import build_postgres_asset, publish_to_postgres
 
 PG_URL = os.environ.get("CDP_TEST_POSTGRES_URL")
 TABLES = ["bi.dim_customer", "bi.dim_product", "bi.dim_date", "bi.fact_sales", "bi.fact_sales_items",
@@ -34,7 +34,7 @@ def test_dim_date_is_a_full_calendar_with_fiscal_periods_and_holidays(tiny):
 
 
 def test_default_calendar_has_85_years(tiny_tenant):
-    from cdp_assets.config import BiSettings
+    from cdp.config import BiSettings
     assert BiSettings().calendar_years == 85
 
 

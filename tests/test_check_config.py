@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from cdp_assets.cli import main
+from cdp.cli import main
 
 TINY = Path(__file__).parent / "tiny"
 

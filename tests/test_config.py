@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cdp_assets.config import DEFAULT_CONFIG, ConfigError, TenantConfig, load_config
+from cdp.config import DEFAULT_CONFIG, ConfigError, TenantConfig, load_config
 
 
 def write(tmp_path: Path, doc) -> Path:
@@ -109,7 +109,7 @@ def test_invalid_yaml_and_missing_file(tmp_path):
 
 
 def test_cli_reports_config_error(tmp_path, capsys):
-    from cdp_assets.cli import main
+    from cdp.cli import main
 
     doc = demo_doc()
     doc["sources"]["pos_customers"]["columns"]["FirstName"] = "firstname"
@@ -194,7 +194,7 @@ def test_entries_on_tables_a_tenant_does_not_build_are_config_errors(tmp_path, k
 
 
 def test_what_a_tenant_builds_follows_from_its_source_kinds(tmp_path):
-    from cdp_assets.scope import ORDER_LINES, ORDERS, tenant_scope
+    from cdp.scope import ORDER_LINES, ORDERS, tenant_scope
 
     doc = scoped_doc()
     doc["destinations"]["bi"] = {"kind": "postgres", "url_env": "X"}

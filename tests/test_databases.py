@@ -84,8 +84,8 @@ def test_a_config_change_makes_only_its_database_stale(pipeline_run, dagster_ins
     from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
     from dagster._core.loader import LoadingContextForTest
 
-    from cdp_assets.config import load_config
-    from cdp_assets.definitions import build_definitions
+    from cdp.config import load_config
+    from cdp.definitions import build_definitions
 
     def status(defs, key):
         resolver = CachingStaleStatusResolver(dagster_instance, defs.resolve_asset_graph(),
@@ -132,8 +132,8 @@ def test_a_config_change_makes_only_its_database_stale(pipeline_run, dagster_ins
 def test_every_model_is_documented_and_tested(pipeline_run, demo_tenant):
     import json
 
-    from cdp_assets.config import load_config
-    from cdp_assets.dbt_models import target_path
+    from cdp.config import load_config
+    from cdp.dbt.project import target_path
 
     manifest = json.loads((target_path(load_config(demo_tenant)) / "manifest.json").read_text())
     models = {k: n for k, n in manifest["nodes"].items() if n["resource_type"] == "model"}

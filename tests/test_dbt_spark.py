@@ -52,7 +52,7 @@ SELECT = " ".join(["interactions", *(f"databases.{db}" for db in SPARK_DATABASES
 
 
 def _dbt_build(cfg, select: str) -> None:
-    from cdp_assets.dbt_models import buildable_tests_only, dbt_resource, dbt_target, dbt_vars_arg, warehouse_env
+    from cdp.dbt.project import buildable_tests_only, dbt_resource, dbt_target, dbt_vars_arg, warehouse_env
 
     with warehouse_env(cfg), buildable_tests_only(), dbt_target(cfg, "test") as target:
         invocation = dbt_resource(cfg).cli(["build", "--select", select, *dbt_vars_arg(cfg)],
@@ -62,8 +62,8 @@ def _dbt_build(cfg, select: str) -> None:
 
 
 def _tenant(root, demo_tenant, engine: str):
-    from cdp_assets.config import load_config
-    from cdp_assets.dbt_models import prepare_manifest
+    from cdp.config import load_config
+    from cdp.dbt.project import prepare_manifest
 
     root.mkdir()
     doc = yaml.safe_load(demo_tenant.read_text())
@@ -80,7 +80,7 @@ def _tenant(root, demo_tenant, engine: str):
 
 def _record_components(cfg, con) -> None:
     """What the <db>/record_components assets do, on the connection's engine."""
-    from cdp_assets.merge import links_its_own_way, write_record_components
+    from cdp.stages.c360.assets import links_its_own_way, write_record_components
 
     for name, db in cfg.customer_databases.items():
         if links_its_own_way(db):
@@ -88,7 +88,7 @@ def _record_components(cfg, con) -> None:
 
 
 def _spark_record_components(cfg) -> None:
-    from cdp_assets.scale_out import SparkConnection, spark_session
+    from cdp.engine.spark import SparkConnection, spark_session
 
     session = spark_session(cfg)
     try:
@@ -178,7 +178,7 @@ def test_a_later_step_reads_earlier_steps_tables_and_replaces_its_own(spark_buil
     """As Dagster runs it: one dbt process per step. A new process (new Spark session, empty
     catalog) rebuilding c360 finds interactions.* of the earlier step in the lakehouse, and
     overwrites its own tables in place."""
-    from cdp_assets.config import load_config
+    from cdp.config import load_config
 
     before = {p.name for p in (spark_build / "c360" / "customer_360").glob("*.parquet")}
     with pytest.MonkeyPatch.context() as env:

@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
-from cdp_assets.config import DEFAULT_CONFIG
+from cdp.config import DEFAULT_CONFIG
 
 PG_URL = os.environ.get("CDP_TEST_POSTGRES_URL")
 DEPLOY = Path(__file__).parent.parent / "deploy"
@@ -38,8 +38,8 @@ def test_deploy_yaml_files_parse():
     assert workspace["load_from"][0]["grpc_server"]["location_name"] == "cdp"
     values = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
     deployment = values["dagster-user-deployments"]["deployments"][0]
-    assert deployment["codeServerArgs"] == ["-m", "cdp_assets.definitions"]
-    assert "cdp_assets.definitions" in (DEPLOY / "Dockerfile").read_text()
+    assert deployment["codeServerArgs"] == ["-m", "cdp.definitions"]
+    assert "cdp.definitions" in (DEPLOY / "Dockerfile").read_text()
 
 
 def _render_chart(chart: Path, release: str = "cdp") -> list[dict]:
@@ -71,7 +71,7 @@ def test_serve_service_in_compose_and_helm_takes_the_same_settings():
     """`cdp serve` (Profile API + workspace) is deployed by compose and by the chart with the same
     environment: the API key and session secret the tenant config names, read from the
     environment / a Secret; the warehouse volume and the users file mounted read-only."""
-    from cdp_assets.config import load_config
+    from cdp.config import load_config
 
     cfg = load_config(DEFAULT_CONFIG)
     secrets = set()   # keys and users are files of hashes (read-only mounts); no secret in the environment
@@ -166,7 +166,7 @@ def test_dagster_ui_is_published_only_behind_an_authenticating_proxy():
 
 
 def test_profile_store_and_users_file_follow_the_environment(monkeypatch):
-    from cdp_assets.config import load_config
+    from cdp.config import load_config
 
     monkeypatch.setenv("CDP_PROFILE_STORE", "/data/profile_store.sqlite")
     monkeypatch.setenv("CDP_USERS_FILE", "/run/cdp/users.yaml")
@@ -247,8 +247,8 @@ def test_daemon_sends_only_new_data_against_postgres(tmp_path, fresh_database, m
     from dagster._core.scheduler.instigation import TickStatus
     from dagster._core.storage.tags import SENSOR_NAME_TAG
 
-    from cdp_assets.cli import run_tenant
-    from cdp_assets.generate import generate_demo_data
+    from cdp.cli import run_tenant
+    from cdp.demo.generate import generate_demo_data
 
     tenant = tmp_path / "tenant" / "tenant.yaml"
     tenant.parent.mkdir()
@@ -275,7 +275,7 @@ def test_daemon_sends_only_new_data_against_postgres(tmp_path, fresh_database, m
 
         workspace = tmp_path / "workspace.yaml"
         workspace.write_text(yaml.safe_dump({"load_from": [{"python_module": {
-            "module_name": "cdp_assets.definitions", "location_name": "cdp",
+            "module_name": "cdp.definitions", "location_name": "cdp",
             "working_directory": str(Path(__file__).parent.parent)}}]}))
         # stopped by default: started the way the README says
         started = subprocess.run([str(Path(sys.executable).parent / "dagster"), "sensor", "start", SENSOR,

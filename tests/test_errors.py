@@ -12,7 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from cdp_assets.errors import explain
+from cdp.errors import explain
 
 TINY = Path(__file__).parent / "tiny"
 
@@ -82,7 +82,7 @@ def test_the_dagster_run_log_shows_the_root_cause_not_dagsters_wrapper(tmp_path)
         assert instance.get_latest_materialization_event(dg.AssetKey(["bi", "holiday_calendar"]))
     failure = next(f for f in failures if f.step_key == "domain__shop_customers")
     data = failure.event_specific_data
-    assert data.error.message.startswith("cdp_assets.sources.SourceFileError: source 'shop_customers': file not found")
+    assert data.error.message.startswith("cdp.stages.sources.assets.SourceFileError: source 'shop_customers': file not found")
     assert "Error occurred while executing op" not in data.error.to_string()
     assert data.user_failure_data.metadata["what to do"].text.startswith("fix the file, or the source's path")
     ui_shows_the_run(config, run.run_id)

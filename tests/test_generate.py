@@ -7,7 +7,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from cdp_assets.generate import CUSTOMER_FILES, generate_demo_data
+from cdp.demo.generate import CUSTOMER_FILES, generate_demo_data
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ import pytest
 import yaml
 from dagster_duckdb import DuckDBResource
 
-from cdp_assets import standardize as std
-from cdp_assets.config import ConfigError, load_config
-from cdp_assets.sources import build_source_definitions
+from cdp.stages.sources import standardize as std
+from cdp.config import ConfigError, load_config
+from cdp.stages.sources.assets import build_source_definitions
 
 S = pd.Series
 
@@ -190,14 +190,14 @@ def test_a_sources_date_order_overrides_its_country():
 
 
 def test_configured_junk_phones_are_read_in_the_tenants_country():
-    from cdp_assets.stitch.preprocess import _blocklist_value
+    from cdp.stages.stitch.preprocess import _blocklist_value
 
     assert _blocklist_value("phone", ["0400 000 000"], "AU").tolist() == ["+61400000000"]
     assert _blocklist_value("address", ["1 Bahnhofstraße"], "DE").tolist() == ["1 bahnhofstr"]
 
 
 def test_a_searched_phone_is_read_in_the_tenants_country():
-    from cdp_assets.api import standard_phone
+    from cdp.serve.api import standard_phone
 
     assert standard_phone(" 02 1234 5678 ", "AU") == "+61212345678"
     assert standard_phone("(415) 555-0132") == "+14155550132"  # the default, US

@@ -15,10 +15,10 @@ import yaml
 from dagster_duckdb import DuckDBResource
 from deltalake import DeltaTable, write_deltalake
 
-from cdp_assets.config import ConfigError, load_config
-from cdp_assets.lakehouse import (build_lakehouse_definitions, count_lakehouse_rows, lakehouse_asset_key,
+from cdp.config import ConfigError, load_config
+from cdp.stages.activation.lakehouse_sync import (build_lakehouse_definitions, count_lakehouse_rows, lakehouse_asset_key,
                                   sync_table)
-from cdp_assets.sources import SourceFileError, build_domain_table, file_units
+from cdp.stages.sources.assets import SourceFileError, build_domain_table, file_units
 
 TINY = Path(__file__).parent / "tiny"
 

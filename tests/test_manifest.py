@@ -6,7 +6,7 @@ import json
 import threading
 import time
 
-from cdp_assets.dbt_models import load_manifest, prepare_manifest, target_path
+from cdp.dbt.project import load_manifest, prepare_manifest, target_path
 
 
 def test_a_manifest_read_during_a_reparse_is_always_whole(tiny_tenant):
@@ -45,7 +45,7 @@ def test_a_manifest_read_during_a_reparse_is_always_whole(tiny_tenant):
 def test_dbt_build_steps_never_write_the_shared_manifest(pipeline_run, dagster_instance, demo_tenant):
     import dagster as dg
 
-    from cdp_assets.config import load_config
+    from cdp.config import load_config
 
     manifest = target_path(load_config(demo_tenant)) / "manifest.json"
     before = manifest.stat()

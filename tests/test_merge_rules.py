@@ -9,9 +9,9 @@ import duckdb
 import pytest
 import yaml
 
-from cdp_assets.config import load_config
-from cdp_assets.dbt_models import dbt_resource, dbt_target, dbt_vars_arg, prepare_manifest, warehouse_env
-from cdp_assets.merge import links_its_own_way, write_record_components
+from cdp.config import load_config
+from cdp.dbt.project import dbt_resource, dbt_target, dbt_vars_arg, prepare_manifest, warehouse_env
+from cdp.stages.c360.assets import links_its_own_way, write_record_components
 
 SOURCES = ["pos_customers", "ecommerce_customers", "email_subscribers", "loyalty_members"]
 P1, P2 = "00000000-0000-0000-0000-000000000001", "00000000-0000-0000-0000-000000000002"

@@ -1,4 +1,4 @@
-"""`cdp init`: a starting tenant config from data files (cdp_assets/onboarding.py)."""
+"""`cdp init`: a starting tenant config from data files (cdp/onboarding.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from cdp_assets.cli import main
-from cdp_assets.config import load_config
-from cdp_assets.onboarding import InitError, name_scores, read_sample
+from cdp.cli import main
+from cdp.config import load_config
+from cdp.onboarding import InitError, name_scores, read_sample
 
 GIVEN = ["James", "Mary", "Robert", "Patricia", "John", "Jennifer", "Michael", "Linda", "David", "Susan",
          "William", "Karen", "Richard", "Nancy", "Joseph", "Lisa", "Thomas", "Betty", "Charles", "Sandra"]

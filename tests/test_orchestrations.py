@@ -12,9 +12,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import duckdb
 import pytest
 
-from cdp_assets.activation import WebhookError
-from cdp_assets.config import TenantConfig
-from cdp_assets.orchestrations import run_orchestration
+from cdp.stages.activation.destinations import WebhookError
+from cdp.config import TenantConfig
+from cdp.stages.activation.orchestrations import run_orchestration
 
 SOURCES = {"shop": {"path": "x.csv", "kind": "customers", "columns": {"id": "pk"}}}
 MAPPING = {"email": "email", "first_name": "given_name"}
@@ -166,7 +166,7 @@ def test_postgres_table_destination(tmp_path, con, monkeypatch):
 def test_a_left_out_segment_is_not_sent(tmp_path, con):
     """When the last segments build left the segment out, its table holds earlier members:
     the orchestration fails rather than send them."""
-    from cdp_assets.segments import SegmentError, build_segments
+    from cdp.stages.activation.segments import SegmentError, build_segments
 
     cfg = tenant(tmp_path, {"kind": "file", "path": "drops"})
     cfg.segments["il"].column = "no_such_column"

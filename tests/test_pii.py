@@ -12,9 +12,9 @@ import pytest
 from dagster._serdes import serialize_value
 from dagster_duckdb import DuckDBResource
 
-from cdp_assets.config import load_config
-from cdp_assets.pii import mask_frame, mask_text, mask_value, pii_kind
-from cdp_assets.warehouse import preview_md
+from cdp.config import load_config
+from cdp.pii import mask_frame, mask_text, mask_value, pii_kind
+from cdp.engine.tables import preview_md
 
 EMAIL = re.compile(r"[a-z0-9._%+'-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}")
 DIGITS = re.compile(r"\d[\d ().-]{5,20}\d")
@@ -102,7 +102,7 @@ def test_no_email_or_phone_of_the_sources_in_dagsters_event_log(pipeline_run, da
 def test_raw_previews_setting_shows_values(pipeline_run, demo_tenant, tmp_path, raw):
     """`dagster: {raw_previews: true}` in the tenant: the domain tables' previews (and the
     blocklist's) show the values as they are."""
-    from cdp_assets.sources import build_source_asset
+    from cdp.stages.sources.assets import build_source_asset
 
     root = demo_tenant.parent
     doc = (root / "tenant.yaml").read_text() + f"\ndagster:\n  raw_previews: {str(raw).lower()}\n"

@@ -4,7 +4,7 @@ import csv
 
 import pandas as pd
 
-from cdp_assets.stitch import pairwise_quality
+from cdp.stages.stitch import pairwise_quality
 
 
 def test_every_asset_materialized_and_every_check_passed(pipeline_run):

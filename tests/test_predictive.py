@@ -7,8 +7,8 @@ import shutil
 import dagster as dg
 import duckdb
 
-from cdp_assets.config import load_config
-from cdp_assets.definitions import build_definitions
+from cdp.config import load_config
+from cdp.definitions import build_definitions
 
 
 def test_too_little_history_writes_empty_propensities_and_warns(tiny_tenant, tmp_path, dagster_instance):

@@ -6,8 +6,8 @@ import dagster as dg
 import duckdb
 import pytest
 
-from cdp_assets.cli import main as cdp
-from cdp_assets.queries import QueryError, parse_presto, run_query
+from cdp.cli import main as cdp
+from cdp.stages.activation.queries import QueryError, parse_presto, run_query
 
 
 @pytest.fixture()

@@ -5,8 +5,8 @@ import dagster as dg
 import duckdb
 import pytest
 
-from cdp_assets.config import ConfigError, TenantConfig, load_config
-from cdp_assets.segments import SegmentError, compile_segment, materialize_segment, preview_segment
+from cdp.config import ConfigError, TenantConfig, load_config
+from cdp.stages.activation.segments import SegmentError, compile_segment, materialize_segment, preview_segment
 
 # with orders and order lines: segments may read the predictive tables
 SOURCES = {"shop": {"path": "x.csv", "kind": "customers", "columns": {"id": "pk"}},
@@ -146,8 +146,8 @@ def test_materialize_keeps_member_counts_over_time(con):
 def test_demo_segments_are_built_and_profiles_list_them(pipeline_run, demo_tenant, warehouse, capsys):
     import json
 
-    from cdp_assets.api import ProfileStore
-    from cdp_assets.cli import main as cdp
+    from cdp.serve.api import ProfileStore
+    from cdp.cli import main as cdp
 
     counts = dict(warehouse.execute("select segment, members from activation.segment_counts").fetchall())
     assert set(counts) == {"reachable_by_email", "bakery_fans", "lapsing_high_value"}
@@ -170,7 +170,7 @@ def test_a_bad_segment_is_left_out_alone(tmp_path, con):
     refer to them."""
     import yaml
 
-    from cdp_assets.segments import build_segments, segment_status
+    from cdp.stages.activation.segments import build_segments, segment_status
 
     path = tmp_path / "tenant.yaml"
     doc = {"tenant": "t", "sources": SOURCES, "segments": {"il": {"column": "state", "op": "=", "value": "IL"}}}
@@ -202,8 +202,8 @@ def test_a_saved_segment_is_built_without_reload_and_a_broken_one_fails_alone(pi
     and the profile store still refreshes with the others and says which was left out."""
     import json
 
-    from cdp_assets.api import ProfileStore
-    from cdp_assets.workspace.builder import save_segment
+    from cdp.serve.api import ProfileStore
+    from cdp.serve.workspace.builder import save_segment
 
     defs = pipeline_run.defs
     original = demo_tenant.read_text()

@@ -5,7 +5,7 @@ and not again after a daemon restart."""
 
 import dagster as dg
 
-from cdp_assets.sends import send_sensor
+from cdp.stages.activation.sends import send_sensor
 
 UP, SEND, PROBE = dg.AssetKey("upstream"), dg.AssetKey("send"), dg.AssetKey("probe")
 seen_mid_run: list = []

@@ -13,9 +13,9 @@ import pytest
 import yaml
 from dagster_duckdb import DuckDBResource
 
-from cdp_assets import source_files as sf
-from cdp_assets.config import ConfigError, load_config
-from cdp_assets.sources import SourceFileError, build_domain_table, build_source_definitions
+from cdp.stages.sources import files as sf
+from cdp.config import ConfigError, load_config
+from cdp.stages.sources.assets import SourceFileError, build_domain_table, build_source_definitions
 
 HEADER = "id,first,last,email,city"
 PEOPLE = [("1", "José", "Müller", "jose@example.com", "Málaga"), ("2", "Zoë", "Ñúñez", "zoe@example.com", "Köln"),

@@ -9,9 +9,9 @@ import pandas as pd
 import yaml
 from dagster_duckdb import DuckDBResource
 
-from cdp_assets import standardize as std
-from cdp_assets.config import load_config
-from cdp_assets.sources import build_source_definitions
+from cdp.stages.sources import standardize as std
+from cdp.config import load_config
+from cdp.stages.sources.assets import build_source_definitions
 
 CUSTOMERS_CSV = """\
 id,first,last,email,phone,zip,state,dob,updated
@@ -116,7 +116,7 @@ def test_a_date_with_an_impossible_year_is_unparseable_not_a_crash():
     resolution, which overflowed the nanosecond column; they are counted as invalid instead."""
     import pandas as pd
 
-    from cdp_assets import standardize as std
+    from cdp.stages.sources import standardize as std
 
     dates, bad = std.parse_dates(pd.Series(["9932-01-06", "1990-02-03", "07/71/1958", "19800101", None]))
     assert [str(d.date()) if pd.notna(d) else None for d in dates] == [None, "1990-02-03", None, "1980-01-01", None]
@@ -128,7 +128,7 @@ def test_timestamps_are_microseconds_whatever_pandas_defaults_to():
     DuckDB TIMESTAMP_NS, which Spark refuses in Parquet and BI Connect publishes as text."""
     import pandas as pd
 
-    from cdp_assets import standardize as std
+    from cdp.stages.sources import standardize as std
 
     parsed, bad = std.parse_datetimes(pd.Series(["2025-01-10T10:00:00Z", "2020-02-03", "9999-01-01 00:00:00"]))
     assert str(parsed.dtype) == "datetime64[us]"

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from cdp_assets.config import DEFAULT_CONFIG, ConfigError, load_config
+from cdp.config import DEFAULT_CONFIG, ConfigError, load_config
 
 pyspark = pytest.importorskip("pyspark")
 
@@ -32,7 +32,7 @@ COMPONENTS = dg.AssetKey(["operations_c360", "record_components"])
 @pytest.fixture(scope="module")
 def tenant(tmp_path_factory):
     """A customers-only tenant for PEOPLE people, Spark kept small (2 shuffle partitions)."""
-    from cdp_assets.generate import generate_demo_data
+    from cdp.demo.generate import generate_demo_data
 
     root = tmp_path_factory.mktemp("spark_tenant")
     generate_demo_data(root / "data", people=PEOPLE, seed=11, customers_only=True)
@@ -55,7 +55,7 @@ def tenant(tmp_path_factory):
 
 
 def _materialize(config_path, instance, engine: str):
-    from cdp_assets.definitions import build_definitions
+    from cdp.definitions import build_definitions
 
     os.environ["CDP_ENGINE"] = engine
     try:
@@ -163,7 +163,7 @@ def test_domain_tables_and_quarantine_are_equal_on_both_engines(runs):
 
 def test_spark_run_reports_spark_kinds_and_passes_the_checks(runs):
     _, (spark_cfg, result) = runs
-    from cdp_assets.definitions import build_definitions
+    from cdp.definitions import build_definitions
 
     os.environ["CDP_ENGINE"] = "spark"
     try:
@@ -178,9 +178,9 @@ def test_spark_run_reports_spark_kinds_and_passes_the_checks(runs):
 
 
 def test_customers_only_graph_is_the_same_on_both_engines(runs):
-    """What a customers-only tenant leaves out (cdp_assets/scope.py) does not depend on the engine:
+    """What a customers-only tenant leaves out (cdp/scope.py) does not depend on the engine:
     no interactions, bi or predictive asset on Spark either, every customer 360 database there."""
-    from cdp_assets.definitions import build_definitions
+    from cdp.definitions import build_definitions
 
     graphs = {}
     for engine, (cfg, _) in zip(("duckdb", "spark"), runs):
@@ -209,7 +209,7 @@ def test_engine_setting_is_validated(tenant, monkeypatch):
 
 
 def test_duckdb_sql_is_transpiled_for_spark():
-    from cdp_assets.scale_out import bind, to_spark_sql
+    from cdp.engine.spark import bind, to_spark_sql
 
     sql = to_spark_sql("select list(x order by x), jaro_winkler_similarity(a, b) from t "
                        "anti join u using (k) qualify count(*) over (partition by k) > 1")
@@ -224,9 +224,9 @@ def test_country_defaults_reach_the_executors(runs, intl_tenant):
     German and self-declared records standardise on Spark exactly as on DuckDB."""
     from pyspark.sql import functions as F
 
-    from cdp_assets.scale_out import spark_session
-    from cdp_assets.sources import DOMAIN_COLUMNS, build_domain_table
-    from cdp_assets.spark_sources import INVALID_COLUMN, INVALID_COUNT, ROW_KIND, standardise_on_spark
+    from cdp.engine.spark import spark_session
+    from cdp.stages.sources.assets import DOMAIN_COLUMNS, build_domain_table
+    from cdp.engine.spark_sources import INVALID_COLUMN, INVALID_COUNT, ROW_KIND, standardise_on_spark
 
     _, (spark_cfg, _) = runs
     spark = spark_session(spark_cfg)

@@ -21,7 +21,7 @@ import pytest
 
 pytest.importorskip("pyspark")
 
-from cdp_assets.profile_store import read_store  # noqa: E402
+from cdp.stages.activation.profile_store import read_store  # noqa: E402
 
 # the tables the Spark steps read, copied from the DuckDB run
 INPUTS = """
@@ -47,8 +47,8 @@ def spark_run(pipeline_run, demo_tenant, dagster_instance, tmp_path_factory):
     """(DuckDB tenant root, Spark tenant config, Spark run result)."""
     import yaml
 
-    from cdp_assets.config import load_config
-    from cdp_assets.definitions import build_definitions
+    from cdp.config import load_config
+    from cdp.definitions import build_definitions
 
     root = tmp_path_factory.mktemp("spark_activation")
     raw = yaml.safe_load(demo_tenant.read_text())
@@ -208,7 +208,7 @@ def test_a_table_rewritten_by_another_process_is_read_afresh(spark_run):
     import pyarrow.parquet as pq
     from pyspark.sql import SparkSession
 
-    from cdp_assets.scale_out import SparkConnection
+    from cdp.engine.spark import SparkConnection
 
     _, cfg, _ = spark_run
     spark = SparkSession.getActiveSession() or SparkSession.builder.getOrCreate()
@@ -228,7 +228,7 @@ def test_named_parameters_are_bound_for_spark():
     text in quotes is left alone and a missing value is an error, not a silent null."""
     import datetime as dt
 
-    from cdp_assets.scale_out import bind, to_spark_sql
+    from cdp.engine.spark import bind, to_spark_sql
 
     sql = bind("select '$cutoff' as s, $cutoff - interval 180 day as d, $n as n",
                {"cutoff": dt.date(2026, 10, 31), "n": 3})

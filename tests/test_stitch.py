@@ -6,11 +6,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from cdp_assets.config import DEFAULT_CONFIG, ConfigError, SourceKind, load_config
-from cdp_assets.sources import DOMAIN_COLUMNS
-from cdp_assets.stitch import clusters as cl
-from cdp_assets.stitch import ids as idm
-from cdp_assets.stitch.preprocess import build_blocklist, prepare_for_matching, stage_customer_records
+from cdp.config import DEFAULT_CONFIG, ConfigError, SourceKind, load_config
+from cdp.stages.sources.assets import DOMAIN_COLUMNS
+from cdp.stages.stitch import clusters as cl
+from cdp.stages.stitch import ids as idm
+from cdp.stages.stitch.preprocess import build_blocklist, prepare_for_matching, stage_customer_records
 
 TENANT = "t"
 
@@ -168,7 +168,7 @@ def test_no_match_label_splits_a_chain_and_match_label_joins():
 def test_with_household_protections_the_model_alone_never_links_conflicting_given_names():
     """A household's family email + address + surname can outweigh a name conflict at scale;
     the veto holds whatever the probability, and a deterministic rule still links."""
-    from cdp_assets.stitch.model import HOUSEHOLD_VETO
+    from cdp.stages.stitch.model import HOUSEHOLD_VETO
 
     con = duckdb.connect()
     con.register("prepared", pd.DataFrame({"unique_id": ["s|regina", "s|phillip", "s|jo", "s|joe"],
@@ -268,7 +268,7 @@ def test_a_mailbox_that_spells_a_name_is_compared_only_within_its_postal_code():
     """A newsletter sign-up (mailbox, maybe a first name) meets the named records whose full name
     its mailbox spells, in its own postal code; never a namesake elsewhere. A nickname spells the
     formal name too. Initials count only where a single person in the postal code fits them."""
-    from cdp_assets.stitch.design import _name_in_email_rules
+    from cdp.stages.stitch.design import _name_in_email_rules
 
     cfg = load_config(DEFAULT_CONFIG)
     con = stage(cfg, [
@@ -372,7 +372,7 @@ def test_clusters_over_the_size_limit_are_flagged(pipeline_run, warehouse, demo_
     cluster flags exactly the clusters over it, as a warning (the run goes on)."""
     import dagster as dg
 
-    from cdp_assets.stitch.assets import no_implausible_clusters
+    from cdp.stages.stitch.assets import no_implausible_clusters
 
     evaluations = {c.check_name: c for c in pipeline_run.get_asset_check_evaluations()
                    if c.asset_key == dg.AssetKey(["stitch", "unified_coalesced"])}
@@ -393,9 +393,9 @@ def test_ids_of_untouched_people_survive_a_perturbed_rerun(tmp_path, dagster_ins
 
     import duckdb
 
-    from cdp_assets.cli import run_tenant
-    from cdp_assets.generate import generate_demo_data, perturb_demo_data
-    from cdp_assets.stitch.quality import id_stability
+    from cdp.cli import run_tenant
+    from cdp.demo.generate import generate_demo_data, perturb_demo_data
+    from cdp.stages.stitch.quality import id_stability
 
     shutil.copy(DEFAULT_CONFIG, tmp_path / "tenant.yaml")
     generate_demo_data(tmp_path / "data", people=300, seed=5)

@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from cdp_assets.config import ConfigError, load_config
-from cdp_assets.stitch import pairwise_quality
+from cdp.config import ConfigError, load_config
+from cdp.stages.stitch import pairwise_quality
 
 FEBRL_COLUMNS = {"rec_id": "pk", "given_name": "given-name", "surname": "surname",
                  "street_number": "street-number", "address_1": "address", "address_2": "address-line-2",
@@ -40,7 +40,7 @@ def write_tenant(root: Path, sources: dict[str, tuple[pd.DataFrame, dict]], **ex
 
 def stitch(config: Path, instance) -> dict[str, dict]:
     """Materialize the sources and stitch groups; asset key -> its metadata (values)."""
-    from cdp_assets.definitions import build_definitions
+    from cdp.definitions import build_definitions
 
     defs = build_definitions(load_config(config))
     job = defs.resolve_implicit_global_asset_job_def()
@@ -126,10 +126,10 @@ def test_email_only_sign_ups_stitch_and_say_what_they_could_not_train(tmp_path, 
 def test_a_failed_training_step_leaves_the_model_as_before_it(tmp_path, febrl1):
     """An EM session with no pair to learn from raises inside Splink after it has begun changing
     the linker's settings; it is skipped and the model is exactly the one trained without it."""
-    from cdp_assets.config import TenantConfig
-    from cdp_assets.stitch.design import Rule, choose_design
-    from cdp_assets.stitch.model import train_model
-    from cdp_assets.stitch.preprocess import prepare_for_matching
+    from cdp.config import TenantConfig
+    from cdp.stages.stitch.design import Rule, choose_design
+    from cdp.stages.stitch.model import train_model
+    from cdp.stages.stitch.preprocess import prepare_for_matching
 
     cfg = load_config(write_tenant(tmp_path, {"people": (febrl1, FEBRL_COLUMNS)}))
     assert isinstance(cfg, TenantConfig)
@@ -175,7 +175,7 @@ def _records(rows):
 def test_households_are_judged_from_who_shares_a_contact_value():
     """Records sharing an address under conflicting given names: born decades apart they are a
     family (protections on); with the same birth date, one person whose name was replaced."""
-    from cdp_assets.stitch.design import household_evidence
+    from cdp.stages.stitch.design import household_evidence
 
     family, renamed = [], []
     for i in range(30):
@@ -209,7 +209,7 @@ def test_identifier_tags_several_per_source_and_in_deterministic_rules(tmp_path)
                           stitch={"deterministic_rules": [["national_id"], ["other_id_passport"]]})
     cfg = load_config(config)
     assert cfg.identifier_columns == ["national_id", "other_id_licence", "other_id_passport"]
-    from cdp_assets.sources import build_domain_table
+    from cdp.stages.sources.assets import build_domain_table
 
     domain, _, _ = build_domain_table("people", cfg.sources["people"], cfg.resolve("data/people.csv"))
     assert list(domain[["national_id", "other_id_passport", "other_id_licence"]].iloc[0]) == ["123-45", "P1", None]
@@ -226,7 +226,7 @@ def test_identifier_tags_several_per_source_and_in_deterministic_rules(tmp_path)
 
 
 def test_a_street_number_column_goes_in_front_of_the_street():
-    from cdp_assets.sources import street_line
+    from cdp.stages.sources.assets import street_line
 
     number = pd.Series(["6", None, "12", "3"])
     street = pd.Series(["tullaroop street", "oak st", None, "3 high st"])

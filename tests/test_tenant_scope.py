@@ -18,9 +18,9 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from cdp_assets.config import ConfigError, load_config
-from cdp_assets.profile_store import read_store
-from cdp_assets.scope import CATEGORY_COLUMNS, PURCHASE_COLUMNS, TABLE_NEEDS
+from cdp.config import ConfigError, load_config
+from cdp.stages.activation.profile_store import read_store
+from cdp.scope import CATEGORY_COLUMNS, PURCHASE_COLUMNS, TABLE_NEEDS
 
 DEMO_SOURCES = {"customers": ["pos_customers", "ecommerce_customers", "email_subscribers"],
                 "orders": ["pos_orders", "ecommerce_orders"]}
@@ -48,7 +48,7 @@ def scoped_tenant(root, demo_tenant, name: str, sources: list[str], **sections):
 
 
 def _run(config, dagster_instance, quiet=True):
-    from cdp_assets.cli import run_tenant
+    from cdp.cli import run_tenant
 
     with pytest.MonkeyPatch.context() as env:  # run_tenant points $CDP_CONFIG at its tenant
         env.delenv("CDP_CONFIG", raising=False)
@@ -134,7 +134,7 @@ def test_customers_only_customer_360_is_the_merged_profile(crm):
 
 
 def test_customers_only_profile_api_answers_a_lookup(crm):
-    from cdp_assets.api import create_app
+    from cdp.serve.api import create_app
 
     cfg, _, _ = crm
     with duckdb.connect(str(cfg.warehouse_path), read_only=True) as con:
@@ -151,7 +151,7 @@ def test_customers_only_profile_api_answers_a_lookup(crm):
 
 def test_entries_on_left_out_custom_tables_and_queries_fail_before_the_run(crm):
     """What only the dbt manifest and the queries folder tell: refused when the graph is built."""
-    from cdp_assets.definitions import build_definitions
+    from cdp.definitions import build_definitions
 
     cfg, _, _ = crm
     doc = yaml.safe_load(cfg.config_path.read_text())
@@ -175,7 +175,7 @@ def test_entries_on_left_out_custom_tables_and_queries_fail_before_the_run(crm):
 
 def test_every_purchase_stage_model_says_what_it_needs(crm):
     """scope.TABLE_NEEDS lists every dbt model of the interactions and bi folders."""
-    from cdp_assets.dbt_models import load_manifest, relation_name, target_path
+    from cdp.dbt.project import load_manifest, relation_name, target_path
 
     cfg, _, _ = crm
     nodes = load_manifest(target_path(cfg) / "manifest.json")["nodes"].values()
@@ -199,7 +199,7 @@ def shop(demo_tenant, dagster_instance, tmp_path_factory):
 
 
 def test_orders_without_items_build_the_order_based_tables(shop):
-    from cdp_assets.cli import left_out_notes
+    from cdp.cli import left_out_notes
 
     _, result = shop
     assert any(n.startswith("no transaction_items sources: item-based tables are left out")

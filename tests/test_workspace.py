@@ -15,11 +15,11 @@ import duckdb
 import pytest
 import yaml
 
-from cdp_assets.access import create_key
-from cdp_assets.config import load_config
-from cdp_assets.workspace import create_server
-from cdp_assets.workspace.auth import UsersFileError, add_user, hash_password, load_users, verify_password
-from cdp_assets.workspace.reader import read_warehouse
+from cdp.serve.access import create_key
+from cdp.config import load_config
+from cdp.serve.workspace import create_server
+from cdp.serve.workspace.auth import UsersFileError, add_user, hash_password, load_users, verify_password
+from cdp.serve.workspace.reader import read_warehouse
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "workspace"
@@ -385,7 +385,7 @@ def test_passwords_and_the_users_file(tmp_path):
 
 
 def test_a_runaway_query_is_interrupted():
-    from cdp_assets.workspace.app import _time_limit
+    from cdp.serve.workspace.app import _time_limit
 
     con = duckdb.connect()
     started = time.monotonic()
@@ -417,8 +417,8 @@ def test_a_saved_segment_opens_in_the_builder_and_saves_back(client, workspace_t
 
 
 def test_saving_a_segment_changes_only_its_own_lines():
-    from cdp_assets.config import DEFAULT_CONFIG
-    from cdp_assets.workspace.builder import splice_segment
+    from cdp.config import DEFAULT_CONFIG
+    from cdp.serve.workspace.builder import splice_segment
 
     text = DEFAULT_CONFIG.read_text()
     new = splice_segment(text, "big_buyers", {"all": [{"column": "order_count", "op": ">=", "value": 3}]})
@@ -445,7 +445,7 @@ def test_saving_a_segment_changes_only_its_own_lines():
 @pytest.fixture()
 def recheck_now(monkeypatch):
     """The users and keys files are re-read at most once a second; tests do not wait for it."""
-    from cdp_assets import access
+    from cdp.serve import access
 
     monkeypatch.setattr(access, "RECHECK_SECONDS", 0.0)
 
@@ -482,7 +482,7 @@ def test_a_profiles_key_does_not_open_the_workspace(client, workspace_tenant, re
     assert r.status_code == 200 and r.text.startswith("cdp_id")
     # a revoked key: refused at its next use
     cfg = load_config(workspace_tenant)
-    from cdp_assets.access import revoke_key
+    from cdp.serve.access import revoke_key
 
     token = create_key(cfg.resolve(cfg.profile_api.keys_file), "temp_ws", ["workspace"])
     assert client.get("/workspace/people", headers={"X-API-Key": token}).status_code == 200
@@ -543,7 +543,7 @@ def test_the_session_cookie_is_httponly_and_samesite_strict(app):
 
 
 def test_a_removed_user_or_a_new_role_applies_at_the_next_request(app, workspace_tenant, recheck_now):
-    from cdp_assets.workspace.auth import remove_user, set_role
+    from cdp.serve.workspace.auth import remove_user, set_role
 
     users = load_config(workspace_tenant).resolve("users_workspace.yaml")
     add_user(users, "temp_analyst", PASSWORD, role="analyst")
@@ -562,7 +562,7 @@ def test_a_removed_user_or_a_new_role_applies_at_the_next_request(app, workspace
 
 
 def test_cdp_user_commands(workspace_tenant, capsys, app):
-    from cdp_assets.cli import main
+    from cdp.cli import main
 
     config = str(workspace_tenant)
     c = client_at(app, "10.9.0.4")
@@ -656,7 +656,7 @@ def test_bad_logins_from_one_address_do_not_lock_the_user_out_elsewhere(app):
 
 
 def test_sessions_end_after_the_idle_and_the_absolute_timeout(tmp_path, monkeypatch):
-    from cdp_assets.workspace import sessions as mod
+    from cdp.serve.workspace import sessions as mod
 
     now = [1_000_000.0]
     monkeypatch.setattr(mod.time, "time", lambda: now[0])
@@ -677,7 +677,7 @@ def test_sessions_end_after_the_idle_and_the_absolute_timeout(tmp_path, monkeypa
 
 
 def test_workspace_pages_and_exports_send_security_headers(client):
-    from cdp_assets.security_headers import WORKSPACE_CSP
+    from cdp.serve.security_headers import WORKSPACE_CSP
 
     login(client)
     for r in (client.get("/workspace/"), client.get("/workspace/people?q=a"), client.get("/workspace/sql"),
@@ -791,7 +791,7 @@ def test_cdp_serve_with_two_workers(workspace_tenant, pipeline_run):
 
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("CDP_SESSION_SECRET", "CDP_API_KEY")}
-    proc = subprocess.Popen([sys.executable, "-m", "cdp_assets.cli", "serve", "--config", str(workspace_tenant),
+    proc = subprocess.Popen([sys.executable, "-m", "cdp.cli", "serve", "--config", str(workspace_tenant),
                              "--port", str(port), "--workers", "2"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"

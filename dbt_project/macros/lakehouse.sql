@@ -3,7 +3,7 @@
   live in the tenant's lakehouse folder as Parquet, one folder per table:
   <lakehouse>/<schema>/<table>/ - the layout the Spark engine's Dagster assets (domain.*,
   stitch.*) write too. cdp sets CDP_LAKEHOUSE (the folder) and CDP_LAKEHOUSE_TABLES (the
-  schema.table folders that exist) for each dbt invocation; see cdp_assets/dbt_models.py.
+  schema.table folders that exist) for each dbt invocation; see cdp/dbt/project.py.
 #}
 
 {# Models are written to <lakehouse>/<schema>/<alias> (dbt-spark's default, location_root/alias,

@@ -1,5 +1,0 @@
-"""The analyst workspace served by `cdp serve` beside the Profile API (see app.py)."""
-
-from .app import create_server, mount_workspace
-
-__all__ = ["create_server", "mount_workspace"]
