@@ -20,7 +20,7 @@ from cdp.stages.activation.lakehouse_sync import (build_lakehouse_definitions, c
                                   sync_table)
 from cdp.stages.sources.assets import SourceFileError, build_domain_table, file_units
 
-TINY = Path(__file__).parent / "tiny"
+TINY = Path(__file__).parents[1] / "tiny"
 
 
 def _tiny_config(tmp_path: Path, **changes):

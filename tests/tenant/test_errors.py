@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cdp.errors import explain
 
-TINY = Path(__file__).parent / "tiny"
+TINY = Path(__file__).parents[1] / "tiny"
 
 
 def user_env() -> dict[str, str]:

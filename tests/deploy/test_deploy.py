@@ -20,7 +20,7 @@ import yaml
 from cdp.config import DEFAULT_CONFIG
 
 PG_URL = os.environ.get("CDP_TEST_POSTGRES_URL")
-DEPLOY = Path(__file__).parent.parent / "deploy"
+DEPLOY = Path(__file__).parents[2] / "deploy"
 SENSOR = "export_on_c360_customer_360_refresh"
 PEOPLE = 200
 DAEMON_TIMEOUT_S = 240  # generous: only a failing run waits this long
@@ -276,7 +276,7 @@ def test_daemon_sends_only_new_data_against_postgres(tmp_path, fresh_database, m
         workspace = tmp_path / "workspace.yaml"
         workspace.write_text(yaml.safe_dump({"load_from": [{"python_module": {
             "module_name": "cdp.definitions", "location_name": "cdp",
-            "working_directory": str(Path(__file__).parent.parent)}}]}))
+            "working_directory": str(Path(__file__).parents[2])}}]}))
         # stopped by default: started the way the README says
         started = subprocess.run([str(Path(sys.executable).parent / "dagster"), "sensor", "start", SENSOR,
                                   "-w", str(workspace)], env=env, capture_output=True, text=True)

@@ -22,7 +22,7 @@ from cdp.serve.workspace.auth import UsersFileError, add_user, hash_password, lo
 from cdp.serve.workspace.reader import read_warehouse
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "workspace"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "workspace"
 USER, PASSWORD = "ana", "correct horse battery"          # an admin
 ANALYST, MARKETER = "al", "mia"                           # same password
 KEYS: dict[str, str] = {}   # name -> token: "notebook" (workspace scope), "website" (profiles:read)

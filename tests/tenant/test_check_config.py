@@ -8,7 +8,7 @@ import yaml
 
 from cdp.cli import main
 
-TINY = Path(__file__).parent / "tiny"
+TINY = Path(__file__).parents[1] / "tiny"
 
 
 def tiny_copy(tmp_path) -> Path:
