@@ -162,7 +162,10 @@ def dbt_env(cfg: TenantConfig) -> dict[str, str]:
 def warehouse_env(cfg: TenantConfig):
     """profiles.yml reads the warehouse path (on Spark: the target, lakehouse folder and its
     tables) from the dbt process's environment: set it for one dbt invocation only, so no other
-    tenant in this process is pointed at this one's file."""
+    tenant in this process is pointed at this one's file. dagster-dbt's DbtCliResource.cli gives
+    dbt a copy of os.environ and takes no environment of its own, so the dbt layer is the one
+    place cdp writes os.environ (tests/unit/test_config_door.py); the values come from the
+    loaded config, never from the environment read back."""
     env = dbt_env(cfg)
     keys = ("CDP_WAREHOUSE", "CDP_DBT_TARGET", "CDP_LAKEHOUSE", "CDP_LAKEHOUSE_TABLES",
             "CDP_SPARK_MASTER", "CDP_SPARK_SHUFFLE_PARTITIONS")

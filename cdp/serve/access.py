@@ -321,6 +321,6 @@ class KeyRing:
 
 def key_ring_for(cfg, api_key: str | None = None) -> KeyRing:
     """The tenant's keys file plus the deprecated environment key (or `api_key`, given by a caller)."""
-    legacy = api_key if api_key is not None else os.environ.get(cfg.profile_api.api_key_env) or None
+    legacy = api_key if api_key is not None else cfg.secret(cfg.profile_api.api_key_env) or None
     what = "api_key" if api_key is not None else f"profile_api.api_key_env: {cfg.profile_api.api_key_env}"
     return KeyRing(cfg.resolve(cfg.profile_api.keys_file), legacy, what)

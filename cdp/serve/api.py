@@ -290,9 +290,6 @@ def standard_phone(raw: str, country: str = standardize.DEFAULT_COUNTRY) -> str 
     return None if value.lower() in standardize.EMPTY else standardize._e164(value, country)
 
 
-SERVE_CONFIG_ENV = "CDP_SERVE_CONFIG"  # the tenant config a `cdp serve --workers N` worker loads
-
-
 def serve(cfg: TenantConfig, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
     """Run the Profile API with the analyst workspace (/workspace) in uvicorn.
 
@@ -318,13 +315,32 @@ def serve(cfg: TenantConfig, host: str = "127.0.0.1", port: int = 8000, workers:
     del app
     if cfg.config_path is None:
         raise RuntimeError("cdp serve --workers needs a tenant config file (--config)")
-    os.environ[SERVE_CONFIG_ENV] = str(cfg.config_path)
-    uvicorn.run("cdp.serve.api:server_from_environment", factory=True, workers=workers, **options)
+    serve_workers(cfg.config_path, workers, options)
 
 
-def server_from_environment() -> FastAPI:
+def serve_workers(config_path: Path, workers: int, options: dict) -> None:
+    """`workers` uvicorn processes on one socket, as uvicorn.run does for workers > 1, each
+    building its app from the tenant config: the config's path travels to each worker in its
+    app factory (pickled into the spawned process), not through the environment."""
+    import functools
+
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config(functools.partial(worker_server, str(config_path)), factory=True,
+                            workers=workers, **options)
+    sock = config.bind_socket()
+    try:
+        Multiprocess(config, sockets=[sock]).run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
+
+
+def worker_server(config_path: str) -> FastAPI:
     """The app of one `cdp serve --workers N` worker (a process uvicorn spawned)."""
     from cdp.config import load_config
     from cdp.serve.workspace import create_server
 
-    return create_server(load_config(os.environ[SERVE_CONFIG_ENV]))
+    return create_server(load_config(config_path))

@@ -709,9 +709,9 @@ def create_server(cfg: TenantConfig, api_key: str | None = None, instance=None) 
     from cdp.serve.api import create_app
 
     app = create_app(cfg, api_key=api_key)
-    if instance is None and os.environ.get("DAGSTER_HOME"):
+    if instance is None and cfg.overrides.dagster_home is not None:  # $DAGSTER_HOME, read by the loader
         import dagster as dg
 
-        instance = dg.DagsterInstance.get()
+        instance = dg.DagsterInstance.from_config(str(cfg.dagster_home))
     mount_workspace(app, cfg, app.state.keys, instance)
     return app

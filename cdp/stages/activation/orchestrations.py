@@ -114,9 +114,7 @@ def run_orchestration(cfg: TenantConfig, name: str, con, run_id: str, log=None, 
         meta.update(path=dg.MetadataValue.path(str(path)), bytes=path.stat().st_size)
         kind, target = "file", str(path)
     elif isinstance(dest, Postgres):
-        import os
-
-        url = os.environ.get(dest.url_env)
+        url = cfg.secret(dest.url_env)
         if not url:
             raise dg.Failure(f"destinations.{orch.destination}.url_env: environment variable {dest.url_env} "
                              "is not set")

@@ -150,7 +150,7 @@ def build_postgres_asset(cfg: TenantConfig, name: str, dest: Postgres) -> dg.Ass
                     f"${dest.url_env}, all tables swapped in one transaction, when one of them changed.",
     )
     def _publish(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
-        url = os.environ.get(dest.url_env)
+        url = cfg.secret(dest.url_env)
         if not url:
             raise dg.Failure(f"destinations.{name}.url_env: environment variable {dest.url_env} is not set; "
                              "it must hold the PostgreSQL URL (postgresql://user:password@host:port/db)")
