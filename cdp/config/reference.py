@@ -32,6 +32,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from cdp.config import REQUIRED_TAGS, TAGS_BY_KIND, TenantConfig
+from cdp.config.common import StrictModel
 
 REFERENCE_PATH = Path(__file__).resolve().parents[2] / "docs" / "config-reference.md"
 REGENERATE = "python -m cdp.config.reference --write"
@@ -184,8 +185,8 @@ def field_row(name: str, info: FieldInfo) -> str:
 def model_doc(model: type[BaseModel]) -> str:
     """The model's own docstring, or that of the cdp model it extends (never pydantic's)."""
     for cls in model.__mro__:
-        if not cls.__module__.startswith("cdp."):
-            break
+        if not cls.__module__.startswith("cdp.") or cls is StrictModel:
+            break  # StrictModel's docstring is about every section, not this one
         if doc := cls.__dict__.get("__doc__"):
             return inspect.cleandoc(doc)
     return ""
