@@ -13,7 +13,7 @@ from dagster_duckdb import DuckDBResource
 
 from cdp.stages.sources import standardize as std
 from cdp.config import ConfigError, load_config
-from cdp.stages.sources.assets import build_source_definitions
+from cdp.stages import sources
 
 S = pd.Series
 
@@ -136,7 +136,8 @@ def test_a_bad_country_is_named_in_the_error(intl_tenant, where, value, message)
 
 def test_international_records_land_in_the_domain_tables(intl_tenant, tmp_path):
     cfg = load_config(intl_tenant)
-    assets, checks = build_source_definitions(cfg)
+    stage = sources.definitions(cfg)
+    assets, checks = list(stage.assets), list(stage.asset_checks)
     warehouse = tmp_path / "wh.duckdb"
     result = dg.materialize([*assets, *checks], resources={"warehouse": DuckDBResource(database=str(warehouse))})
     assert result.success

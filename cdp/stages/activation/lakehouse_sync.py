@@ -192,11 +192,11 @@ def _sync_sensor(table: str):
         description=f"Writes {table} to the lakehouse once per new materialization of it.")
 
 
-def build_lakehouse_definitions(cfg: TenantConfig) -> dict:
+def lakehouse_definitions(cfg: TenantConfig) -> dg.Definitions:
     """Assets and sensors of the `lakehouse:` section (nothing when it is absent). The assets
     are in the activation group, so the export job runs them and the daily rebuild does not."""
     settings = cfg.lakehouse
     if settings is None:
-        return {"assets": [], "sensors": []}
-    return {"assets": [build_sync_asset(cfg, settings, t) for t in settings.tables],
-            "sensors": [_sync_sensor(t) for t in settings.tables]}
+        return dg.Definitions()
+    return dg.Definitions(assets=[build_sync_asset(cfg, settings, t) for t in settings.tables],
+                          sensors=[_sync_sensor(t) for t in settings.tables])

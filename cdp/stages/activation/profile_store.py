@@ -271,3 +271,8 @@ def build_profile_store_asset(cfg: TenantConfig) -> dg.AssetsDefinition:
                                               "preview": dg.MetadataValue.md(preview_md(sample, raw=cfg.dagster.raw_previews))})
 
     return _store
+
+
+def profile_store_definitions(cfg: TenantConfig) -> dg.Definitions:
+    """The Profile API's store, rebuilt after customer 360 and the segments."""
+    return dg.Definitions(assets=[build_profile_store_asset(cfg)])

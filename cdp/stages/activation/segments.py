@@ -377,5 +377,6 @@ def build_segments_asset(cfg: TenantConfig) -> dg.AssetsDefinition:
     return _segments
 
 
-def build_segment_definitions(cfg: TenantConfig) -> list[dg.AssetsDefinition]:
-    return [build_segments_asset(cfg)]
+def segment_definitions(cfg: TenantConfig) -> dg.Definitions:
+    """The one asset that builds every configured segment."""
+    return dg.Definitions(assets=[build_segments_asset(cfg)])

@@ -17,14 +17,13 @@ that database are not published again (`sends.py`).
 import os
 import tempfile
 from datetime import date
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from cdp.config import Postgres, TenantConfig
-from cdp.dbt.project import build_dbt_assets
+from cdp.dbt.project import build_dbt_assets, manifest_for
 from cdp.scope import tenant_scope
 from cdp.stages.activation.sends import (delivered_already, payload_version, record_delivery, resend_requested, send_tags,
                     skip_unchanged, version_of)
@@ -174,10 +173,9 @@ def build_postgres_asset(cfg: TenantConfig, name: str, dest: Postgres) -> dg.Ass
     return _publish
 
 
-def build_bi_definitions(cfg: TenantConfig, manifest: Path) -> list:
-    orchestrated = {o.destination for o in cfg.orchestrations.values()}  # these receive orchestrations
-    publishers = [build_postgres_asset(cfg, n, d) for n, d in cfg.destinations.items()
-                  if isinstance(d, Postgres) and n not in orchestrated]
-    models = build_dbt_assets(cfg, manifest, folder="bi", name="bi_models")
+def bi_definitions(cfg: TenantConfig) -> dg.Definitions:
+    """The holiday calendar and the bi dbt models. (Their publishers to Postgres are
+    destinations: the activation stage's.)"""
+    models = build_dbt_assets(cfg, manifest_for(cfg), folder="bi", name="bi_models")
     holidays = [build_holiday_asset(cfg)] if tenant_scope(cfg).builds("bi.holiday_calendar") else []
-    return [*holidays, *([models] if models is not None else []), *publishers]
+    return dg.Definitions(assets=[*holidays, *([models] if models is not None else [])])

@@ -7,17 +7,18 @@ it out, as it leaves out any model that reads a table it does not build (cdp/sco
 
 from __future__ import annotations
 
-from pathlib import Path
+import dagster as dg
 
 from cdp.config import TenantConfig
-from cdp.dbt.project import DBT_PROJECT_DIR, build_dbt_assets
+from cdp.dbt.project import DBT_PROJECT_DIR, build_dbt_assets, manifest_for
 
 CUSTOM_DIR = DBT_PROJECT_DIR / "models" / "custom"
 GROUP = "custom"
 
 
-def build_custom_definitions(cfg: TenantConfig, manifest: Path) -> list:
+def custom_definitions(cfg: TenantConfig) -> dg.Definitions:
+    """The engineer's models under models/custom/ (none: an empty stage)."""
     if not any(CUSTOM_DIR.rglob("*.sql")):
-        return []
-    models = build_dbt_assets(cfg, manifest, folder="custom", name="custom_models")
-    return [models] if models is not None else []
+        return dg.Definitions()
+    models = build_dbt_assets(cfg, manifest_for(cfg), folder="custom", name="custom_models")
+    return dg.Definitions(assets=[models] if models is not None else [])

@@ -357,7 +357,9 @@ def _written_empty(table: pd.DataFrame, recs: pd.DataFrame, why: str):
         passed=False, severity=dg.AssetCheckSeverity.WARN, description=f"not evaluated: {why}")
 
 
-def build_predictive_definitions(cfg: TenantConfig) -> list:
+def predictive_definitions(cfg: TenantConfig) -> dg.Definitions:
+    """The CLV model and the category propensity model (with recommendations), each only when
+    the tenant's purchase data lets it build."""
     settings = cfg.predictive
 
     @dg.asset(
@@ -431,6 +433,7 @@ def build_predictive_definitions(cfg: TenantConfig) -> list:
                      metrics, "holdout_auc", "baseline_auc", "higher is better")
 
     scope = tenant_scope(cfg)
-    return [model for model, table in [(predicted_clv_attributes, "predicted_clv_attributes"),
-                                       (category_propensity_model, "product_category_propensity")]
-            if scope.builds(f"{SCHEMA}.{table}")]
+    return dg.Definitions(assets=[
+        model for model, table in [(predicted_clv_attributes, "predicted_clv_attributes"),
+                                   (category_propensity_model, "product_category_propensity")]
+        if scope.builds(f"{SCHEMA}.{table}")])

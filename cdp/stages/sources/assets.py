@@ -543,9 +543,8 @@ def account_for(con, name: str, units: int, first: int) -> dict:
             "longest_record_lines": int(longest), "problems": problems}
 
 
-def build_source_definitions(cfg: TenantConfig) -> tuple[list, list]:
-    assets, checks = [], []
-    for name, source in cfg.sources.items():
-        assets.append(build_source_asset(cfg, name, source))
-        checks.append(build_accounting_check(cfg, name, source))
-    return assets, checks
+def source_definitions(cfg: TenantConfig) -> dg.Definitions:
+    """One domain.<source> asset per configured source, each with its row-accounting check."""
+    return dg.Definitions(assets=[build_source_asset(cfg, name, source) for name, source in cfg.sources.items()],
+                          asset_checks=[build_accounting_check(cfg, name, source)
+                                        for name, source in cfg.sources.items()])
