@@ -16,8 +16,8 @@ from dagster_duckdb import DuckDBResource
 from deltalake import DeltaTable, write_deltalake
 
 from cdp.config import ConfigError, load_config
-from cdp.stages.activation.lakehouse_sync import (lakehouse_definitions, count_lakehouse_rows, lakehouse_asset_key,
-                                  sync_table)
+from cdp.engine.lakehouse import count_lakehouse_rows
+from cdp.stages.activation.lakehouse_sync import lakehouse_asset_key, lakehouse_definitions, sync_table
 from cdp.stages.sources.assets import SourceFileError, build_domain_table, file_units
 
 TINY = Path(__file__).parents[1] / "tiny"

@@ -17,7 +17,7 @@ import yaml
 
 from cdp.serve.access import create_key
 from cdp.config import load_config
-from cdp.serve.workspace import create_server
+from cdp.serve.server import create_server
 from cdp.serve.workspace.auth import UsersFileError, add_user, hash_password, load_users, verify_password
 from cdp.serve.workspace.reader import read_warehouse
 

@@ -198,7 +198,7 @@ def test_configured_junk_phones_are_read_in_the_tenants_country():
 
 
 def test_a_searched_phone_is_read_in_the_tenants_country():
-    from cdp.serve.api import standard_phone
+    from cdp.serve.lookup_values import standard_phone
 
     assert standard_phone(" 02 1234 5678 ", "AU") == "+61212345678"
     assert standard_phone("(415) 555-0132") == "+14155550132"  # the default, US

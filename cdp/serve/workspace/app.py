@@ -702,16 +702,3 @@ def _saved_queries(cfg: TenantConfig) -> dict[str, Path]:
         return saved_queries(cfg)
     except QueryError:
         return {}
-
-
-def create_server(cfg: TenantConfig, api_key: str | None = None, instance=None) -> FastAPI:
-    """The Profile API with the analyst workspace mounted beside it (what `cdp serve` runs)."""
-    from cdp.serve.api import create_app
-
-    app = create_app(cfg, api_key=api_key)
-    if instance is None and os.environ.get("DAGSTER_HOME"):
-        import dagster as dg
-
-        instance = dg.DagsterInstance.get()
-    mount_workspace(app, cfg, app.state.keys, instance)
-    return app

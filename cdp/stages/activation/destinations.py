@@ -27,7 +27,7 @@ from dagster_duckdb import DuckDBResource
 from cdp.config import Destination, Postgres, TenantConfig
 from cdp.errors import UserError
 from cdp.pii import mask_text
-from cdp.stages.bi.assets import build_postgres_asset
+from cdp.stages.activation.bi_connect import build_postgres_asset
 from cdp.stages.activation.sends import (delivered_already, payload_version, record_delivery, resend_requested, send_selection,
                     send_sensor, send_tags, skip_unchanged)
 from cdp.engine.tables import preview_md

@@ -26,7 +26,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from cdp.stages.activation.destinations import export_file_name, file_suffix, send_webhook, write_atomically
-from cdp.stages.bi.assets import publish_to_postgres
+from cdp.stages.activation.bi_connect import publish_to_postgres
 from cdp.config import Destination, Orchestration, Postgres, TenantConfig, Webhook
 from cdp.errors import UserError
 from cdp.stages.activation.queries import SCHEMA as QUERY_SCHEMA, saved_queries
