@@ -385,7 +385,7 @@ def test_passwords_and_the_users_file(tmp_path):
 
 
 def test_a_runaway_query_is_interrupted():
-    from cdp.serve.workspace.app import _time_limit
+    from cdp.serve.workspace.state import _time_limit
 
     con = duckdb.connect()
     started = time.monotonic()
