@@ -19,6 +19,9 @@ The graph is built with `ast` from every import statement, at module level and i
 functions (a lazy import still ties two modules together), and an import of cdp.a.b.c also
 counts as importing the packages cdp.a.b and cdp.a, whose __init__ runs first.
 
+No module is over MAX_LINES lines but those in LONG_MODULES, each with why; a listed module
+that got shorter comes off the list.
+
 One edge is known and waits for its owner (KNOWN_EDGES): cdp.config's model validator calls
 cdp.scope.check_references through a function-level import, and cdp.scope reads the config's
 models. It goes when the reference checks run outside the pydantic model (or scope's checks
@@ -46,6 +49,16 @@ LAYERS = [
 ]
 # importer -> imported: edges the checks leave aside, each with why (see the docstring)
 KNOWN_EDGES = {("cdp.config", "cdp.scope"): "config validation calls scope.check_references (lazy import)"}
+MAX_LINES = 400
+LONG_MODULES = {  # module -> why it is longer, for now
+    "cdp.config": "the tenant config's models and validation, being reworked in another part of issue 19",
+    "cdp.cli": "every `cdp` command; being reworked in another part of issue 19",
+    "cdp.engine.spark": "the Spark session, resources and SQL transpiling; another part of issue 19",
+    "cdp.stages.sources.assets": "reading, standardising and accounting for sources; another part of issue 19",
+    "cdp.stages.stitch.model": "the versioned Splink model; another part of issue 19",
+    "cdp.stages.stitch.assets": "the three Stitch assets and their metadata; another part of issue 19",
+    "cdp.dbt.project": "one dbt project: layout, parse, manifest, translator, the dbt multi-asset",
+}
 STAGE_ORDER = ["sources", "stitch", "c360", "interactions", "predictive", "bi", "custom", "activation"]
 
 
@@ -152,6 +165,13 @@ def test_the_import_graph_has_no_cycle():
 
 def test_no_module_imports_a_higher_layer():
     assert upward_imports(import_graph()) == []
+
+
+def test_no_module_is_long_without_a_reason():
+    lines = {name: len(path.read_text().splitlines()) for name, path in cdp_modules().items()}
+    long = {name for name, n in lines.items() if n > MAX_LINES}
+    assert sorted(long - set(LONG_MODULES)) == []
+    assert sorted(set(LONG_MODULES) - long) == [], "no longer long: take it off LONG_MODULES"
 
 
 def test_the_known_edges_are_still_there():
