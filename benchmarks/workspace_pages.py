@@ -161,7 +161,7 @@ def main() -> None:
 
     from fastapi.testclient import TestClient
 
-    from cdp.serve.workspace import create_server
+    from cdp.serve.server import create_server
 
     with tempfile.TemporaryDirectory(prefix="cdp-bench-workspace-") as tmp:
         root = Path(tmp)

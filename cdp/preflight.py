@@ -97,7 +97,7 @@ def _missing_columns(where: str, source, header: list[str], path: Path) -> list[
 
 
 def _check_lakehouse_source(where: str, source, path: Path) -> list[Problem]:
-    from cdp.stages.activation.lakehouse_sync import read_lakehouse_table
+    from cdp.engine.lakehouse import read_lakehouse_table
 
     try:
         table = read_lakehouse_table(path, source.format)

@@ -35,7 +35,7 @@ def cmd_generate(args) -> int:
 
 
 def left_out_notes(defs) -> list[str]:
-    """What the tenant's sources do not let it build, and why (cdp/scope.py)."""
+    """What the tenant's sources do not let it build, and why (cdp/config/scope.py)."""
     notes = defs.metadata.get("cdp/left_out")
     return list(notes.data) if notes is not None else []
 

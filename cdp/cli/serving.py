@@ -44,7 +44,7 @@ def cmd_audit(args) -> int:
 
 def cmd_serve(args) -> int:
     """Serve the Profile API from the tenant's profile store."""
-    from cdp.serve.api import serve
+    from cdp.serve.server import serve
 
     cfg = load_config(args.config)
     try:

@@ -34,6 +34,10 @@ def iso_country(v: Any) -> str:
                      + (f"(did you mean {hint}?)" if hint else "(two letters, e.g. US, GB, AU, DE)"))
 
 
+class ConfigError(ValueError):
+    """A tenant config is invalid; the message names the file, the field and the problem."""
+
+
 class StrictModel(BaseModel):
     """A config section: a key it does not know is an error (a typo is never silently ignored)."""
     model_config = ConfigDict(extra="forbid")

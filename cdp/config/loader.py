@@ -37,6 +37,8 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from cdp.config.common import ConfigError  # noqa: F401  (re-exported by cdp.config)
+from cdp.config.secrets import read_secret  # noqa: F401  (re-exported by cdp.config)
 from cdp.config.tenant import Overrides, TenantConfig
 from cdp.paths import DEMO_CONFIG
 
@@ -50,10 +52,6 @@ SECTION_OVERRIDES = {
     "CDP_SESSIONS_FILE": ("workspace", "sessions_file"),
     "CDP_AUDIT_LOG": ("audit", "path"),
 }
-
-
-class ConfigError(ValueError):
-    """A tenant config is invalid; the message names the file, the field and the problem."""
 
 
 def _format_error(path: Path, err: ValidationError) -> str:
@@ -139,11 +137,6 @@ def _override_sections(cfg: TenantConfig, env: Mapping[str, str]) -> dict[str, s
             setattr(getattr(cfg, section), field, env[name])
             origin[f"{section}.{field}"] = name
     return origin
-
-
-def read_secret(name: str) -> str | None:
-    """A secret the config names by its environment variable (TenantConfig.secret); None if unset."""
-    return os.environ.get(name)
 
 
 def child_process_env(cfg: TenantConfig, dagster_home: bool = False) -> dict[str, str]:

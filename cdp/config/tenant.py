@@ -21,6 +21,8 @@ from cdp.config.engine import EngineName, SparkSettings
 from cdp.config.segments import Segment, _segment_cycle
 from cdp.config.serving import AuditSettings, DagsterSettings, ProfileApiSettings, WorkspaceSettings
 from cdp.config.sources import Source
+from cdp.config.scope import check_references
+from cdp.config.secrets import read_secret
 from cdp.config.stitch import StitchSettings
 from cdp.config.tags import ADDRESS_GROUP, ATTRIBUTE_FIELD, ATTRIBUTE_PREFIX, SourceKind
 from cdp.countries import DEFAULT_COUNTRY
@@ -180,8 +182,7 @@ class TenantConfig(StrictModel):
         self._check_segments()
         self._check_orchestrations()
         self._check_deterministic_rules()
-        from cdp.scope import check_references  # nothing may name a table the sources cannot build
-        check_references(self)
+        check_references(self)  # nothing may name a table the sources cannot build
         return self
 
     def _check_attributes(self) -> dict[str, str]:
@@ -306,8 +307,6 @@ class TenantConfig(StrictModel):
         """The value of the environment variable a setting names (`destinations.<name>.url_env`,
         `profile_api.api_key_env`), or None. Read when it is used and never kept on the config,
         so a secret is not in a dump or a log of it, and a rotated one is seen without a reload."""
-        from cdp.config.loader import read_secret  # the loader imports this module
-
         return read_secret(name)
 
     @property

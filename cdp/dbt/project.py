@@ -37,9 +37,10 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 from dagster_duckdb import DuckDBResource
 
 from cdp.config import SourceKind, TenantConfig
+from cdp.dbt.databases import write_database_models
 from cdp.paths import DBT_PROJECT_DIR
 from cdp.engine.spark import is_spark
-from cdp.scope import TABLE_NEEDS, needs_of, tenant_scope
+from cdp.config.scope import TABLE_NEEDS, needs_of, tenant_scope
 from cdp.engine.tables import table_preview
 
 
@@ -130,7 +131,7 @@ def tenant_sources_yaml(cfg: TenantConfig) -> str:
 
 
 def dbt_vars(cfg: TenantConfig) -> dict:
-    """The config's vars and what purchase data the tenant has (cdp/scope.py)."""
+    """The config's vars and what purchase data the tenant has (cdp/config/scope.py)."""
     return {**cfg.dbt_vars(), **tenant_scope(cfg).dbt_vars()}
 
 
@@ -233,8 +234,6 @@ def prepare_manifest(cfg: TenantConfig) -> Path:
     """Lay out the tenant's dbt project (linked files + generated ones) and parse it when its
     inputs changed. The parse runs in its own target folder; its manifest is then renamed over
     the tenant's manifest.json (an atomic replace: a reader gets the old file or the new one)."""
-    from cdp.stages.c360.assets import write_database_models  # merge builds on this module
-
     project = tenant_project_dir(cfg)
     link_project_files(project)
     sources_file = project / "models" / TENANT_SOURCES
@@ -263,6 +262,49 @@ def prepare_manifest(cfg: TenantConfig) -> Path:
     write_text_atomically(stamp, fingerprint)
     return manifest
 
+
+def _engineer_files_stamp() -> tuple:
+    """(path, mtime) of every file of dbt_project/ the tenant projects link: an engineer's edit
+    changes it, so a memoized manifest is prepared again."""
+    return tuple((str(p.relative_to(DBT_PROJECT_DIR)), p.stat().st_mtime_ns)
+                 for p in sorted(DBT_PROJECT_DIR.rglob("*"))
+                 if p.is_file() and p.relative_to(DBT_PROJECT_DIR).parts[0] not in NOT_LINKED)
+
+
+def _config_checksum(cfg: TenantConfig) -> str:
+    """What the tenant's generated dbt files and vars follow from: the whole config, where it is
+    and the engine dbt runs on."""
+    text = json.dumps([str(cfg.config_path), str(tenant_project_dir(cfg)), dbt_engine(cfg),
+                       cfg.model_dump(mode="json")], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+_PREPARED: dict[tuple, tuple[Path, tuple[int, int]]] = {}
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """(inode, mtime) of a file: a re-parse renames a new manifest over it, which changes both."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
+
+
+def manifest_for(cfg: TenantConfig) -> Path:
+    """The tenant's manifest.json, prepared once per config checksum and dbt_project/ state: the
+    stages that read dbt models (merge, interactions, bi, custom) and the scope of the graph all
+    ask for it while the code location loads, and dbt's project is laid out and checked once.
+    Prepared again when the file is no longer the one prepared (another config of the same
+    folder re-parsed into it, or it was removed)."""
+    key = (_config_checksum(cfg), _engineer_files_stamp())
+    manifest, identity = _PREPARED.get(key, (None, None))
+    if manifest is None or _file_identity(manifest) != identity:
+        if len(_PREPARED) >= 16:  # a long-lived process (tests, `cdp serve`) sees many configs
+            _PREPARED.clear()
+        manifest = prepare_manifest(cfg)
+        _PREPARED[key] = (manifest, _file_identity(manifest))
+    return manifest
 
 class CdpDbtTranslator(DagsterDbtTranslator):
     """Models are keyed schema/table (c360/customer_360: a model's alias when it has one, so

@@ -35,9 +35,9 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cdp.stages.sources import standardize
 from cdp.serve.access import KeysFileError, KeyRing, WeakKeyError, key_ring_for
 from cdp.serve.audit import AuditLog, note_key_denied, note_key_use
+from cdp.serve.lookup_values import standard_email, standard_phone
 from cdp.config import TenantConfig
 from cdp.stages.activation.profile_store import read_store
 from cdp.serve.security_headers import SecurityHeaders
@@ -275,72 +275,3 @@ def mount_docs(app: FastAPI) -> None:
         return get_redoc_html(openapi_url=app.openapi_url, title=f"{app.title} - ReDoc",
                               redoc_js_url=f"/docs-assets/{REDOC}",
                               redoc_favicon_url="/docs-assets/favicon-32x32.png", with_google_fonts=False)
-
-
-def standard_email(raw: str) -> str | None:
-    """One email standardised as the sources are (standardize.email), without a pandas round trip."""
-    value = re.sub(r"\s+", "", raw).lower()
-    return value if value not in standardize.EMPTY and re.match(standardize.EMAIL_RE, value) else None
-
-
-def standard_phone(raw: str, country: str = standardize.DEFAULT_COUNTRY) -> str | None:
-    """One phone as E.164, as the sources are (standardize.phone): a national number is read in
-    `country` (the tenant's), an international one keeps its own."""
-    value = re.sub(r"\s+", " ", raw.strip())
-    return None if value.lower() in standardize.EMPTY else standardize._e164(value, country)
-
-
-def serve(cfg: TenantConfig, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
-    """Run the Profile API with the analyst workspace (/workspace) in uvicorn.
-
-    One process serves the API on its event loop and the workspace's queries in a thread pool of
-    their own. With workers > 1, uvicorn starts that many processes on the same port: each
-    loads the tenant config, opens the read-only profile store and has its own workspace pool.
-    It helps when one process's event loop is the bottleneck (more than ~1 core of API traffic:
-    several thousand lookups a second) and there are cores to spare; on 2 cores one worker
-    serves 1,000 lookups/s (benchmarks/profile_api.py). Sessions, the login throttle, the keys
-    and the audit log are files every worker shares (SQLite, the keys file), so a login made on
-    one worker holds on the others and a revoke applies to all."""
-    import uvicorn
-
-    from cdp.serve.workspace import create_server
-
-    # built here also with workers: what a worker would fail on (no API key...) fails once, here
-    app = create_server(cfg)
-    # uvloop and httptools when installed (uvicorn[standard]), else asyncio and h11
-    options = dict(host=host, port=port, log_level="warning", access_log=False)
-    if workers <= 1:
-        uvicorn.run(app, **options)
-        return
-    del app
-    if cfg.config_path is None:
-        raise RuntimeError("cdp serve --workers needs a tenant config file (--config)")
-    serve_workers(cfg.config_path, workers, options)
-
-
-def serve_workers(config_path: Path, workers: int, options: dict) -> None:
-    """`workers` uvicorn processes on one socket, as uvicorn.run does for workers > 1, each
-    building its app from the tenant config: the config's path travels to each worker in its
-    app factory (pickled into the spawned process), not through the environment."""
-    import functools
-
-    import uvicorn
-    from uvicorn.supervisors import Multiprocess
-
-    config = uvicorn.Config(functools.partial(worker_server, str(config_path)), factory=True,
-                            workers=workers, **options)
-    sock = config.bind_socket()
-    try:
-        Multiprocess(config, sockets=[sock]).run()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sock.close()
-
-
-def worker_server(config_path: str) -> FastAPI:
-    """The app of one `cdp serve --workers N` worker (a process uvicorn spawned)."""
-    from cdp.config import load_config
-    from cdp.serve.workspace import create_server
-
-    return create_server(load_config(config_path))

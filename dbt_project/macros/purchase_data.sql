@@ -1,5 +1,5 @@
 {#
-  What purchase data the tenant has (cdp/scope.py decides, from its source kinds, and
+  What purchase data the tenant has (cdp/config/scope.py decides, from its source kinds, and
   passes it as the var purchase_data): `orders` (a transactions source) and `order_lines`
   (transactions and transaction_items sources). Models that read purchases use
   {% if cdp_has('orders') %} ... {% endif %}; cdp leaves out of the graph the models that need

@@ -16,8 +16,8 @@ from dagster_duckdb import DuckDBResource
 from deltalake import DeltaTable, write_deltalake
 
 from cdp.config import ConfigError, load_config
-from cdp.stages.activation.lakehouse_sync import (build_lakehouse_definitions, count_lakehouse_rows, lakehouse_asset_key,
-                                  sync_table)
+from cdp.engine.lakehouse import count_lakehouse_rows
+from cdp.stages.activation.lakehouse_sync import lakehouse_asset_key, lakehouse_definitions, sync_table
 from cdp.stages.sources.assets import SourceFileError, build_domain_table, file_units
 
 TINY = Path(__file__).parents[1] / "tiny"
@@ -116,32 +116,32 @@ def _read_back(path: Path, fmt: str) -> list[tuple]:
 def test_sync_writes_outputs_and_replaces_them(tmp_path, fmt):
     cfg = _tiny_config(tmp_path, lakehouse={"folder": "lake", "format": fmt})
     _warehouse(cfg.warehouse_path, ["a@x.com", "b@x.com", "c@x.com"])
-    defs = build_lakehouse_definitions(cfg)
+    defs = lakehouse_definitions(cfg)
     key = lakehouse_asset_key("c360.customer_360")
-    assert [a.key for a in defs["assets"]] == [key]
-    assert [s.name for s in defs["sensors"]] == ["lakehouse_sync_on_c360_customer_360_refresh"]
+    assert [a.key for a in defs.assets] == [key]
+    assert [s.name for s in defs.sensors] == ["lakehouse_sync_on_c360_customer_360_refresh"]
     resources = {"warehouse": DuckDBResource(database=str(cfg.warehouse_path))}
 
     # a resend as the very first send: nothing to compare with, activation.sends not there yet
-    result = dg.materialize(defs["assets"], resources=resources, tags={"cdp/resend": "true"})
+    result = dg.materialize(defs.assets, resources=resources, tags={"cdp/resend": "true"})
     assert result.success
     table = tmp_path / "lake" / "c360" / "customer_360"
     assert _read_back(table, fmt) == [
         ("P0", "a@x.com", ["web", "store"], __import__("datetime").date(2026, 1, 1), 0.5),
         ("P1", "b@x.com", ["web", "store"], __import__("datetime").date(2026, 1, 2), 1.5),
         ("P2", "c@x.com", ["web", "store"], __import__("datetime").date(2026, 1, 3), 2.5)]
-    [event] = result.asset_materializations_for_node(defs["assets"][0].op.name)
+    [event] = result.asset_materializations_for_node(defs.assets[0].op.name)
     assert event.metadata["dagster/row_count"].value == 3 and event.metadata["sent"].value
 
     # the same table again (a Materialize all, a second `cdp run`): not rewritten
     written = sorted((p.name, p.stat().st_mtime_ns) for p in table.rglob("*"))
-    again = dg.materialize(defs["assets"], resources=resources)
-    [event] = again.asset_materializations_for_node(defs["assets"][0].op.name)
+    again = dg.materialize(defs.assets, resources=resources)
+    [event] = again.asset_materializations_for_node(defs.assets[0].op.name)
     assert not event.metadata["sent"].value
     assert sorted((p.name, p.stat().st_mtime_ns) for p in table.rglob("*")) == written
 
     _warehouse(cfg.warehouse_path, ["a@x.com", "new@x.com"])      # the table is rebuilt: fewer rows
-    assert dg.materialize(defs["assets"], resources=resources).success
+    assert dg.materialize(defs.assets, resources=resources).success
     assert [r[1] for r in _read_back(table, fmt)] == ["a@x.com", "new@x.com"]
     assert count_lakehouse_rows(table, fmt) == 2
     assert sorted(p.name for p in table.parent.iterdir()) == ["customer_360"]    # no temp folders left

@@ -8,7 +8,7 @@ import pytest
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from cdp.stages.bi.assets import build_postgres_asset, publish_to_postgres
+from cdp.stages.activation.bi_connect import build_postgres_asset, publish_to_postgres
 
 PG_URL = os.environ.get("CDP_TEST_POSTGRES_URL")
 TABLES = ["bi.dim_customer", "bi.dim_product", "bi.dim_date", "bi.fact_sales", "bi.fact_sales_items",

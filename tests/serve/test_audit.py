@@ -18,7 +18,7 @@ from cdp.serve.access import create_key
 from cdp.serve.audit import AuditLog, Principal, request_principal
 from cdp.cli import main as cdp
 from cdp.config import load_config
-from cdp.serve.workspace import create_server
+from cdp.serve.server import create_server
 from cdp.serve.workspace.auth import add_user
 
 USER, ANALYST, PASSWORD = "ana", "bo", "correct horse battery"

@@ -17,7 +17,7 @@ import yaml
 
 from cdp.serve.access import create_key
 from cdp.config import load_config
-from cdp.serve.workspace import create_server
+from cdp.serve.server import create_server
 from cdp.serve.workspace.auth import UsersFileError, add_user, hash_password, load_users, verify_password
 from cdp.serve.workspace.reader import read_warehouse
 
@@ -385,7 +385,7 @@ def test_passwords_and_the_users_file(tmp_path):
 
 
 def test_a_runaway_query_is_interrupted():
-    from cdp.serve.workspace.app import _time_limit
+    from cdp.serve.workspace.state import _time_limit
 
     con = duckdb.connect()
     started = time.monotonic()

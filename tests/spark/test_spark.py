@@ -178,7 +178,7 @@ def test_spark_run_reports_spark_kinds_and_passes_the_checks(runs):
 
 
 def test_customers_only_graph_is_the_same_on_both_engines(runs):
-    """What a customers-only tenant leaves out (cdp/scope.py) does not depend on the engine:
+    """What a customers-only tenant leaves out (cdp/config/scope.py) does not depend on the engine:
     no interactions, bi or predictive asset on Spark either, every customer 360 database there."""
     from cdp.definitions import build_definitions
 
@@ -226,7 +226,7 @@ def test_country_defaults_reach_the_executors(runs, intl_tenant):
 
     from cdp.engine.spark import spark_session
     from cdp.stages.sources.assets import DOMAIN_COLUMNS, build_domain_table
-    from cdp.engine.spark_sources import INVALID_COLUMN, INVALID_COUNT, ROW_KIND, standardise_on_spark
+    from cdp.stages.sources.spark import INVALID_COLUMN, INVALID_COUNT, ROW_KIND, standardise_on_spark
 
     _, (spark_cfg, _) = runs
     spark = spark_session(spark_cfg)

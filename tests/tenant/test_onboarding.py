@@ -1,4 +1,4 @@
-"""`cdp init`: a starting tenant config from data files (cdp/onboarding.py)."""
+"""`cdp init`: a starting tenant config from data files (cdp/onboarding/)."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 
 from cdp.config import ConfigError, load_config
 from cdp.stages.activation.profile_store import read_store
-from cdp.scope import CATEGORY_COLUMNS, PURCHASE_COLUMNS, TABLE_NEEDS
+from cdp.config.scope import CATEGORY_COLUMNS, PURCHASE_COLUMNS, TABLE_NEEDS
 
 DEMO_SOURCES = {"customers": ["pos_customers", "ecommerce_customers", "email_subscribers"],
                 "orders": ["pos_orders", "ecommerce_orders"]}

@@ -194,7 +194,7 @@ def test_entries_on_tables_a_tenant_does_not_build_are_config_errors(tmp_path, k
 
 
 def test_what_a_tenant_builds_follows_from_its_source_kinds(tmp_path):
-    from cdp.scope import ORDER_LINES, ORDERS, tenant_scope
+    from cdp.config.scope import ORDER_LINES, ORDERS, tenant_scope
 
     doc = scoped_doc()
     doc["destinations"]["bi"] = {"kind": "postgres", "url_env": "X"}

@@ -13,7 +13,7 @@ from dagster_duckdb import DuckDBResource
 
 from cdp.stages.sources import standardize as std
 from cdp.config import ConfigError, load_config
-from cdp.stages.sources.assets import build_source_definitions
+from cdp.stages import sources
 
 S = pd.Series
 
@@ -136,7 +136,8 @@ def test_a_bad_country_is_named_in_the_error(intl_tenant, where, value, message)
 
 def test_international_records_land_in_the_domain_tables(intl_tenant, tmp_path):
     cfg = load_config(intl_tenant)
-    assets, checks = build_source_definitions(cfg)
+    stage = sources.definitions(cfg)
+    assets, checks = list(stage.assets), list(stage.asset_checks)
     warehouse = tmp_path / "wh.duckdb"
     result = dg.materialize([*assets, *checks], resources={"warehouse": DuckDBResource(database=str(warehouse))})
     assert result.success
@@ -197,7 +198,7 @@ def test_configured_junk_phones_are_read_in_the_tenants_country():
 
 
 def test_a_searched_phone_is_read_in_the_tenants_country():
-    from cdp.serve.api import standard_phone
+    from cdp.serve.lookup_values import standard_phone
 
     assert standard_phone(" 02 1234 5678 ", "AU") == "+61212345678"
     assert standard_phone("(415) 555-0132") == "+14155550132"  # the default, US

@@ -15,7 +15,8 @@ from dagster_duckdb import DuckDBResource
 
 from cdp.stages.sources import files as sf
 from cdp.config import ConfigError, load_config
-from cdp.stages.sources.assets import SourceFileError, build_domain_table, build_source_definitions
+from cdp.stages import sources
+from cdp.stages.sources.assets import SourceFileError, build_domain_table
 
 HEADER = "id,first,last,email,city"
 PEOPLE = [("1", "José", "Müller", "jose@example.com", "Málaga"), ("2", "Zoë", "Ñúñez", "zoe@example.com", "Köln"),
@@ -131,7 +132,8 @@ def test_the_accounting_check_counts_lines_itself_and_fails_when_rows_are_lost(t
     rows[9] = "10,too,many,fields,here,extra"
     data = ("\r\n".join([HEADER, *rows, "", "30,Zed,Lee,z@example.com,Leeds"]) + "\r\n").encode("cp1252")
     cfg, source, path = tenant(tmp_path, data)
-    assets, checks = build_source_definitions(cfg)
+    stage = sources.definitions(cfg)
+    assets, checks = list(stage.assets), list(stage.asset_checks)
     warehouse = tmp_path / "wh.duckdb"
     resources = {"warehouse": DuckDBResource(database=str(warehouse))}
     result = dg.materialize([*assets, *checks], resources=resources)

@@ -11,7 +11,7 @@ from dagster_duckdb import DuckDBResource
 
 from cdp.stages.sources import standardize as std
 from cdp.config import load_config
-from cdp.stages.sources.assets import build_source_definitions
+from cdp.stages import sources
 
 CUSTOMERS_CSV = """\
 id,first,last,email,phone,zip,state,dob,updated
@@ -73,7 +73,8 @@ def test_standardisers():
 
 def test_domain_assets_quarantine_and_account_for_every_row(tmp_path):
     cfg = load_config(tenant(tmp_path))
-    assets, checks = build_source_definitions(cfg)
+    stage = sources.definitions(cfg)
+    assets, checks = list(stage.assets), list(stage.asset_checks)
     warehouse = tmp_path / "wh.duckdb"
     result = dg.materialize([*assets, *checks], resources={"warehouse": DuckDBResource(database=str(warehouse))})
     assert result.success

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from cdp import pii
-from cdp.serve.api import standard_email, standard_phone
+from cdp.serve.lookup_values import standard_email, standard_phone
 from cdp.config import SourceKind, TenantConfig
 from cdp.stages.activation.segments import SCHEMA as SEGMENT_SCHEMA, segment_status
 from cdp.serve.workspace.reader import columns_of, quote, table_exists

@@ -27,6 +27,7 @@ from dagster_duckdb import DuckDBResource
 from cdp.config import Destination, Postgres, TenantConfig
 from cdp.errors import UserError
 from cdp.pii import mask_text
+from cdp.stages.activation.bi_connect import build_postgres_asset
 from cdp.stages.activation.sends import (delivered_already, payload_version, record_delivery, resend_requested, send_selection,
                     send_sensor, send_tags, skip_unchanged)
 from cdp.engine.tables import preview_md
@@ -186,11 +187,15 @@ def _publish_sensor(name: str, tables: list[dg.AssetKey], export_job):
         description=f"Runs destination {name} once every table it publishes was materialized again.")
 
 
-def build_activation_definitions(cfg: TenantConfig) -> dict:
+def destination_definitions(cfg: TenantConfig) -> dg.Definitions:
+    """The file exports, the Postgres publishers (BI Connect, cdp/stages/bi/assets.py) and their
+    jobs, sensors and the daily rebuild schedule."""
     # a destination an orchestration sends to receives that orchestration's rows, not a table export
     orchestrated = {o.destination for o in cfg.orchestrations.values()}
     files = {n: d for n, d in cfg.destinations.items() if isinstance(d, Destination) and n not in orchestrated}
     exports = [build_destination_asset(cfg, n, d) for n, d in files.items()]
+    publishers = [build_postgres_asset(cfg, n, d) for n, d in cfg.destinations.items()
+                  if isinstance(d, Postgres) and n not in orchestrated]
     sends = dg.AssetSelection.assets(*[dg.AssetKey(["activation", f"send_{n}"]) for n in cfg.orchestrations])
     export_job = dg.define_asset_job(
         EXPORT_JOB, selection=dg.AssetSelection.groups(GROUP) - sends,  # sends follow their own sensors
@@ -217,5 +222,5 @@ def build_activation_definitions(cfg: TenantConfig) -> dict:
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description="Rebuild everything but the sends every day; the send sensors, once started, "
                     "send what changed.")
-    return {"assets": exports, "jobs": [export_job, rebuild_job], "sensors": sensors,
-            "schedules": [schedule]}
+    return dg.Definitions(assets=[*exports, *publishers], jobs=[export_job, rebuild_job], sensors=sensors,
+                          schedules=[schedule])

@@ -1,9 +1,8 @@
 """Lakehouse sync: cdp reads its sources from, and writes its outputs to, a lakehouse folder, so a
 team on Databricks (or any Spark / Trino / DuckDB) uses cdp's tables without copying them.
 
-Reading (a source's `path`): a Parquet file, a folder of Parquet part files (hive-partitioned
-`key=value/` folders too: the keys become columns) or a Delta table (a folder with
-`_delta_log/`, read with the `deltalake` package - no Spark needed).
+Reading (a source's `path`): a Parquet file or folder or a Delta table, read by
+cdp/engine/lakehouse.py (no Spark needed).
 
 Writing (the tenant config's `lakehouse:` section): one Dagster asset per chosen output table
 (lakehouse/<schema>__<table>, group `activation`, in the export job) writes `<folder>/<schema>/<table>` whenever that table is materialized
@@ -24,8 +23,6 @@ import uuid
 from pathlib import Path
 
 import dagster as dg
-import pyarrow as pa
-import pyarrow.dataset as ds
 from dagster_duckdb import DuckDBResource
 
 from cdp.stages.activation.destinations import EXPORT_JOB, GROUP  # synced like the file exports: group activation
@@ -33,39 +30,8 @@ from cdp.config import LakehouseSync, TenantConfig
 from cdp.engine.spark import is_spark
 from cdp.stages.activation.sends import (delivered_already, payload_version, record_delivery, resend_requested, send_sensor,
                     send_tags, skip_unchanged)
+from cdp.engine.lakehouse import count_lakehouse_rows
 from cdp.engine.tables import preview_md
-
-
-# ---- reading sources ----------------------------------------------------------------------------
-
-def is_delta_table(path: Path) -> bool:
-    return (path / "_delta_log").is_dir()
-
-
-def lakehouse_dataset(path: Path, fmt: str) -> ds.Dataset:
-    """A Parquet file or folder (hive partitions discovered; files starting with _ or . such as
-    _SUCCESS are skipped) or a Delta table, as a pyarrow dataset."""
-    if fmt == "delta":
-        if not is_delta_table(path):
-            raise ValueError(f"{path} is not a Delta table (no _delta_log folder)")
-        from deltalake import DeltaTable
-
-        return DeltaTable(str(path)).to_pyarrow_dataset()
-    if path.is_dir() and is_delta_table(path):
-        raise ValueError(f"{path} is a Delta table: set the source's format: delta (reading its "
-                         "Parquet files directly would include removed rows)")
-    return ds.dataset(str(path), format="parquet", partitioning="hive" if path.is_dir() else None)
-
-
-def read_lakehouse_table(path: Path, fmt: str) -> pa.Table:
-    table = lakehouse_dataset(path, fmt).to_table()
-    # hive partition keys come back dictionary-encoded: plain values like every other column
-    return pa.table({name: (col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col)
-                     for name, col in zip(table.column_names, table.columns)})
-
-
-def count_lakehouse_rows(path: Path, fmt: str) -> int:
-    return lakehouse_dataset(path, fmt).count_rows()
 
 
 # ---- writing outputs ----------------------------------------------------------------------------
@@ -192,11 +158,11 @@ def _sync_sensor(table: str):
         description=f"Writes {table} to the lakehouse once per new materialization of it.")
 
 
-def build_lakehouse_definitions(cfg: TenantConfig) -> dict:
+def lakehouse_definitions(cfg: TenantConfig) -> dg.Definitions:
     """Assets and sensors of the `lakehouse:` section (nothing when it is absent). The assets
     are in the activation group, so the export job runs them and the daily rebuild does not."""
     settings = cfg.lakehouse
     if settings is None:
-        return {"assets": [], "sensors": []}
-    return {"assets": [build_sync_asset(cfg, settings, t) for t in settings.tables],
-            "sensors": [_sync_sensor(t) for t in settings.tables]}
+        return dg.Definitions()
+    return dg.Definitions(assets=[build_sync_asset(cfg, settings, t) for t in settings.tables],
+                          sensors=[_sync_sensor(t) for t in settings.tables])

@@ -26,10 +26,10 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from cdp.stages.activation.destinations import export_file_name, file_suffix, send_webhook, write_atomically
-from cdp.stages.bi.assets import publish_to_postgres
+from cdp.stages.activation.bi_connect import publish_to_postgres
 from cdp.config import Destination, Orchestration, Postgres, TenantConfig, Webhook
 from cdp.errors import UserError
-from cdp.stages.activation.queries import SCHEMA as QUERY_SCHEMA
+from cdp.stages.activation.queries import SCHEMA as QUERY_SCHEMA, saved_queries
 from cdp.stages.activation.segments import SCHEMA as SEGMENT_SCHEMA, SEGMENTS_KEY, require_built
 from cdp.stages.activation.sends import (delivered_already, payload_version, record_delivery, resend_requested, send_sensor,
                     send_tags, unchanged_metadata)
@@ -177,9 +177,8 @@ def build_orchestration_asset(cfg: TenantConfig, name: str) -> dg.AssetsDefiniti
     return _send
 
 
-def build_orchestration_definitions(cfg: TenantConfig) -> dict:
-    from cdp.stages.activation.queries import saved_queries
-
+def orchestration_definitions(cfg: TenantConfig) -> dg.Definitions:
+    """One send asset, job and sensor per orchestration."""
     queries = saved_queries(cfg)
     assets, jobs, sensors = [], [], []
     for name, orch in cfg.orchestrations.items():
@@ -194,4 +193,4 @@ def build_orchestration_definitions(cfg: TenantConfig) -> dict:
             f"orchestrate_{name}", [upstream_key(orch)], [send_asset_key(name)], job,
             description=f"Runs orchestration {name} once per new materialization of "
                         f"{upstream_key(orch).to_user_string()}.", tags={"cdp/trigger": "orchestration"}))
-    return {"assets": assets, "jobs": jobs, "sensors": sensors}
+    return dg.Definitions(assets=assets, jobs=jobs, sensors=sensors)

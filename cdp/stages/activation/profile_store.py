@@ -11,7 +11,7 @@ a temporary name beside the final one and moved into place with `os.replace`, so
 reads a half-written store and never holds a lock on the warehouse; the API re-opens the file
 when it changes. On the Spark engine the same SQL builds it from the lakehouse's Parquet tables
 (`serving_source`). A section whose table the tenant does not build (no transactions sources: no
-purchase attributes or scores; cdp/scope.py) is not in its profiles, even when an old run
+purchase attributes or scores; cdp/config/scope.py) is not in its profiles, even when an old run
 left the table behind. The `segments` of a profile are those the last segments build built
 (`activation.segments`); a segment it left out is not in any profile (rather than with stale
 members), and the store's metadata `segments_left_out` says which and why.
@@ -30,7 +30,7 @@ from dagster_duckdb import DuckDBResource
 
 from cdp.config import SourceKind, TenantConfig
 from cdp.engine.spark import duckdb_on_lakehouse, is_spark
-from cdp.scope import TenantScope, tenant_scope
+from cdp.config.scope import TenantScope, tenant_scope
 from cdp.stages.activation.segments import SCHEMA as SEGMENT_SCHEMA, SEGMENTS_KEY, segment_status
 from cdp.engine.tables import preview_md
 
@@ -271,3 +271,8 @@ def build_profile_store_asset(cfg: TenantConfig) -> dg.AssetsDefinition:
                                               "preview": dg.MetadataValue.md(preview_md(sample, raw=cfg.dagster.raw_previews))})
 
     return _store
+
+
+def profile_store_definitions(cfg: TenantConfig) -> dg.Definitions:
+    """The Profile API's store, rebuilt after customer 360 and the segments."""
+    return dg.Definitions(assets=[build_profile_store_asset(cfg)])

@@ -12,7 +12,7 @@ them; anything else (INSERT, DROP, CREATE, UPDATE, COPY, ATTACH, PRAGMA, ...) is
 a message saying so, before it reaches the warehouse.
 
 A query that reads a table the tenant does not build (e.g. interactions.* without transactions
-sources; cdp/scope.py) is left out of the graph, with a note in `cdp run`'s output.
+sources; cdp/config/scope.py) is left out of the graph, with a note in `cdp run`'s output.
 """
 
 
@@ -29,6 +29,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError
 
 from cdp.config import TenantConfig
+from cdp.dbt.project import left_out_tables, manifest_for
 from cdp.errors import UserError
 from cdp.engine.spark import is_spark
 from cdp.engine.tables import preview_md, transaction
@@ -212,9 +213,10 @@ def left_out_queries(cfg: TenantConfig, left_out: Mapping[str, str]) -> dict[str
     return out
 
 
-def build_query_definitions(cfg: TenantConfig,
-                            left_out: Mapping[str, str] | None = None) -> list[dg.AssetsDefinition]:
-    """One asset per saved query, but those reading a table in `left_out` (left_out_queries)."""
-    skipped = left_out_queries(cfg, left_out or {})
-    return [build_query_asset(name, path, cfg.active_engine, cfg.dagster.raw_previews) for name, path in saved_queries(cfg).items()
-            if f"{SCHEMA}.{name}" not in skipped]
+def query_definitions(cfg: TenantConfig) -> dg.Definitions:
+    """One asset per saved query, but those reading a table the tenant does not build
+    (left_out_queries over the dbt layer's left_out_tables)."""
+    skipped = left_out_queries(cfg, left_out_tables(cfg, manifest_for(cfg)))
+    return dg.Definitions(assets=[
+        build_query_asset(name, path, cfg.active_engine, cfg.dagster.raw_previews)
+        for name, path in saved_queries(cfg).items() if f"{SCHEMA}.{name}" not in skipped])

@@ -47,6 +47,7 @@ from cdp.config import IDENTIFIER, Segment, SegmentRule, TenantConfig, _segment_
 from cdp.errors import UserError
 from cdp.engine.spark import is_spark
 from cdp.engine.tables import preview_md, transaction
+from cdp.config.scope import segment_problem
 
 GROUP = "activation"
 SCHEMA = "activation"
@@ -223,8 +224,6 @@ def current_segments(cfg: TenantConfig) -> tuple[dict[str, Segment], dict[str, s
     own (the config's rules: its fields, references, cycles, tables this tenant builds), so one
     that no longer validates leaves out itself and the segments that refer to it, nothing else.
     A config built in code (no file) gives its own segments."""
-    from cdp.scope import segment_problem
-
     path = cfg.config_path
     if path is None or not Path(path).exists():
         docs = {n: s for n, s in cfg.segments.items()}
@@ -377,5 +376,6 @@ def build_segments_asset(cfg: TenantConfig) -> dg.AssetsDefinition:
     return _segments
 
 
-def build_segment_definitions(cfg: TenantConfig) -> list[dg.AssetsDefinition]:
-    return [build_segments_asset(cfg)]
+def segment_definitions(cfg: TenantConfig) -> dg.Definitions:
+    """The one asset that builds every configured segment."""
+    return dg.Definitions(assets=[build_segments_asset(cfg)])

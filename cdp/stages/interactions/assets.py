@@ -5,19 +5,20 @@ configured transactions, transaction_items and products source:
         -> transaction_attributes -> transaction_attributes_extended
 
 A tenant without transactions sources has no interactions stage; one without transaction_items
-sources builds the order-based models only (cdp/scope.py).
+sources builds the order-based models only (cdp/config/scope.py).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import dagster as dg
 
 from cdp.config import TenantConfig
-from cdp.dbt.project import build_dbt_assets
+from cdp.dbt.project import build_dbt_assets, manifest_for
 
 GROUP = "interactions"
 
 
-def build_interaction_definitions(cfg: TenantConfig, manifest: Path) -> list:
-    models = build_dbt_assets(cfg, manifest, folder="interactions", name="interaction_models")
-    return [models] if models is not None else []
+def interaction_definitions(cfg: TenantConfig) -> dg.Definitions:
+    """The interactions dbt models the tenant's purchase sources let it build."""
+    models = build_dbt_assets(cfg, manifest_for(cfg), folder="interactions", name="interaction_models")
+    return dg.Definitions(assets=[models] if models is not None else [])

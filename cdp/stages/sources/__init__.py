@@ -1,0 +1,13 @@
+"""Stage 1 - sources: every configured source file read, standardised into domain.<source>
+(rejected rows to domain.quarantine), each with a check that every row is accounted for.
+On Spark the files are loaded by spark.py, which builds on assets.py; the stage hands it in."""
+
+import dagster as dg
+
+from cdp.config import TenantConfig
+from cdp.stages.sources.assets import source_definitions
+from cdp.stages.sources.spark import load_domain_table
+
+
+def definitions(cfg: TenantConfig) -> dg.Definitions:
+    return source_definitions(cfg, load_on_spark=load_domain_table)

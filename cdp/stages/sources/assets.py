@@ -13,6 +13,7 @@ loaded; the asset lists them in its `columns_ignored` metadata.
 
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from cdp.stages.sources import files as source_files
 from cdp.stages.sources import standardize as std
 from cdp.config import Source, SourceKind, TenantConfig
 from cdp.errors import UserError
-from cdp.stages.activation.lakehouse_sync import count_lakehouse_rows, read_lakehouse_table
+from cdp.engine.lakehouse import count_lakehouse_rows, read_lakehouse_table
 from cdp.engine.spark import is_spark
 from cdp.engine.tables import preview_md, replace_table
 
@@ -132,7 +133,7 @@ def read_source_file(name: str, source: Source, path: Path) -> Batch:
             raise SourceFileError(f"source {name!r}: cannot read {source.format} {path}: {exc}") from exc
         df = table.to_pandas()
         for col in df.columns:
-            df[col] = df[col].astype(object).map(_to_text)
+            df[col] = df[col].astype(object).map(cell_text)
         df["source_row"] = range(1, len(df) + 1)
         df["source_lines"] = 1
         batch = Batch(name, df)
@@ -151,7 +152,8 @@ def check_columns(name: str, source: Source, header: list[str], path: Path) -> N
                               f"{path} (it has {header})")
 
 
-def _to_text(v) -> str | None:
+def cell_text(v) -> str | None:
+    """A value read from a parquet/delta file as the text a CSV cell would hold (None for nulls)."""
     if v is None or (isinstance(v, float) and pd.isna(v)) or v is pd.NaT:
         return None
     if hasattr(v, "isoformat"):
@@ -448,13 +450,28 @@ def load_domain_table_here(con, name: str, source: Source, path: Path) -> dict:
             "read_as": batch.read_as, "columns_ignored": batch.columns_ignored, "preview": domain.head(5)}
 
 
+# (con, name, source, path, shuffle partitions) -> the report of load_domain_table_here
+SparkLoader = Callable[..., dict]
+
+
 # ---- Dagster assets -----------------------------------------------------------------------------
 
 def domain_asset_key(name: str) -> dg.AssetKey:
     return dg.AssetKey(["domain", name])
 
 
-def build_source_asset(cfg: TenantConfig, name: str, source: Source) -> dg.AssetsDefinition:
+def _spark_loader(load_on_spark: SparkLoader | None) -> SparkLoader:
+    if load_on_spark is None:
+        raise RuntimeError("this source asset was built without a Spark loader: build the stage with "
+                           "cdp.stages.sources.definitions(cfg)")
+    return load_on_spark
+
+
+def build_source_asset(cfg: TenantConfig, name: str, source: Source,
+                       load_on_spark: SparkLoader | None = None) -> dg.AssetsDefinition:
+    """domain.<name> from the source's file. On Spark it is loaded by `load_on_spark`
+    (cdp/stages/sources/spark.py load_domain_table, handed in by the stage's definitions: that
+    module builds on this one)."""
     path = cfg.resolve(source.path)
 
     @dg.asset(
@@ -472,9 +489,7 @@ def build_source_asset(cfg: TenantConfig, name: str, source: Source) -> dg.Asset
     def _domain_table(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
         with warehouse.get_connection() as con:
             if is_spark(con):  # a Spark job: read and standardised on the executors
-                from cdp.engine.spark_sources import load_domain_table
-
-                report = load_domain_table(con, name, source, path, cfg.spark.shuffle_partitions)
+                report = _spark_loader(load_on_spark)(con, name, source, path, cfg.spark.shuffle_partitions)
             else:
                 report = load_domain_table_here(con, name, source, path)
         context.log.info(f"{name}: read {report['rows_read']}, loaded {report['rows_loaded']}, "
@@ -543,9 +558,9 @@ def account_for(con, name: str, units: int, first: int) -> dict:
             "longest_record_lines": int(longest), "problems": problems}
 
 
-def build_source_definitions(cfg: TenantConfig) -> tuple[list, list]:
-    assets, checks = [], []
-    for name, source in cfg.sources.items():
-        assets.append(build_source_asset(cfg, name, source))
-        checks.append(build_accounting_check(cfg, name, source))
-    return assets, checks
+def source_definitions(cfg: TenantConfig, load_on_spark: SparkLoader) -> dg.Definitions:
+    """One domain.<source> asset per configured source, each with its row-accounting check."""
+    return dg.Definitions(assets=[build_source_asset(cfg, name, source, load_on_spark)
+                                  for name, source in cfg.sources.items()],
+                          asset_checks=[build_accounting_check(cfg, name, source)
+                                        for name, source in cfg.sources.items()])

@@ -5,8 +5,15 @@ preprocess (blocklist, what the matcher sees) -> model (Splink, versioned) -> cl
 assets wires them into Dagster.
 """
 
-from cdp.stages.stitch.assets import build_stitch_definitions
+import dagster as dg
+
+from cdp.config import TenantConfig
+from cdp.stages.stitch.assets import stitch_definitions
 from cdp.stages.stitch.preprocess import NICKNAMES
 from cdp.stages.stitch.quality import pairwise_quality
 
-__all__ = ["NICKNAMES", "build_stitch_definitions", "pairwise_quality"]
+__all__ = ["NICKNAMES", "definitions", "pairwise_quality"]
+
+
+def definitions(cfg: TenantConfig) -> dg.Definitions:
+    return stitch_definitions(cfg)

@@ -48,7 +48,8 @@ def _result(key: str, df: pd.DataFrame | None = None, rows: int | None = None, *
     return dg.MaterializeResult(asset_key=KEY[key], metadata=meta)
 
 
-def build_stitch_definitions(cfg: TenantConfig) -> tuple[list, list]:
+def stitch_definitions(cfg: TenantConfig) -> dg.Definitions:
+    """Preprocess, the versioned Splink model and the match that writes stable cdp_ids."""
     customer_keys = [dg.AssetKey(["domain", s]) for s in cfg.customer_sources]
     artefacts = artefacts_dir(cfg)
     store = ModelStore(artefacts)
@@ -172,7 +173,7 @@ def build_stitch_definitions(cfg: TenantConfig) -> tuple[list, list]:
         with warehouse.get_connection() as con:
             yield from _match(context, cfg, con, model, current.version, artefacts)
 
-    return [stitch_preprocess, match_model, stitch_match], []
+    return dg.Definitions(assets=[stitch_preprocess, match_model, stitch_match])
 
 
 # ---- matching -----------------------------------------------------------------------------------

@@ -33,7 +33,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from cdp.config import ATTRIBUTE_PREFIX, ConfigError, Destination, Postgres, SegmentRule, SourceKind, TenantConfig
+from typing import TYPE_CHECKING
+
+from cdp.config.activation import Destination, Postgres
+from cdp.config.common import ConfigError
+from cdp.config.segments import SegmentRule
+from cdp.config.tags import ATTRIBUTE_PREFIX, SourceKind
+
+if TYPE_CHECKING:  # the tenant model calls check_references from its validator
+    from cdp.config.tenant import TenantConfig
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Stage 1 on Spark: domain tables as Spark jobs.
+"""Stage 1 on Spark: domain tables as Spark jobs (the Spark loader of the sources stage).
 
 With `engine: spark` a source file is read by Spark and standardised on the executors by the same
 Python code as on DuckDB (sources.py, standardize.py), run over pandas batches of the rows:
@@ -27,8 +27,9 @@ import pandas as pd
 from cdp.stages.sources import standardize as std
 from cdp.config import ATTRIBUTE_TYPES, Source, SourceKind
 from cdp.stages.sources import files as source_files
-from cdp.stages.sources.assets import (SOURCE_POSITION, STANDARDISERS, Batch, SourceFileError, _to_text, check_columns, csv_batch,
-                      domain_columns, ignored_columns, position_unit, reason_key, replace_quarantine_rows)
+from cdp.stages.sources.assets import (SOURCE_POSITION, STANDARDISERS, Batch, SourceFileError, cell_text, check_columns,
+                                       csv_batch, domain_columns, ignored_columns, position_unit, read_source_file,
+                                       reason_key, replace_quarantine_rows)
 
 # the tag of the column whose duplicates the standardiser rejects (rows sharing it meet in one bucket)
 KEY_TAG = {SourceKind.customers: "pk", SourceKind.transactions: "order-id",
@@ -110,13 +111,11 @@ def read_raw_rows(spark, name: str, source: Source, path: Path):
         def as_text(frames):  # each value as text, as sources.read_source_file turns it
             for part in frames:
                 for col in columns:
-                    part[col] = part[col].astype(object).map(_to_text)
+                    part[col] = part[col].astype(object).map(cell_text)
                 yield part.assign(**{"source_lines": 1, RAW_ROW: None, REASON: None})
 
         raw = numbered.mapInPandas(as_text, _raw_schema(columns))
     elif source.format == "delta":
-        from cdp.stages.sources.assets import read_source_file
-
         batch = read_source_file(name, source, path)
         columns = [c for c in batch.rows.columns if c not in SOURCE_POSITION]
         raw = spark.createDataFrame(_with_rejects(batch, columns), _raw_schema(columns))
