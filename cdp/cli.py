@@ -238,9 +238,9 @@ def cmd_demo(args) -> int:
     result = run_tenant(str(DEFAULT_CONFIG), None)
     if result.success:
         cfg = load_config(DEFAULT_CONFIG)
-        import duckdb
+        from cdp.engine import warehouse_for
 
-        con = duckdb.connect(str(cfg.warehouse_path), read_only=True)
+        con = warehouse_for(cfg).open_reader()
         rec, ppl = con.execute("select count(*), count(distinct cdp_id) from stitch.unified_coalesced").fetchone()
         c360 = con.execute("select count(*) from c360.customer_360").fetchone()[0]
         con.close()
@@ -295,8 +295,9 @@ def cmd_query(args) -> int:
     sql = Path(args.file).read_text() if args.file else args.sql
     cfg = load_config(args.config)
     try:
-        con = duckdb.connect(str(cfg.warehouse_path), read_only=True,
-                             config={"enable_external_access": False})  # no files, no network
+        from cdp.engine import warehouse_for  # the engine's reader: the DuckDB file or the lakehouse
+
+        con = warehouse_for(cfg).open_reader({"enable_external_access": False})  # no files, no network
     except duckdb.Error as exc:
         print(f"cdp query: cannot open the warehouse {cfg.warehouse_path}: {exc}", file=sys.stderr)
         return 1
@@ -324,13 +325,13 @@ def cmd_query(args) -> int:
 
 def cmd_segment_preview(args) -> int:
     """Count a segment's members and show a sample, without writing anything."""
-    import duckdb
     import pandas as pd
 
+    from cdp.engine import warehouse_for
     from cdp.stages.activation.segments import SegmentError, preview_segment
 
     cfg = load_config(args.config)
-    con = duckdb.connect(str(cfg.warehouse_path), read_only=True)
+    con = warehouse_for(cfg).open_reader()
     try:
         count, sample = preview_segment(cfg, args.name, con, args.sample)
     except SegmentError as exc:

@@ -12,8 +12,8 @@ interactions, bi and predictive without transactions sources) is left out of the
 from __future__ import annotations
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
+from cdp.engine import warehouse_resource # the DuckDB file, or the lakehouse on Spark
 from cdp.stages.activation.destinations import build_activation_definitions
 from cdp.stages.bi.assets import build_bi_definitions
 from cdp.config import TenantConfig, load_config
@@ -74,15 +74,6 @@ def build_definitions(cfg: TenantConfig) -> dg.Definitions:
         executor=dg.in_process_executor,
         metadata={"cdp/left_out": left_out_notes(cfg, left_out)},
     )
-
-
-def warehouse_resource(cfg: TenantConfig):
-    """DuckDB file by default; with engine spark, the lakehouse on Spark (cdp/engine/spark.py)."""
-    if cfg.active_engine == "spark":
-        from cdp.engine.spark import spark_warehouse_resource
-
-        return spark_warehouse_resource(cfg)
-    return DuckDBResource(database=str(cfg.warehouse_path))
 
 
 @dg.definitions

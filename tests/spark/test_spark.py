@@ -226,7 +226,7 @@ def test_country_defaults_reach_the_executors(runs, intl_tenant):
 
     from cdp.engine.spark import spark_session
     from cdp.stages.sources.assets import DOMAIN_COLUMNS, build_domain_table
-    from cdp.engine.spark_sources import INVALID_COLUMN, INVALID_COUNT, ROW_KIND, standardise_on_spark
+    from cdp.engine.spark.sources import INVALID_COLUMN, INVALID_COUNT, ROW_KIND, standardise_on_spark
 
     _, (spark_cfg, _) = runs
     spark = spark_session(spark_cfg)

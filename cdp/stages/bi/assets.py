@@ -21,8 +21,8 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
-from dagster_duckdb import DuckDBResource
 
+from cdp.engine import WarehouseResource
 from cdp.config import Postgres, TenantConfig
 from cdp.dbt.project import build_dbt_assets
 from cdp.scope import tenant_scope
@@ -64,7 +64,7 @@ def build_holiday_asset(cfg: TenantConfig) -> dg.AssetsDefinition:
               description=f"Public holidays of {cfg.bi.holiday_country} ({cfg.bi.calendar_years} years "
                           f"from {cfg.bi.calendar_start_year}), from the `holidays` package; "
                           "flags holidays in bi.dim_date.")
-    def _holidays(warehouse: DuckDBResource) -> dg.MaterializeResult:
+    def _holidays(warehouse: WarehouseResource) -> dg.MaterializeResult:
         with warehouse.get_connection() as con:
             n = write_holiday_calendar(con, cfg)
             sample = con.execute("select * from bi.holiday_calendar where holiday_date >= ? "
@@ -149,7 +149,7 @@ def build_postgres_asset(cfg: TenantConfig, name: str, dest: Postgres) -> dg.Ass
         description=f"BI Connect: publishes {', '.join(dest.tables)} to the PostgreSQL database in "
                     f"${dest.url_env}, all tables swapped in one transaction, when one of them changed.",
     )
-    def _publish(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
+    def _publish(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         url = os.environ.get(dest.url_env)
         if not url:
             raise dg.Failure(f"destinations.{name}.url_env: environment variable {dest.url_env} is not set; "

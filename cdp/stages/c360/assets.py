@@ -28,11 +28,10 @@ from pathlib import Path
 
 import dagster as dg
 import yaml
-from dagster_duckdb import DuckDBResource
 
+from cdp.engine import WarehouseResource, splink_db_api
 from cdp.config import ADDRESS_GROUP, ATTRIBUTE_PREFIX, Database, TenantConfig
 from cdp.dbt.project import build_dbt_assets
-from cdp.engine.spark import splink_db_api
 from cdp.scope import ORDERS, tenant_scope
 from cdp.engine.tables import preview_md
 
@@ -295,7 +294,7 @@ def record_components_asset(name: str, mode: str | float, engine: str) -> dg.Ass
                           "with its connected component (lowest record key), found by Splink's "
                           "clustering. Read by its unified_records model; records without such a "
                           "link are people of their own.")
-    def _components(warehouse: DuckDBResource) -> dg.MaterializeResult:
+    def _components(warehouse: WarehouseResource) -> dg.MaterializeResult:
         with warehouse.get_connection() as con:
             counts = write_record_components(con, name, mode)
             preview = con.execute(f'select * from "{name}"."{COMPONENTS}" limit 5').df()

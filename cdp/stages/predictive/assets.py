@@ -20,8 +20,8 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 import pandas as pd
-from dagster_duckdb import DuckDBResource
 
+from cdp.engine import WarehouseResource
 from cdp.config import TenantConfig
 from cdp.scope import tenant_scope
 from cdp.engine.tables import preview_md, replace_table
@@ -369,7 +369,7 @@ def build_predictive_definitions(cfg: TenantConfig) -> list:
         description="One row per buyer: predicted orders and revenue in the next 12 months, probability "
                     "alive and a CLV tier, from a BG/NBD + Gamma-Gamma model (pymc-marketing, MAP fit) "
                     "trained on the tenant's purchases.")
-    def predicted_clv_attributes(context: dg.AssetExecutionContext, warehouse: DuckDBResource):
+    def predicted_clv_attributes(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
         end = as_of(cfg)
         with warehouse.get_connection() as con:
             days = purchase_days(con)
@@ -404,7 +404,7 @@ def build_predictive_definitions(cfg: TenantConfig) -> list:
                                        asset=dg.AssetKey([SCHEMA, "product_category_propensity"]),
                                        description="holdout AUC above the category-popularity baseline's")],
         name="category_propensity_model")
-    def category_propensity_model(context: dg.AssetExecutionContext, warehouse: DuckDBResource):
+    def category_propensity_model(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
         end = as_of(cfg)
         with warehouse.get_connection() as con:
             try:

@@ -18,14 +18,13 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
-from dagster_duckdb import DuckDBResource
 
 from cdp.stages.sources import files as source_files
 from cdp.stages.sources import standardize as std
 from cdp.config import Source, SourceKind, TenantConfig
 from cdp.errors import UserError
 from cdp.stages.activation.lakehouse_sync import count_lakehouse_rows, read_lakehouse_table
-from cdp.engine.spark import is_spark
+from cdp.engine import WarehouseResource, warehouse_of
 from cdp.engine.tables import preview_md, replace_table
 
 GROUP = "sources"
@@ -469,14 +468,9 @@ def build_source_asset(cfg: TenantConfig, name: str, source: Source) -> dg.Asset
                      if source.attributes else {})},
         tags={"cdp/kind": source.kind.value},
     )
-    def _domain_table(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
+    def _domain_table(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         with warehouse.get_connection() as con:
-            if is_spark(con):  # a Spark job: read and standardised on the executors
-                from cdp.engine.spark_sources import load_domain_table
-
-                report = load_domain_table(con, name, source, path, cfg.spark.shuffle_partitions)
-            else:
-                report = load_domain_table_here(con, name, source, path)
+            report = warehouse_of(con).load_source(con, name, source, path, cfg.spark.shuffle_partitions)
         context.log.info(f"{name}: read {report['rows_read']}, loaded {report['rows_loaded']}, "
                          f"quarantined {report['rows_quarantined']}")
         if report["columns_ignored"]:
@@ -503,7 +497,7 @@ def build_accounting_check(cfg: TenantConfig, name: str, source: Source) -> dg.A
     @dg.asset_check(asset=domain_asset_key(name), name="every_row_accounted_for",
                     description=f"every {unit[:-1]} of the file, counted without the loader's parser, "
                                 "starts or continues exactly one row of the domain table or of quarantine")
-    def _check(warehouse: DuckDBResource) -> dg.AssetCheckResult:
+    def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         in_file = file_units(source, path)
         with warehouse.get_connection() as con:
             figures = account_for(con, name, in_file, first=1 if unit == "rows" else 2)
