@@ -59,8 +59,6 @@ class SparkConnection:
     - UPDATE / DELETE of a lakehouse table rewrite its Parquet folder (whole-table replace).
     """
 
-    engine = "spark"
-
     def __init__(self, spark, lakehouse: Path):
         self.spark = spark
         self.lakehouse = Path(lakehouse)
