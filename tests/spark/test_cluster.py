@@ -188,5 +188,14 @@ def test_a_standalone_cluster_finds_the_same_people_as_duckdb(cluster, tenant, d
     # the work ran on the cluster: the application had executors on both workers
     apps = cluster.state()["activeapps"] + cluster.state()["completedapps"]
     assert [a["name"] for a in apps] == [f"cdp-{spark_cfg.tenant}"]
-    executors = [d for d in (cluster.root).glob("worker-*/app-*/*") if d.is_dir()]
+    executors = [d for d in cluster.root.glob("worker-*/app-*/*") if d.is_dir()]
     assert {d.parent.parent.name for d in executors} == {f"worker-{n}" for n in range(WORKERS)}
+    # and its executors imported cdp from the code the driver shipped, not from a checkout
+    from pyspark.sql import SparkSession
+
+    from cdp.engine.spark.session import cdp_code_archive
+
+    context = SparkSession.builder.getOrCreate().sparkContext
+    imported = set(context.parallelize(range(WORKERS * 2), WORKERS * 2)
+                   .map(lambda _: __import__("cdp").__file__).collect())
+    assert imported and all(cdp_code_archive().name in path for path in imported), imported
