@@ -1,5 +1,5 @@
 """Domain tables on both engines: every source of the demo tenant standardised in this process
-(the DuckDB engine's path) and as a Spark job (local[2], cdp/engine/spark_sources.py), timed, and
+(the DuckDB engine's path) and as a Spark job (local[2], cdp/stages/sources/spark.py), timed, and
 checked equal - the same domain rows and values, the same quarantined rows and reasons, the same
 invalid-value counts.
 
@@ -22,7 +22,7 @@ import pandas as pd
 from cdp.config import DEFAULT_CONFIG, load_config
 from cdp.demo.generate import generate_demo_data
 from cdp.stages.sources.assets import DOMAIN_COLUMNS, build_domain_table
-from cdp.engine.spark_sources import INVALID_COLUMN, INVALID_COUNT, RAW_ROW, REASON, ROW_KIND, standardise_on_spark
+from cdp.stages.sources.spark import INVALID_COLUMN, INVALID_COUNT, RAW_ROW, REASON, ROW_KIND, standardise_on_spark
 
 
 def _cells(frame: pd.DataFrame) -> list[tuple]:

@@ -18,11 +18,10 @@ interactions, bi and predictive without transactions sources) is left out of the
 from __future__ import annotations
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
 from cdp.config import TenantConfig, load_config
 from cdp.dbt.project import dbt_resource, left_out_tables, manifest_for
-from cdp.engine.spark import spark_warehouse_resource
+from cdp.engine import warehouse_resource  # the DuckDB file, or the lakehouse on Spark
 from cdp.config.scope import TABLE_NEEDS, check_built_references, scope_notes
 from cdp.stages import activation, bi, c360, custom, interactions, predictive, sources, stitch
 from cdp.stages.activation.queries import left_out_queries
@@ -41,13 +40,6 @@ def left_out_notes(cfg: TenantConfig, left_out: dict[str, str]) -> list[str]:
     """The stages left out, then every custom model and saved query left out, each with why."""
     return [*scope_notes(cfg),
             *(f"{table} is left out: {why}" for table, why in left_out.items() if table not in TABLE_NEEDS)]
-
-
-def warehouse_resource(cfg: TenantConfig):
-    """DuckDB file by default; with engine spark, the lakehouse on Spark (cdp/engine/spark.py)."""
-    if cfg.active_engine == "spark":
-        return spark_warehouse_resource(cfg)
-    return DuckDBResource(database=str(cfg.warehouse_path))
 
 
 def shared_definitions(cfg: TenantConfig, left_out: dict[str, str]) -> dg.Definitions:

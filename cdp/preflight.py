@@ -20,6 +20,7 @@ import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
+from cdp.engine import warehouse_for
 from cdp.stages.sources import files as source_files
 from cdp.config import SourceKind, TenantConfig
 
@@ -165,14 +166,14 @@ def check_queries(cfg: TenantConfig) -> list[Problem]:
 def check_segments(cfg: TenantConfig) -> list[Problem]:
     """Each segment compiled against the warehouse's catalog (read-only), when a run has built
     one; before that, the config's own checks (referenced segments, left-out tables) are all."""
-    if not cfg.segments or not cfg.warehouse_path.exists() or cfg.active_engine != "duckdb":
+    if not cfg.segments or cfg.active_engine != "duckdb" or not warehouse_for(cfg).built():
         return []
     import duckdb
 
     from cdp.stages.activation.segments import SegmentError, compile_segment
 
     try:
-        con = duckdb.connect(str(cfg.warehouse_path), read_only=True)
+        con = warehouse_for(cfg).open_reader()
     except duckdb.Error as exc:
         return [Problem("segments", f"cannot open the warehouse {cfg.warehouse_path} to check them: "
                                     f"{str(exc).splitlines()[0]}", "warning")]

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from cdp.config import load_config
+from cdp.engine import warehouse_for
 
 
 def cmd_query(args) -> int:
@@ -21,8 +22,8 @@ def cmd_query(args) -> int:
     sql = Path(args.file).read_text() if args.file else args.sql
     cfg = load_config(args.config)
     try:
-        con = duckdb.connect(str(cfg.warehouse_path), read_only=True,
-                             config={"enable_external_access": False})  # no files, no network
+        # the engine's reader: the DuckDB file or the lakehouse; no files, no network
+        con = warehouse_for(cfg).open_reader({"enable_external_access": False})
     except duckdb.Error as exc:
         print(f"cdp query: cannot open the warehouse {cfg.warehouse_path}: {exc}", file=sys.stderr)
         return 1
@@ -50,13 +51,12 @@ def cmd_query(args) -> int:
 
 def cmd_segment_preview(args) -> int:
     """Count a segment's members and show a sample, without writing anything."""
-    import duckdb
     import pandas as pd
 
     from cdp.stages.activation.segments import SegmentError, preview_segment
 
     cfg = load_config(args.config)
-    con = duckdb.connect(str(cfg.warehouse_path), read_only=True)
+    con = warehouse_for(cfg).open_reader()
     try:
         count, sample = preview_segment(cfg, args.name, con, args.sample)
     except SegmentError as exc:

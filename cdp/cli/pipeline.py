@@ -115,9 +115,9 @@ def cmd_demo(args) -> int:
     result = run_tenant(str(DEFAULT_CONFIG), None)
     if result.success:
         cfg = load_config(DEFAULT_CONFIG)
-        import duckdb
+        from cdp.engine import warehouse_for
 
-        con = duckdb.connect(str(cfg.warehouse_path), read_only=True)
+        con = warehouse_for(cfg).open_reader()
         rec, ppl = con.execute("select count(*), count(distinct cdp_id) from stitch.unified_coalesced").fetchone()
         c360 = con.execute("select count(*) from c360.customer_360").fetchone()[0]
         con.close()

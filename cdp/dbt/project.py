@@ -34,12 +34,10 @@ import dagster as dg
 import yaml
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource
 
-from dagster_duckdb import DuckDBResource
-
+from cdp.engine import WarehouseResource, warehouse_of
 from cdp.config import SourceKind, TenantConfig
 from cdp.dbt.databases import write_database_models
 from cdp.paths import DBT_PROJECT_DIR
-from cdp.engine.spark import is_spark
 from cdp.config.scope import TABLE_NEEDS, needs_of, tenant_scope
 from cdp.engine.tables import table_preview
 
@@ -406,7 +404,7 @@ def build_dbt_assets(cfg: TenantConfig, manifest: Path, folder: str,
 
     @dbt_assets(manifest=load_manifest(manifest), select=f"fqn:cdp.{folder}.*", exclude=exclude,
                 name=name, dagster_dbt_translator=TRANSLATOR)
-    def _models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: DuckDBResource):
+    def _models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
         with warehouse_env(cfg), buildable_tests_only(), dbt_target(cfg, f"{name}-{context.run.run_id[:8]}") as own:
             invocation = dbt.cli(["build", *dbt_vars_arg(cfg)], context=context, target_path=own)
             # dbt holds the DuckDB file while it runs: collect its events, then add row counts
@@ -422,7 +420,7 @@ def build_dbt_assets(cfg: TenantConfig, manifest: Path, folder: str,
                         if f"{key.path[0]}.{key.path[-1]}" not in stored:
                             yield event          # a view: nothing stored to count
                             continue
-                        relation = lakehouse_relation(cfg, key.path[0], key.path[-1], spark=is_spark(con))
+                        relation = warehouse_of(con).stored_relation(lakehouse_path(cfg) / key.path[0] / key.path[-1])
                     rows, preview = table_preview(con, relation, raw=cfg.dagster.raw_previews)
                     event = event.with_metadata({**event.metadata, "dagster/row_count": rows,
                                                  "preview": dg.MetadataValue.md(preview)})

@@ -1,4 +1,5 @@
-"""The embedded warehouse (DuckDB): small helpers shared by every stage."""
+"""SQL helpers every engine's connection runs (transactions, whole-table replaces, previews): the
+Spark connection accepts the same statements as DuckDB (cdp/engine/spark/connection.py)."""
 
 from __future__ import annotations
 

@@ -248,3 +248,71 @@ def test_lakehouse_sync_writes_the_spark_table_as_delta(spark_run, duck):
     expected = duck.execute("select * from c360.customer_360").df()
     assert list(synced.columns) == list(expected.columns)
     assert sorted(synced["cdp_id"]) == sorted(expected["cdp_id"])
+
+
+# ---- the read path on a Spark tenant: what the Spark run wrote, read without Spark -----------
+
+def _lakehouse_ids(cfg, schema: str, table: str) -> set[str]:
+    return set(_lakehouse(cfg, schema, table)["cdp_id"])
+
+
+@pytest.fixture()
+def spark_env(spark_run, monkeypatch):
+    """The Spark tenant's config, as `cdp` sees it with CDP_ENGINE=spark: no DuckDB file exists,
+    so whatever the read path reads comes from the lakehouse."""
+    from cdp.config import load_config
+
+    _, cfg, _ = spark_run
+    monkeypatch.setenv("CDP_ENGINE", "spark")
+    monkeypatch.delenv("CDP_WAREHOUSE", raising=False)
+    assert not cfg.warehouse_path.exists()
+    yield load_config(cfg.config_path)
+    assert not cfg.warehouse_path.exists()
+
+
+def test_cdp_query_reads_what_the_spark_run_wrote(spark_env, duck, tmp_path):
+    import argparse
+
+    from cdp.cli import cmd_query
+
+    out = tmp_path / "people.csv"
+    args = argparse.Namespace(config=str(spark_env.config_path), sql="select cdp_id from c360.customer_360",
+                              file=None, csv=str(out), limit=50)
+    assert cmd_query(args) == 0
+    got = set(pd.read_csv(out)["cdp_id"])
+    assert got == _lakehouse_ids(spark_env, "c360", "customer_360")
+    assert got == {r[0] for r in duck.execute("select cdp_id from c360.customer_360").fetchall()} and len(got) > 100
+
+
+def test_segment_preview_reads_the_spark_segments(spark_env, capsys):
+    import argparse
+
+    from cdp.cli import cmd_segment_preview
+
+    members = _lakehouse_ids(spark_env, "activation", "segment_reachable_by_email")
+    assert members
+    args = argparse.Namespace(config=str(spark_env.config_path), name="reachable_by_email", sample=3)
+    assert cmd_segment_preview(args) == 0
+    assert f"segment reachable_by_email: {len(members):,} members" in capsys.readouterr().out
+
+
+def test_workspace_reader_reads_the_lakehouse(spark_env):
+    from cdp.serve.workspace.reader import read_warehouse, table_exists
+
+    with read_warehouse(spark_env) as con:
+        assert table_exists(con, "c360", "customer_360")
+        got = {r[0] for r in con.execute("select cdp_id from c360.customer_360").fetchall()}
+        # the workspace's reader refuses files outside the lakehouse (external access off)
+        with pytest.raises(duckdb.PermissionException):
+            con.execute("select * from read_csv('/etc/hostname')")
+    assert got == _lakehouse_ids(spark_env, "c360", "customer_360")
+
+
+def test_profile_store_serves_the_people_the_spark_run_wrote(spark_env):
+    path = spark_env.resolve(spark_env.profile_api.store)
+    served = read_store(path)
+    try:
+        got = {r[0] for r in served.execute("select cdp_id from profiles").fetchall()}
+    finally:
+        served.close()
+    assert got == _lakehouse_ids(spark_env, "c360", "customer_360")

@@ -17,7 +17,7 @@ THE_DOOR = "config/loader.py"
 ALLOWED = {
     "config/secrets.py": "a secret a setting names (url_env, api_key_env) is read when it is used, "
                          "never kept on the config (TenantConfig.secret)",
-    "engine/spark.py": "PYSPARK_PYTHON (setdefault) tells Spark's Python workers to run this "
+    "engine/spark/session.py": "PYSPARK_PYTHON (setdefault) tells Spark's Python workers to run this "
                        "interpreter; pyspark reads it from the environment only",
     "dbt/project.py": "dagster-dbt's DbtCliResource.cli hands dbt a copy of os.environ and takes no "
                       "env of its own: profiles.yml's CDP_WAREHOUSE/CDP_SPARK_* and "

@@ -7,6 +7,10 @@ a page is a dozen small queries that a second thread only slows down), reads, an
 While a run is writing, the open fails with a lock error; the page then says "the warehouse is
 being rebuilt, retry in a moment" (HTTP 503) instead of failing, and a run that starts while a
 request reads waits (dagster-duckdb retries its connection) for a few milliseconds.
+
+On a Spark tenant the tables are the lakehouse's Parquet folders, which Spark rewrites whole and
+renames into place; the reader is the engine's (cdp/engine/): an in-memory DuckDB with a view
+per table, made per request like the file's read-only connection.
 """
 
 from __future__ import annotations
@@ -17,19 +21,28 @@ from pathlib import Path
 
 import duckdb
 
+from cdp.engine import warehouse_for
+from cdp.config import TenantConfig
+from cdp.engine.duckdb import DuckDBWarehouse
+
+# no files, no network for the page's queries; one thread: a page is a dozen small queries
+READER_CONFIG = {"enable_external_access": False, "threads": 1}
+
 
 class WarehouseBusy(Exception):
     """The warehouse cannot be read right now (a run holds its write lock, or it does not exist)."""
 
 
 @contextlib.contextmanager
-def read_warehouse(path: Path):
-    if not Path(path).exists():
-        raise WarehouseBusy(f"the warehouse {path} has not been built yet: run the pipeline "
+def read_warehouse(tenant: TenantConfig | Path):
+    """A read-only connection to the tenant's warehouse (or to a DuckDB warehouse file), for one
+    request."""
+    warehouse = warehouse_for(tenant) if isinstance(tenant, TenantConfig) else DuckDBWarehouse.at(tenant)
+    if not warehouse.built():
+        raise WarehouseBusy(f"the warehouse {warehouse.location} has not been built yet: run the pipeline "
                             "(cdp run, or Materialize all in the Dagster UI)")
     try:
-        con = duckdb.connect(str(path), read_only=True,
-                             config={"enable_external_access": False, "threads": 1})
+        con = warehouse.open_reader(READER_CONFIG)
     except (duckdb.IOException, duckdb.ConnectionException) as exc:
         raise WarehouseBusy("the warehouse is being rebuilt by a pipeline run; retry in a moment "
                             f"({str(exc).splitlines()[0][:200]})") from None

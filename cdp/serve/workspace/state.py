@@ -92,7 +92,7 @@ class Workspace:
     @contextlib.contextmanager
     def read(self):
         """A read-only warehouse connection whose queries stop after workspace.query_seconds."""
-        with read_warehouse(self.cfg.warehouse_path) as con, _time_limit(con, self.cfg.workspace.query_seconds):
+        with read_warehouse(self.cfg) as con, _time_limit(con, self.cfg.workspace.query_seconds):
             yield con
 
 

@@ -13,9 +13,9 @@ import os
 import tempfile
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
 from cdp.config import Postgres, TenantConfig
+from cdp.engine import WarehouseResource
 from cdp.stages.activation.sends import (delivered_already, payload_version, record_delivery, resend_requested,
                                          send_tags, skip_unchanged, version_of)
 
@@ -93,7 +93,7 @@ def build_postgres_asset(cfg: TenantConfig, name: str, dest: Postgres) -> dg.Ass
         description=f"BI Connect: publishes {', '.join(dest.tables)} to the PostgreSQL database in "
                     f"${dest.url_env}, all tables swapped in one transaction, when one of them changed.",
     )
-    def _publish(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
+    def _publish(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         url = cfg.secret(dest.url_env)
         if not url:
             raise dg.Failure(f"destinations.{name}.url_env: environment variable {dest.url_env} is not set; "

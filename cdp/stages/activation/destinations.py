@@ -22,8 +22,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
+from cdp.engine import WarehouseResource
 from cdp.config import Destination, Postgres, TenantConfig
 from cdp.errors import UserError
 from cdp.pii import mask_text
@@ -150,7 +150,7 @@ def build_destination_asset(cfg: TenantConfig, name: str, dest: Destination) -> 
                     "version of the table, written atomically.",
         metadata={"destination_folder": str(folder)},
     )
-    def _export(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
+    def _export(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         columns = ", ".join(f'"{c}"' for c in dest.columns) if dest.columns else "*"
         query = f'select {columns} from "{schema}"."{table}" order by 1'
         file_name = export_file_name(cfg.tenant, name, context.run.run_id, file_suffix(dest.format, dest.gzip))

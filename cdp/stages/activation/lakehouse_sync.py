@@ -23,11 +23,12 @@ import uuid
 from pathlib import Path
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
+import pyarrow as pa
+import pyarrow.dataset as ds
 
+from cdp.engine import WarehouseResource, warehouse_of
 from cdp.stages.activation.destinations import EXPORT_JOB, GROUP  # synced like the file exports: group activation
 from cdp.config import LakehouseSync, TenantConfig
-from cdp.engine.spark import is_spark
 from cdp.stages.activation.sends import (delivered_already, payload_version, record_delivery, resend_requested, send_sensor,
                     send_tags, skip_unchanged)
 from cdp.engine.lakehouse import count_lakehouse_rows
@@ -83,10 +84,7 @@ def write_delta_table(con, relation: str, final: Path) -> int:
     from deltalake import DeltaTable, write_deltalake
 
     final.parent.mkdir(parents=True, exist_ok=True)
-    if is_spark(con):  # the rows come to the driver as Arrow, as for a file drop
-        data = con.execute(f"select * from {relation}").arrow()
-    else:
-        data = con.sql(f"select * from {relation}").to_arrow_reader()
+    data = warehouse_of(con).arrow_rows(con, relation)
     write_deltalake(str(final), data, mode="overwrite", schema_mode="overwrite")
     return DeltaTable(str(final)).version()
 
@@ -125,7 +123,7 @@ def build_sync_asset(cfg: TenantConfig, settings: LakehouseSync, table: str) -> 
                     "that changed it.",
         metadata={"lakehouse_path": str(folder / schema / name)},
     )
-    def _sync(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
+    def _sync(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         relation = _source_relation(cfg, schema, name)
         send, target = lakehouse_asset_key(table).to_user_string(), folder / schema / name
         with warehouse.get_connection() as con:

@@ -23,8 +23,8 @@ send's row in `activation.sends`: a payload equal to the one last sent is not se
 from datetime import datetime, timezone
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
+from cdp.engine import WarehouseResource
 from cdp.stages.activation.destinations import export_file_name, file_suffix, send_webhook, write_atomically
 from cdp.stages.activation.bi_connect import publish_to_postgres
 from cdp.config import Destination, Orchestration, Postgres, TenantConfig, Webhook
@@ -164,7 +164,7 @@ def build_orchestration_asset(cfg: TenantConfig, name: str) -> dg.AssetsDefiniti
               description=f"Orchestration: sends {what} to destination `{orch.destination}` "
                           f"(campaign {orch.campaign or name}) whenever it changed; recipients are "
                           f"appended to {RECIPIENTS}.")
-    def _send(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
+    def _send(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         with warehouse.get_connection() as con:
             meta = run_orchestration(cfg, name, con, context.run.run_id, log=context.log,
                                      resend=resend_requested(context))

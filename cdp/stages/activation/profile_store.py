@@ -26,10 +26,9 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
-from dagster_duckdb import DuckDBResource
 
+from cdp.engine import WarehouseResource, warehouse_of
 from cdp.config import SourceKind, TenantConfig
-from cdp.engine.spark import duckdb_on_lakehouse, is_spark
 from cdp.config.scope import TenantScope, tenant_scope
 from cdp.stages.activation.segments import SCHEMA as SEGMENT_SCHEMA, SEGMENTS_KEY, segment_status
 from cdp.engine.tables import preview_md
@@ -207,16 +206,8 @@ def serving_source(warehouse):
     """A DuckDB connection the serving copy is built from: the warehouse itself, or on the Spark
     engine an in-memory DuckDB over the lakehouse's Parquet tables (the store is a SQLite file
     read by `cdp serve` for millisecond lookups, whichever engine built the tables)."""
-    with warehouse.get_connection() as con:
-        if not is_spark(con):
-            yield con
-            return
-        lakehouse = con.lakehouse
-    local = duckdb_on_lakehouse(lakehouse)
-    try:
-        yield local
-    finally:
-        local.close()
+    with warehouse.get_connection() as con, warehouse_of(con).duckdb_reader(con) as reader:
+        yield reader
 
 
 def served_segments(con) -> tuple[list[tuple[str, str]], dict[str, str]]:
@@ -242,7 +233,7 @@ def build_profile_store_asset(cfg: TenantConfig) -> dg.AssetsDefinition:
                           "and lookups by email, phone and (source, pk), written to a separate SQLite "
                           "file and swapped in atomically after each rebuild.",
               metadata={"store_path": dg.MetadataValue.path(str(path))})
-    def _store(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
+    def _store(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         with serving_source(warehouse) as con:
             segment_tables, left_out = served_segments(con)
             counts = build_profile_store(cfg, con, path, segment_tables)

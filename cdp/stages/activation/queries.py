@@ -24,15 +24,14 @@ from pathlib import Path
 
 import dagster as dg
 import sqlglot
-from dagster_duckdb import DuckDBResource
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
+from cdp.engine import WarehouseResource, warehouse_of
 from cdp.config import TenantConfig
 from cdp.dbt.project import left_out_tables, manifest_for
 from cdp.errors import UserError
-from cdp.engine.spark import is_spark
-from cdp.engine.tables import preview_md, transaction
+from cdp.engine.tables import preview_md
 
 GROUP = "activation"
 SCHEMA = "queries"
@@ -55,6 +54,10 @@ class PrestoQuery:
     duckdb: str
     tables: tuple[tuple[str, str], ...]  # (schema, table) read by the query, outside its CTEs
     spark: str = ""                      # the same query as Spark SQL (the Spark engine)
+
+    def in_dialect(self, dialect: str) -> str:
+        """The query as the SQL of an engine's dialect (a Warehouse's `sql_dialect`)."""
+        return {"duckdb": self.duckdb, "spark": self.spark}[dialect]
 
 
 def parse_presto(sql: str, source: str = "query") -> PrestoQuery:
@@ -135,22 +138,16 @@ def _presto_semantics_spark(node: exp.Expression) -> exp.Expression:
 def run_query(con, sql: str, source: str = "query", limit: int | None = None):
     """Run a Presto query on a DuckDB (or Spark) connection; returns a pandas DataFrame."""
     query = parse_presto(sql, source)
-    if is_spark(con):
-        frame = con.spark.sql(query.spark)
-        return (frame if limit is None else frame.limit(int(limit))).toPandas()
-    text = query.duckdb if limit is None else f"select * from ({query.duckdb}) limit {int(limit)}"
-    return con.execute(text).df()
+    engine = warehouse_of(con)
+    return engine.native_frame(con, query.in_dialect(engine.sql_dialect), limit)
 
 
 def materialize_query(con, name: str, query: PrestoQuery) -> None:
     """The query's result as the table queries.<name>: transpiled from Presto to the engine's
     own dialect (Spark SQL runs on Spark as it is, not through the DuckDB face)."""
     con.execute(f'create schema if not exists "{SCHEMA}"')
-    if is_spark(con):
-        con.write_table(SCHEMA, name, con.spark.sql(query.spark).localCheckpoint(eager=True))
-        return
-    with transaction(con):
-        con.execute(f'create or replace table "{SCHEMA}"."{name}" as {query.duckdb}')
+    engine = warehouse_of(con)
+    engine.create_table_as(con, SCHEMA, name, query.in_dialect(engine.sql_dialect))
 
 
 def saved_queries(cfg: TenantConfig) -> dict[str, Path]:
@@ -189,7 +186,7 @@ def build_query_asset(name: str, path: Path, engine: str = "duckdb",
                   "spark_sql": dg.MetadataValue.md(f"```sql\n{query.spark}\n```"),
                   "path": dg.MetadataValue.path(str(path))},
     )
-    def _query(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
+    def _query(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         current = parse_presto(path.read_text(), source=str(path))  # the file as it is now
         with warehouse.get_connection() as con:
             materialize_query(con, name, current)

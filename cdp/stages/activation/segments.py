@@ -40,12 +40,11 @@ from pathlib import Path
 
 import dagster as dg
 import yaml
-from dagster_duckdb import DuckDBResource
 from pydantic import ValidationError
 
+from cdp.engine import WarehouseResource, warehouse_of
 from cdp.config import IDENTIFIER, Segment, SegmentRule, TenantConfig, _segment_cycle
 from cdp.errors import UserError
-from cdp.engine.spark import is_spark
 from cdp.engine.tables import preview_md, transaction
 from cdp.config.scope import segment_problem
 
@@ -72,11 +71,7 @@ def _quote(name: str) -> str:
 
 def _catalog_columns(con) -> list[tuple[str, str, str, str]]:
     """(schema, table, column, type) of every warehouse table: on Spark, the lakehouse's."""
-    if is_spark(con):
-        return con.catalog_columns()
-    # duckdb_columns() lists what information_schema.columns does, ten times faster
-    return con.execute("select schema_name, table_name, column_name, data_type from duckdb_columns() "
-                       "where database_name = current_database()").fetchall()
+    return warehouse_of(con).catalog_columns(con)
 
 
 class Catalog:
@@ -317,10 +312,7 @@ def build_segments(cfg: TenantConfig, con, run_id: str) -> dict[str, SegmentBuil
 
 
 def _table_exists(con, schema: str, table: str) -> bool:
-    if is_spark(con):
-        return con.spark.catalog.tableExists(f"{schema}.{table}")
-    return con.execute("select count(*) from information_schema.tables where table_schema = ? "
-                       "and table_name = ?", [schema, table]).fetchone()[0] > 0
+    return warehouse_of(con).table_exists(con, schema, table)
 
 
 def segment_status(con) -> dict[str, SegmentBuild] | None:
@@ -357,7 +349,7 @@ def build_segments_asset(cfg: TenantConfig) -> dg.AssetsDefinition:
                           "analyst workspace is built without reloading definitions), each on its own: "
                           f"members in `{SCHEMA}.segment_<name>`, counts appended to `{SCHEMA}.segment_counts`, "
                           f"and `{REGISTRY}` says which segments were built and why any was left out.")
-    def _segments(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
+    def _segments(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         with warehouse.get_connection() as con:
             outcomes = build_segments(cfg, con, context.run.run_id)
         left_out = {n: o.error for n, o in outcomes.items() if not o.built}

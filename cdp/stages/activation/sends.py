@@ -38,7 +38,7 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from cdp.engine.spark import is_spark, to_spark_sql
+from cdp.engine import warehouse_of
 
 ROLE_TAG = "cdp/role"           # asset tag: cdp/role=send on every asset that delivers outside
 RESEND_TAG = "cdp/resend"       # run tag: cdp/resend=true delivers even an unchanged version
@@ -63,18 +63,7 @@ def payload_version(con, query: str, settings: dict | None = None) -> tuple[str,
     """(version, rows) of the rows of `query` as a destination receives them: sha256 over the
     column names, the row count, the sum of a hash of every row (order-independent, duplicates
     count) and the send's settings. One aggregate scan (a million rows: ~0.1 s on DuckDB)."""
-    if is_spark(con):
-        from pyspark.sql import functions as F
-
-        frame = con.spark.sql(to_spark_sql(query))
-        names = list(frame.columns)
-        row = frame.agg(F.count(F.lit(1)), F.sum(F.xxhash64(*[F.col(f"`{c}`") for c in names])
-                                                 .cast("decimal(38,0)"))).collect()[0]
-        rows, total = int(row[0]), str(row[1] or 0)
-    else:
-        names = [r[0] for r in con.execute(f"describe {query}").fetchall()]
-        [(rows, total)] = con.execute(f"select count(*), coalesce(sum(hash(t)), 0)::varchar "
-                                      f"from ({query}) t").fetchall()
+    names, rows, total = warehouse_of(con).rows_digest(con, query)
     return version_of({"columns": names, "rows": int(rows), "hash": total, "settings": settings or {}}), int(rows)
 
 

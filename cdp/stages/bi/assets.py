@@ -13,9 +13,9 @@ from datetime import date
 
 import dagster as dg
 import pandas as pd
-from dagster_duckdb import DuckDBResource
 
 from cdp.config import TenantConfig
+from cdp.engine import WarehouseResource
 from cdp.dbt.project import build_dbt_assets, manifest_for
 from cdp.config.scope import tenant_scope
 from cdp.engine.tables import preview_md, replace_table
@@ -53,7 +53,7 @@ def build_holiday_asset(cfg: TenantConfig) -> dg.AssetsDefinition:
               description=f"Public holidays of {cfg.bi.holiday_country} ({cfg.bi.calendar_years} years "
                           f"from {cfg.bi.calendar_start_year}), from the `holidays` package; "
                           "flags holidays in bi.dim_date.")
-    def _holidays(warehouse: DuckDBResource) -> dg.MaterializeResult:
+    def _holidays(warehouse: WarehouseResource) -> dg.MaterializeResult:
         with warehouse.get_connection() as con:
             n = write_holiday_calendar(con, cfg)
             sample = con.execute("select * from bi.holiday_calendar where holiday_date >= ? "

@@ -23,12 +23,11 @@ merged_customers (with `<attr>__from`), the provenance and customer_360 of every
 from __future__ import annotations
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
 from cdp.config import TenantConfig
+from cdp.engine import WarehouseResource, splink_db_api
 from cdp.dbt.databases import COMPONENTS, links_its_own_way
 from cdp.dbt.project import build_dbt_assets, manifest_for
-from cdp.engine.spark import splink_db_api
 from cdp.engine.tables import preview_md
 
 
@@ -102,7 +101,7 @@ def record_components_asset(name: str, mode: str | float, engine: str) -> dg.Ass
                           "with its connected component (lowest record key), found by Splink's "
                           "clustering. Read by its unified_records model; records without such a "
                           "link are people of their own.")
-    def _components(warehouse: DuckDBResource) -> dg.MaterializeResult:
+    def _components(warehouse: WarehouseResource) -> dg.MaterializeResult:
         with warehouse.get_connection() as con:
             counts = write_record_components(con, name, mode)
             preview = con.execute(f'select * from "{name}"."{COMPONENTS}" limit 5').df()

@@ -18,8 +18,8 @@ import datetime as dt
 
 import dagster as dg
 import pandas as pd
-from dagster_duckdb import DuckDBResource
 
+from cdp.engine import WarehouseResource
 from cdp.config import TenantConfig
 from cdp.engine.tables import preview_md, replace_table
 from cdp.config.scope import tenant_scope
@@ -105,7 +105,7 @@ def predictive_definitions(cfg: TenantConfig) -> dg.Definitions:
         description="One row per buyer: predicted orders and revenue in the next 12 months, probability "
                     "alive and a CLV tier, from a BG/NBD + Gamma-Gamma model (pymc-marketing, MAP fit) "
                     "trained on the tenant's purchases.")
-    def predicted_clv_attributes(context: dg.AssetExecutionContext, warehouse: DuckDBResource):
+    def predicted_clv_attributes(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
         end = as_of(cfg)
         with warehouse.get_connection() as con:
             days = purchase_days(con)
@@ -140,7 +140,7 @@ def predictive_definitions(cfg: TenantConfig) -> dg.Definitions:
                                        asset=dg.AssetKey([SCHEMA, "product_category_propensity"]),
                                        description="holdout AUC above the category-popularity baseline's")],
         name="category_propensity_model")
-    def category_propensity_model(context: dg.AssetExecutionContext, warehouse: DuckDBResource):
+    def category_propensity_model(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
         end = as_of(cfg)
         with warehouse.get_connection() as con:
             try:

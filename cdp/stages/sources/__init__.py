@@ -5,9 +5,13 @@ On Spark the files are loaded by spark.py, which builds on assets.py; the stage 
 import dagster as dg
 
 from cdp.config import TenantConfig
-from cdp.stages.sources.assets import source_definitions
+from cdp.engine import SourceLoaders
+from cdp.stages.sources.assets import load_domain_table_here, source_definitions
 from cdp.stages.sources.spark import load_domain_table
+
+# both ways of loading a file; the engine runs the one it suits (cdp.engine.SourceLoaders)
+LOADERS = SourceLoaders(in_process=load_domain_table_here, distributed=load_domain_table)
 
 
 def definitions(cfg: TenantConfig) -> dg.Definitions:
-    return source_definitions(cfg, load_on_spark=load_domain_table)
+    return source_definitions(cfg, LOADERS)

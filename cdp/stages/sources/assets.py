@@ -13,20 +13,18 @@ loaded; the asset lists them in its `columns_ignored` metadata.
 
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
-from dagster_duckdb import DuckDBResource
 
 from cdp.stages.sources import files as source_files
 from cdp.stages.sources import standardize as std
 from cdp.config import Source, SourceKind, TenantConfig
 from cdp.errors import UserError
+from cdp.engine import SourceLoaders, WarehouseResource, warehouse_of
 from cdp.engine.lakehouse import count_lakehouse_rows, read_lakehouse_table
-from cdp.engine.spark import is_spark
 from cdp.engine.tables import preview_md, replace_table
 
 GROUP = "sources"
@@ -450,8 +448,6 @@ def load_domain_table_here(con, name: str, source: Source, path: Path) -> dict:
             "read_as": batch.read_as, "columns_ignored": batch.columns_ignored, "preview": domain.head(5)}
 
 
-# (con, name, source, path, shuffle partitions) -> the report of load_domain_table_here
-SparkLoader = Callable[..., dict]
 
 
 # ---- Dagster assets -----------------------------------------------------------------------------
@@ -460,18 +456,20 @@ def domain_asset_key(name: str) -> dg.AssetKey:
     return dg.AssetKey(["domain", name])
 
 
-def _spark_loader(load_on_spark: SparkLoader | None) -> SparkLoader:
-    if load_on_spark is None:
-        raise RuntimeError("this source asset was built without a Spark loader: build the stage with "
-                           "cdp.stages.sources.definitions(cfg)")
-    return load_on_spark
+def _without_distributed(con, name, source, path, buckets) -> dict:
+    raise RuntimeError("this source asset was built without the distributed loader: build the stage "
+                       "with cdp.stages.sources.definitions(cfg)")
+
+
+def _loaders(loaders: SourceLoaders | None) -> SourceLoaders:
+    return loaders or SourceLoaders(in_process=load_domain_table_here, distributed=_without_distributed)
 
 
 def build_source_asset(cfg: TenantConfig, name: str, source: Source,
-                       load_on_spark: SparkLoader | None = None) -> dg.AssetsDefinition:
-    """domain.<name> from the source's file. On Spark it is loaded by `load_on_spark`
-    (cdp/stages/sources/spark.py load_domain_table, handed in by the stage's definitions: that
-    module builds on this one)."""
+                       loaders: SourceLoaders | None = None) -> dg.AssetsDefinition:
+    """domain.<name> from the source's file, loaded by the engine's choice of `loaders`: in this
+    process (load_domain_table_here) or as a job on the executors (cdp/stages/sources/spark.py,
+    handed in by the stage's definitions: that module builds on this one)."""
     path = cfg.resolve(source.path)
 
     @dg.asset(
@@ -486,12 +484,10 @@ def build_source_asset(cfg: TenantConfig, name: str, source: Source,
                      if source.attributes else {})},
         tags={"cdp/kind": source.kind.value},
     )
-    def _domain_table(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
+    def _domain_table(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         with warehouse.get_connection() as con:
-            if is_spark(con):  # a Spark job: read and standardised on the executors
-                report = _spark_loader(load_on_spark)(con, name, source, path, cfg.spark.shuffle_partitions)
-            else:
-                report = load_domain_table_here(con, name, source, path)
+            report = warehouse_of(con).load_source(con, _loaders(loaders), name, source, path,
+                                                   cfg.spark.shuffle_partitions)
         context.log.info(f"{name}: read {report['rows_read']}, loaded {report['rows_loaded']}, "
                          f"quarantined {report['rows_quarantined']}")
         if report["columns_ignored"]:
@@ -518,7 +514,7 @@ def build_accounting_check(cfg: TenantConfig, name: str, source: Source) -> dg.A
     @dg.asset_check(asset=domain_asset_key(name), name="every_row_accounted_for",
                     description=f"every {unit[:-1]} of the file, counted without the loader's parser, "
                                 "starts or continues exactly one row of the domain table or of quarantine")
-    def _check(warehouse: DuckDBResource) -> dg.AssetCheckResult:
+    def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         in_file = file_units(source, path)
         with warehouse.get_connection() as con:
             figures = account_for(con, name, in_file, first=1 if unit == "rows" else 2)
@@ -558,9 +554,9 @@ def account_for(con, name: str, units: int, first: int) -> dict:
             "longest_record_lines": int(longest), "problems": problems}
 
 
-def source_definitions(cfg: TenantConfig, load_on_spark: SparkLoader) -> dg.Definitions:
+def source_definitions(cfg: TenantConfig, loaders: SourceLoaders) -> dg.Definitions:
     """One domain.<source> asset per configured source, each with its row-accounting check."""
-    return dg.Definitions(assets=[build_source_asset(cfg, name, source, load_on_spark)
+    return dg.Definitions(assets=[build_source_asset(cfg, name, source, loaders)
                                   for name, source in cfg.sources.items()],
                           asset_checks=[build_accounting_check(cfg, name, source)
                                         for name, source in cfg.sources.items()])

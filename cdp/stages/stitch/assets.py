@@ -15,8 +15,8 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
-from dagster_duckdb import DuckDBResource
 
+from cdp.engine import WarehouseResource
 from cdp.config import TenantConfig
 from cdp.engine.tables import preview_md, replace_table, transaction, uncompressed_writes
 from cdp.stages.stitch import clusters as cl
@@ -67,7 +67,7 @@ def stitch_definitions(cfg: TenantConfig) -> dg.Definitions:
                                      "standardisation, nickname aliasing and blocklisting."),
         ],
     )
-    def stitch_preprocess(context: dg.AssetExecutionContext, warehouse: DuckDBResource):
+    def stitch_preprocess(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
         with warehouse.get_connection() as con:
             stage_customer_records(con, cfg)
             blocklist = build_blocklist(con, cfg)
@@ -90,7 +90,7 @@ def stitch_definitions(cfg: TenantConfig) -> dg.Definitions:
                           "saved as a versioned JSON artefact. Reused by later runs unless its design "
                           "changes or retrain is set.")
     def match_model(context: dg.AssetExecutionContext, config: MatchModelConfig,
-                    warehouse: DuckDBResource) -> dg.MaterializeResult:
+                    warehouse: WarehouseResource) -> dg.MaterializeResult:
         with warehouse.get_connection() as con:
             con.execute("create or replace temp table prepared as select * from stitch.unified_preprocessed_raw")
             design = choose_design(con, "prepared", cfg)
@@ -165,7 +165,7 @@ def stitch_definitions(cfg: TenantConfig) -> dg.Definitions:
         ],
         check_specs=check_specs(cfg),
     )
-    def stitch_match(context: dg.AssetExecutionContext, warehouse: DuckDBResource):
+    def stitch_match(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
         current = store.current()
         if current is None:
             raise dg.Failure("no Splink model saved yet: materialize stitch/match_model first")

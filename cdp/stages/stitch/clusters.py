@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from cdp.errors import UserError
-from cdp.engine.spark import splink_db_api
+from cdp.engine import splink_db_api
 from cdp.stages.stitch.model import splink_scratch
 from cdp.stages.stitch.preprocess import people_per_value
 

@@ -60,9 +60,9 @@ class IdAssignment:
 def assign_stable_ids(clusters: pd.DataFrame, previous: pd.DataFrame, issued: set[str],
                       tenant: str) -> IdAssignment:
     """The SQL assignment below on pandas frames (for callers without a DuckDB workspace)."""
-    import duckdb
+    from cdp.engine.duckdb import local_connection
 
-    con = duckdb.connect()
+    con = local_connection()
     try:
         con.register("_in_clusters", clusters[["unique_id", "cluster_id"]].astype(str))
         con.register("_in_previous", previous[["unique_id", "cdp_id"]].astype(object))

@@ -5,7 +5,6 @@ sample holds; m by EM) and saved as a versioned JSON file. Later runs reuse the 
 unless retraining is asked for or the model's settings changed.
 """
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -13,11 +12,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 
 from cdp.config import TenantConfig
-from cdp.engine.spark import duckdb_dialect_model, is_spark, model_for_engine, splink_db_api
+from cdp.engine import warehouse_of
+from cdp.engine.duckdb import local_connection
 from cdp.stages.stitch.design import Design
 from cdp.stages.stitch.preprocess import match_columns
 
@@ -282,37 +281,21 @@ def model_design(model: dict) -> Design:
 
 # ---- training -----------------------------------------------------------------------------------
 
-SCRATCH = "stitch_scratch"
-
-
-@contextlib.contextmanager
 def splink_scratch(con):
-    """Splink's own tables go to an in-memory catalog attached to con, never into the warehouse
-    file; our tables (temp tables) and the warehouse stay visible while it works. (Spark: its
-    temp views are already out of the lakehouse.)"""
-    if is_spark(con):
-        yield con
-        return
-    home = con.execute("select current_database()").fetchall()[0][0]
-    con.execute(f"attach if not exists ':memory:' as {SCRATCH}")
-    con.execute(f"use {SCRATCH}")
-    try:
-        yield con
-    finally:
-        con.execute(f'use "{home}"')
+    """Splink's own tables stay out of the warehouse while it works (DuckDB: an in-memory
+    catalog attached to con; Spark: temp views of the session); our tables stay visible."""
+    return warehouse_of(con).splink_scratch(con)
 
 
 def _linker(con, table: str, settings):
     """A Splink linker over `table` of connection con (read in place, not copied)."""
     from splink import Linker
 
-    db_api = splink_db_api(con)
+    engine = warehouse_of(con)
+    db_api = engine.splink_db_api(con)
     if isinstance(settings, dict) and DESIGN_KEY in settings:
         settings = {k: v for k, v in settings.items() if k != DESIGN_KEY}
-    if is_spark(con):
-        if not isinstance(settings, dict):
-            settings = settings.create_settings_dict(sql_dialect_str="duckdb")
-        settings = model_for_engine(settings, con)
+    settings = engine.splink_model(settings)
     sdf = db_api.register(table, table_name="unified_preprocessed")
     return Linker(sdf, settings, log_level=logging.ERROR), db_api
 
@@ -338,8 +321,8 @@ def train_model(con, table: str, cfg: TenantConfig, design: Design) -> tuple[dic
             skipped.append({"step": "prior from EM", "reason": "no EM session ran on this data: Splink's "
                             f"default prior {DEFAULT_PRIOR} is used"})
         trained = linker.misc.save_model_to_json(None)
-        if is_spark(con):  # saved in DuckDB SQL, whichever engine trained it
-            trained = duckdb_dialect_model(trained, settings.create_settings_dict(sql_dialect_str="duckdb"))
+        # saved in DuckDB SQL, whichever engine trained it
+        trained = warehouse_of(con).saved_model(trained, settings)
         model = calibrate(trained)
     untrained = untrained_levels(model)
     if untrained:
@@ -496,14 +479,14 @@ def score_pairs(con, table: str, model: dict, threshold: float, out: str = "scor
     with splink_scratch(con):
         linker, _ = _linker(con, table, model)
         predictions = linker.inference.predict(threshold_match_probability=threshold)
-    scratch = "" if is_spark(con) else f"{SCRATCH}."
-    con.execute(f"create or replace temp view {out} as select * from {scratch}{predictions.physical_name}")
+    splink_table = warehouse_of(con).splink_table(predictions.physical_name)
+    con.execute(f"create or replace temp view {out} as select * from {splink_table}")
 
 
 def save_model_charts(model: dict, folder: Path) -> dict[str, Path]:
     """The model's match-weight and m/u charts as standalone HTML (libraries inlined: they open
     offline). They depend on the model alone."""
-    con = duckdb.connect()
+    con = local_connection()
     try:
         columns = [f"{c} {'date' if c == 'birthdate' else 'boolean' if c == 'mailbox_is_name' else 'varchar'}"
                    for c in ("unique_id", "source", "pk", *match_columns(model_design(model).tenant_identifiers))]
