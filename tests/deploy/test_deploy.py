@@ -234,7 +234,7 @@ def _wait_for(what: str, found, daemon: subprocess.Popen, log_path: Path):
         if result := found():
             return result
         assert daemon.poll() is None, log_path.read_text()[-3000:]
-        time.sleep(2)
+        time.sleep(0.5)
     raise AssertionError(f"{what} within {DAEMON_TIMEOUT_S}s:\n{log_path.read_text()[-3000:]}")
 
 

@@ -94,7 +94,7 @@ def ui_shows_the_run(config: Path, run_id: str, port: int) -> None:
                                              headers={"Content-Type": "application/json"})
                 answer = json.load(urllib.request.urlopen(req, timeout=5))
             except OSError:
-                time.sleep(2)
+                time.sleep(0.5)
         assert answer == {"data": {"runOrError": {"status": "FAILURE"}}}, answer
     finally:
         os.killpg(ui.pid, signal.SIGTERM)
