@@ -10,6 +10,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from cdp.errors import explain
 
 
@@ -25,6 +27,7 @@ def cdp_run(config: Path) -> subprocess.CompletedProcess:
                           env=user_env())
 
 
+@pytest.mark.slow
 def test_a_missing_file_and_a_mistyped_column_are_named_without_a_traceback(tiny_copy, tmp_path):
     config = tiny_copy
     config.write_text(config.read_text().replace("customers.csv", "customerz.csv"))
@@ -57,6 +60,7 @@ def test_an_unexpected_error_says_where_it_came_from():
     assert hint.endswith("the full traceback is in /x/cdp_run.log")
 
 
+@pytest.mark.slow
 def test_the_dagster_run_log_shows_the_root_cause_not_dagsters_wrapper(tiny_copy, tmp_path, free_port):
     """The run is recorded in the tenant's Dagster instance (the one `cdp ui` opens): its step
     failure is cdp's sentence, with what to do in its metadata, as the Dagster UI shows it."""
