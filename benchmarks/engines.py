@@ -1,9 +1,9 @@
 """The same stitch on both engines: DuckDB (embedded) and Spark (local[2]), one run.
 
-    .venv/bin/python benchmarks/engines.py [--records 1000000] [--seed 3] [--data DIR] [--spark-master local[2]]
+    .venv/bin/python -m benchmarks.engines [--records 1000000] [--seed 3] [--data DIR] [--spark-master local[2]]
 
 1. generates customer sources for about --records source records (customers only; the
-   generator of benchmarks/stitch_scale.py),
+   generator of benchmarks/stitch_scale.py, in benchmarks/harness.py),
 2. materializes the domain tables on each engine through Dagster (DuckDB warehouse file; Spark
    Parquet lakehouse) - reported, not part of the stitch times,
 3. trains the Splink model once (untimed): the model JSON serves both engines,
@@ -14,23 +14,14 @@
 """
 
 import argparse
-import json
 import os
-import platform
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-from pathlib import Path
 
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from stitch_scale import OURS, ensure_customer_sources, write_customers_only_tenant  # noqa: E402 - the timed stitch job, shared with stitch_scale.py
+from benchmarks.harness import (STITCH_GROUP_JOB, ensure_customer_sources, machine_line, run_measured,
+                                write_customers_only_tenant)
 
 SCALE_OUT_NOTE = """\
 How the Spark path scales out: every step of Stitch on Spark is a Spark SQL job over Parquet
@@ -43,54 +34,6 @@ shares the same 2 cores DuckDB uses, and pays for Spark's per-job scheduling and
 round trips: DuckDB is the faster engine on one machine. What comes to the driver: values
 shared by several given names (blocklist), contested stable-id choices, labels and the model
 charts - per value or per record, never per pair; and the Sources standardisation (pandas)."""
-
-
-def tree_rss_gib(pid: int) -> float:
-    """Resident memory of a process and all its descendants (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                children.setdefault(int(fields[1]), []).append(int(entry.name))
-            except (OSError, IndexError, ValueError):
-                continue
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        todo.extend(children.get(p, []))
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return total / 2**20
-
-
-def run_measured(code: str, engine: str, *args: str) -> tuple[dict, float]:
-    """Run code in a fresh Python with CDP_ENGINE=engine; its JSON line, with peak_gib
-    replaced by the peak RSS of its whole process tree."""
-    proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT), "CDP_ENGINE": engine})
-    peak = [0.0]
-
-    def sample():
-        while proc.poll() is None:
-            peak[0] = max(peak[0], tree_rss_gib(proc.pid))
-            time.sleep(0.2)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    out, err = proc.communicate()
-    sampler.join()
-    if proc.returncode != 0:
-        sys.stderr.write(err[-5000:])
-        raise SystemExit(f"{engine} stitch failed ({proc.returncode})")
-    result = json.loads(out.strip().splitlines()[-1])
-    result["peak_gib"] = peak[0]
-    return result, peak[0]
 
 
 def materialize(cfg_path: str, engine: str, groups: tuple[str, ...]) -> float:
@@ -154,7 +97,8 @@ def main() -> int:
     runs = {}
     first_run_state()
     for engine in ("duckdb", "spark"):
-        runs[engine], _ = run_measured(OURS, engine, config)
+        runs[engine], _ = run_measured(STITCH_GROUP_JOB, config, env={"CDP_ENGINE": engine}, tree_rss=True,
+                                       failure=f"{engine} stitch failed")
         print(f"  {engine}: {runs[engine]['seconds']:.1f}s, peak {runs[engine]['peak_gib']:.2f} GiB", flush=True)
 
     with duckdb.connect(str(cfg.warehouse_path), read_only=True) as con:
@@ -169,8 +113,7 @@ def main() -> int:
     duck, spark = runs["duckdb"], runs["spark"]
     print(f"# engines - the same stitch of {len(on_duckdb):,} source records -> "
           f"{on_duckdb['cdp_id'].nunique():,} cdp_ids (DuckDB) / {on_spark['cdp_id'].nunique():,} (Spark)")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, "
-          f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, Python {platform.python_version()}")
+    print(machine_line(memory=True))
     print(f"data generated in {gen_s:.0f}s; domain tables: DuckDB {domain_s['duckdb']:.0f}s, "
           f"Spark {domain_s['spark']:.0f}s; model trained in {train_s:.0f}s (not timed below)")
     print(f"{'stitch asset group':34}{'wall':>10}{'peak RSS':>12}")

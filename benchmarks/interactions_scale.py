@@ -1,6 +1,6 @@
 """Interaction + attribute models at scale: 1,000,000 orders / 3,000,000 order lines.
 
-    .venv/bin/python benchmarks/interactions_scale.py [--orders 1000000] [--people 250000]
+    .venv/bin/python -m benchmarks.interactions_scale [--orders 1000000] [--people 250000]
 
 1. builds a warehouse with domain tables (two order sources, one items source, a catalogue)
    and stitch.unified_coalesced for --people people, in DuckDB SQL (not timed);
@@ -16,8 +16,6 @@
 
 import argparse
 import os
-import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,11 +23,9 @@ from pathlib import Path
 import duckdb
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from cdp.config import load_config  # noqa: E402
-from cdp.dbt.project import dbt_resource, dbt_target, dbt_vars_arg, prepare_manifest, warehouse_env  # noqa: E402
+from benchmarks.harness import machine_line
+from cdp.config import load_config
+from cdp.dbt.project import dbt_resource, dbt_target, dbt_vars_arg, prepare_manifest, warehouse_env
 
 TENANT = {
     "tenant": "bench",
@@ -158,7 +154,7 @@ def main() -> None:
             "unified_transactions", "unified_itemized_transactions", "unified_product_catalog",
             "transaction_attributes", "transaction_attributes_extended")}
         con.close()
-    print(f"machine: {platform.machine()}, python {platform.python_version()}, duckdb {duckdb.__version__}")
+    print(machine_line(duckdb=True))
     for t, n in rows.items():
         print(f"  interactions.{t:<34} {n:>10,} rows")
     print(f"interaction + attribute models (dbt run): {models:.1f} s  (target < 120 s)")

@@ -1,7 +1,7 @@
 """Merge at scale: merged_customers of three customer 360 databases over ~1,000,000 source
 records, time per database.
 
-    .venv/bin/python benchmarks/merge_scale.py [--records 1000000] [--seed 5] [--keep DIR]
+    .venv/bin/python -m benchmarks.merge_scale [--records 1000000] [--seed 5] [--keep DIR]
                                                [--engine duckdb|spark]
 
 1. synthesises stitch.unified_coalesced (people with 1-4 records from four sources, values that
@@ -26,8 +26,7 @@ UNION, which Spark SQL does not run).
 
 import argparse
 import json
-import platform
-import sys
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -35,13 +34,11 @@ from pathlib import Path
 import duckdb
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from cdp.config import load_config  # noqa: E402
-from cdp.stages.c360.assets import write_record_components  # noqa: E402
-from cdp.dbt.project import (dbt_resource, dbt_vars_arg, lakehouse_path,  # noqa: E402
-                                   lakehouse_relation, prepare_manifest, dbt_target, warehouse_env)
+from benchmarks.harness import machine_line
+from cdp.config import load_config
+from cdp.dbt.project import (dbt_resource, dbt_target, dbt_vars_arg, lakehouse_path, lakehouse_relation,
+                             prepare_manifest, warehouse_env)
+from cdp.stages.c360.assets import write_record_components
 
 SOURCES = ["pos_customers", "ecommerce_customers", "email_subscribers", "loyalty_members"]
 DATABASES = {
@@ -142,7 +139,7 @@ def main() -> None:
     ap.add_argument("--keep", help="folder for the warehouse (default: a temp folder)")
     ap.add_argument("--engine", choices=["duckdb", "spark"], default="duckdb")
     args = ap.parse_args()
-    __import__("os").environ["CDP_ENGINE"] = args.engine
+    os.environ["CDP_ENGINE"] = args.engine
     root = Path(args.keep or tempfile.mkdtemp(prefix="merge_scale_"))
     root.mkdir(parents=True, exist_ok=True)
     doc = {"tenant": "bench", "warehouse": "warehouse.duckdb",
@@ -159,7 +156,7 @@ def main() -> None:
         export_to_lakehouse(cfg)
     prepare_manifest(cfg)  # a customers-only tenant: customer_360 is the merged profile alone
 
-    print(f"machine: {platform.machine()}, cores: {__import__('os').cpu_count()}, python {platform.python_version()}")
+    print(machine_line())
     print(f"{'database':<17} {'stitch_mode':<14} {'people':>9} {'unified_records':>16} "
           f"{'merged_customers':>17} {'dbt wall':>9} {'provenance':>11} {'customer_360':>13}")
     for name, db in DATABASES.items():

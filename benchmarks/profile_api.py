@@ -1,13 +1,13 @@
 """Profile API latency under load, measured on `cdp serve` as users start it (the Profile API
 with the analyst workspace mounted), alone and while a long workspace SQL query runs.
 
-    .venv/bin/python benchmarks/profile_api.py [--profiles 1000000] [--rate 1000] [--seconds 30]
+    .venv/bin/python -m benchmarks.profile_api [--profiles 1000000] [--rate 1000] [--seconds 30]
                                                [--workers 1] [--connections 32]
 
 1. builds a warehouse with --profiles people (customer 360, domain customers with email and
    phone, Stitch keys, transaction attributes, predicted CLV, 6 category propensities each) in
-   DuckDB SQL, then times `build_profile_store` (the `activation/profile_store` asset's work) and
-   prints the store's size;
+   DuckDB SQL (benchmarks/harness.py), then times `build_profile_store` (the
+   `activation/profile_store` asset's work) and prints the store's size;
 2. starts `cdp serve --config <tenant> --port P [--workers N]` in its own process (the CLI,
    `python -m cdp.cli` on this checkout), with an analyst in the workspace's users file;
 3. phase 1: an open-loop load generator in a process of its own sends --rate requests per second
@@ -28,10 +28,8 @@ import argparse
 import asyncio
 import multiprocessing
 import os
-import platform
 import random
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,13 +41,12 @@ import duckdb
 import httpx
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from cdp.config import load_config  # noqa: E402
-from cdp.stages.activation.profile_store import build_profile_store  # noqa: E402
-from cdp.serve.access import create_key  # noqa: E402
-from cdp.serve.workspace.auth import add_user  # noqa: E402
+from benchmarks.harness import (PROFILES_TENANT, ROOT, build_profiles_warehouse, free_port, load_averages,
+                                machine_line, pct)
+from cdp.config import load_config
+from cdp.serve.access import create_key
+from cdp.serve.workspace.auth import add_user
+from cdp.stages.activation.profile_store import build_profile_store
 
 # the website's named key (`cdp key create website --scope profiles:read`), made per run; the
 # load generator (a spawned process) reads it from the environment
@@ -60,63 +57,6 @@ ANALYST, PASSWORD = "analyst", "bench analyst password"
 # workspace.query_seconds interrupts it
 LONG_QUERY = ("select a.state, count(*) as pairs from c360.customer_360 a join c360.customer_360 b "
               "on a.gender = b.gender and a.cdp_id < b.cdp_id group by a.state")
-TENANT = {
-    "tenant": "bench",
-    "warehouse": "warehouse.duckdb",
-    "sources": {"shop_customers": {"path": "c.csv", "kind": "customers",
-                                   "columns": {"id": "pk", "email": "email", "phone": "phone"}}},
-    "profile_api": {"keys_file": "api_keys.yaml", "store": "profile_store.sqlite"},
-    "workspace": {"users_file": "users.yaml", "sessions_file": "sessions.sqlite"},
-}
-CATEGORIES = ["bakery", "beverages", "dairy", "household", "produce", "snacks"]
-
-
-def build_warehouse(con, n: int) -> None:
-    con.execute("create schema c360; create schema domain; create schema stitch; "
-                "create schema interactions; create schema predictive")
-    con.execute(f"""create table c360.customer_360 as
-        select 'P' || lpad(i::varchar, 7, '0') as cdp_id, 'Given' || (i % 997) as given_name,
-               'Surname' || (i % 1499) as surname, 'person' || i || '@example.com' as email,
-               '+1555' || lpad(i::varchar, 7, '0') as phone, (i % 9000) || ' Main St' as address,
-               'Springfield' as city, 'IL' as state, lpad((i % 99999)::varchar, 5, '0') as postal,
-               'US' as country, date '1950-01-01' + (i % 20000)::int as birthdate,
-               case when i % 2 = 0 then 'F' else 'M' end as gender, 'L' || i as loyalty_id,
-               1 + i % 3 as record_count, ['shop_customers'] as sources,
-               timestamp '2020-01-01' + to_seconds(i) as first_seen_at,
-               date '2024-01-01' + (i % 500)::int as first_order_date,
-               date '2025-06-01' + (i % 500)::int as last_order_date, i % 12 as order_count,
-               (i % 12) * 37.5 as lifetime_revenue, 37.5 as average_order_value
-        from range({n}) t(i)""")
-    con.execute("""create table domain.shop_customers as
-        select 'c' || substr(cdp_id, 2) as pk, email, phone from c360.customer_360""")
-    con.execute("""create table stitch.unified_coalesced as
-        select 'shop_customers' as source, pk, 'P' || substr(pk, 2) as cdp_id from domain.shop_customers""")
-    con.execute("""create table interactions.transaction_attributes as
-        select cdp_id, first_order_date, last_order_date, order_count, lifetime_revenue,
-               average_order_value, (order_count / 2)::int as orders_12m,
-               datediff('day', last_order_date, date '2026-10-31') as days_since_last_order
-        from c360.customer_360 where order_count > 0""")
-    con.execute("""create table predictive.predicted_clv_attributes as
-        select cdp_id, order_count * 0.4 as predicted_orders_12m, 37.5 as predicted_order_value,
-               order_count * 15.0 as predicted_revenue_12m, 0.8 as probability_alive,
-               ['platinum', 'gold', 'silver', 'bronze'][1 + order_count % 4] as clv_tier
-        from c360.customer_360 where order_count > 0""")
-    cats = ", ".join(f"('{c}')" for c in CATEGORIES)
-    con.execute(f"""create table predictive.product_category_propensity as
-        select cdp_id, product_category, propensity,
-               row_number() over (partition by cdp_id order by propensity desc) as rank
-        from (select cdp_id, c.category as product_category, round(random(), 4) as propensity
-              from c360.customer_360 cross join (values {cats}) c(category) where order_count > 0)""")
-    con.execute("""create table predictive.recommendations as
-        select cdp_id, rank, product_category, propensity, product_category || '-best' as recommended_product_id,
-               'Best ' || product_category as recommended_product
-        from predictive.product_category_propensity where rank <= 3""")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until_up(base: str, seconds: float = 30) -> None:
@@ -236,10 +176,6 @@ def run_load(port: int, urls: list[str], rate: float, connections: int, server_p
     return (*result, server_cpu)
 
 
-def pct(sorted_values: list[float], p: float) -> float:
-    return sorted_values[min(len(sorted_values) - 1, int(round(p / 100 * (len(sorted_values) - 1))))]
-
-
 def report(name: str, latencies, lags, statuses, elapsed: float, generator_cpu: float, server_cpu: float,
            rate: float, target_ms: float) -> float:
     ms = sorted(x * 1000 for x in latencies)
@@ -296,11 +232,11 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--skip-phase2", action="store_true")
     args = ap.parse_args()
-    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"load average at start: {load_averages()}")
 
     with tempfile.TemporaryDirectory(prefix="cdp-bench-api-") as tmp:
         root = Path(tmp)
-        tenant = {**TENANT, "workspace": {**TENANT["workspace"], "query_seconds": args.seconds + 15}}
+        tenant = {**PROFILES_TENANT, "workspace": {**PROFILES_TENANT["workspace"], "query_seconds": args.seconds + 15}}
         (root / "tenant.yaml").write_text(yaml.safe_dump(tenant))
         cfg = load_config(root / "tenant.yaml")
         add_user(cfg.resolve(cfg.workspace.users_file), ANALYST, PASSWORD, role="analyst")
@@ -309,7 +245,7 @@ def main() -> None:
                                                        ["profiles:read"])
         t0 = time.perf_counter()
         con = duckdb.connect(str(cfg.warehouse_path))
-        build_warehouse(con, args.profiles)
+        build_profiles_warehouse(con, args.profiles)
         warehouse_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         counts = build_profile_store(cfg, con, cfg.resolve(cfg.profile_api.store))
@@ -334,7 +270,7 @@ def main() -> None:
                   f"on {args.connections} connections  workers: {args.workers}")
             phase1 = run_load(port, request_mix(n, args.profiles, random.Random(7)), args.rate, args.connections,
                               server.pid)
-            print(f"load average after phase 1: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+            print(f"load average after phase 1: {load_averages()}")
             report("phase 1 (API alone)", *phase1, args.rate, 10)
             if not args.skip_phase2:
                 outcome, started = {}, threading.Event()
@@ -346,7 +282,7 @@ def main() -> None:
                                   args.connections, server.pid)
                 running = query.is_alive()
                 query.join(args.seconds + 60)
-                print(f"load average after phase 2: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+                print(f"load average after phase 2: {load_averages()}")
                 report("phase 2 (with a workspace query)", *phase2, args.rate, 20)
                 print(f"phase 2: the workspace query {'ran through the whole phase' if running else 'ENDED EARLY'}"
                       f"; answered {outcome.get('status')} after {outcome.get('seconds', 0):.1f}s: "
@@ -355,8 +291,7 @@ def main() -> None:
             server.terminate()
             server.wait(30)
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}, DuckDB {duckdb.__version__}")
+    print(machine_line(duckdb=True))
 
 
 if __name__ == "__main__":

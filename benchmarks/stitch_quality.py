@@ -1,6 +1,6 @@
 """Stitch quality on generated data with ground truth, and wall time per pipeline stage.
 
-    .venv/bin/python benchmarks/stitch_quality.py [--people 2000] [--seed 42] [--keep DIR]
+    .venv/bin/python -m benchmarks.stitch_quality [--people 2000] [--seed 42] [--keep DIR]
 
 Generates the demo sources (households, movers, nicknames, typos, junk values), materializes
 the whole demo graph into a fresh warehouse through Dagster (real Splink, real dbt), then prints
@@ -10,7 +10,6 @@ time each step took.
 
 import argparse
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -21,13 +20,11 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from cdp.cli import run_tenant  # noqa: E402
-from cdp.config import DEFAULT_CONFIG  # noqa: E402
-from cdp.demo.generate import CUSTOMER_FILES, generate_demo_data  # noqa: E402
-from cdp.stages.stitch import pairwise_quality  # noqa: E402
+from benchmarks.harness import machine_line
+from cdp.cli import run_tenant
+from cdp.config import DEFAULT_CONFIG
+from cdp.demo.generate import CUSTOMER_FILES, generate_demo_data
+from cdp.stages.stitch import pairwise_quality
 
 
 def step_timings(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]:
@@ -96,7 +93,7 @@ def main() -> int:
     q = pairwise_quality(assigned, truth)
 
     print(f"# stitch quality - {args.people:,} people, seed {args.seed}")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(machine_line())
     print(f"source records: {sum(counts[f] for f in CUSTOMER_FILES):,}"
           f" (generated in {generate_s:.1f}s); blocklisted values: {blocklisted}")
     print(f"true people: {q['people_true']:,}   cdp_ids: {q['people_found']:,}")

@@ -1,7 +1,7 @@
 """Stitch at scale: our whole stitch stage next to a bare Splink dedupe of the same records with
 the same settings, wall time and peak memory of each, in one run.
 
-    .venv/bin/python benchmarks/stitch_scale.py [--records 1000000] [--seed 3] [--data DIR]
+    .venv/bin/python -m benchmarks.stitch_scale [--records 1000000] [--seed 3] [--data DIR]
 
 1. generates customer sources for about --records source records (customers only),
 2. materializes the domain tables through Dagster (not timed),
@@ -17,48 +17,15 @@ Each run starts like a first run: no id history and no saved model, so ours trai
 """
 
 import argparse
-import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-OURS = """
-import json, sys, time
-import dagster as dg
-from cdp.config import load_config
-from cdp.definitions import build_definitions
-cfg = load_config(sys.argv[1])
-defs = build_definitions(cfg)
-job = defs.resolve_implicit_global_asset_job_def()
-t0 = time.perf_counter()
-with dg.instance_for_test() as instance:
-    result = job.execute_in_process(instance=instance, asset_selection=sorted(dg.AssetSelection.groups("stitch")
-        .resolve(defs.resolve_asset_graph())), run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
-    steps, phases = {}, {}
-    for m in result.get_asset_materialization_events():
-        if m.asset_key == dg.AssetKey(["stitch", "unified_scores"]):
-            phases = m.materialization.metadata["seconds"].value
-    for e in instance.all_logs(result.run_id):
-        ev = e.dagster_event
-        if ev and ev.step_key and ev.event_type_value in ("STEP_START", "STEP_SUCCESS"):
-            steps.setdefault(ev.step_key, []).append(e.timestamp)
-assert result.success
-import resource
-print(json.dumps({"seconds": time.perf_counter() - t0,
-                  "peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-                  "steps": {k: round(v[-1] - v[0], 2) for k, v in steps.items() if len(v) == 2},
-                  "stitch_match_phases": phases}))
-"""
+from benchmarks.harness import (STITCH_GROUP_JOB, ensure_customer_sources, machine_line, run_measured,
+                                write_customers_only_tenant)
 
 BARE = """
 import json, logging, sys, time
@@ -96,46 +63,6 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "train_seconds": train,
                   "pairs": int(con.execute(f"select count(*) from {predictions.physical_name}").fetchall()[0][0]),
                   "clusters": int(df["cluster_id"].nunique())}))
 """
-
-
-def customers_only_tenant() -> dict:
-    """The demo config with its customer sources only: nothing downstream of the customer 360
-    is built or sent."""
-    from cdp.config import DEFAULT_CONFIG
-
-    doc = yaml.safe_load(DEFAULT_CONFIG.read_text())
-    doc["sources"] = {k: v for k, v in doc["sources"].items() if v["kind"] == "customers"}
-    doc["destinations"], doc["orchestrations"], doc["segments"] = {}, {}, {}
-    doc.pop("queries", None)
-    return doc
-
-
-def write_customers_only_tenant(path: Path, **extra) -> None:
-    path.write_text(yaml.safe_dump({**customers_only_tenant(), **extra}, sort_keys=False))
-
-
-def ensure_customer_sources(folder: Path, records: int, seed: int) -> float:
-    """Customer sources of about `records` source records in folder (generated unless there
-    already); seconds spent generating."""
-    from cdp.demo.generate import generate_demo_data
-
-    t0 = time.perf_counter()
-    if not (folder / "ground_truth.csv").exists():
-        generate_demo_data(folder, people=round(records / 1.995), seed=seed, customers_only=True)
-    return time.perf_counter() - t0
-
-
-def run_measured(code: str, *args: str) -> tuple[dict, float]:
-    """Run code in a fresh Python (its own peak RSS); return its JSON line and wall seconds
-    (including the interpreter's start and imports)."""
-    t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr[-5000:])
-        raise SystemExit(f"benchmark step failed ({proc.returncode})")
-    return json.loads(proc.stdout.strip().splitlines()[-1]), wall
 
 
 def main() -> int:
@@ -184,7 +111,7 @@ def main() -> int:
     rounds = []
     for _ in range(args.rounds):
         first_run_state()
-        ours, _ = run_measured(OURS, config)
+        ours, _ = run_measured(STITCH_GROUP_JOB, config)
         bare, _ = run_measured(BARE, config, str(cfg.warehouse_path),
                                str(cfg.warehouse_path.parent / "stitch_artefacts" / "models"))
         rounds.append((ours, bare))
@@ -206,8 +133,7 @@ def main() -> int:
     q = pairwise_quality(assigned, pd.read_csv(root / "data" / "ground_truth.csv", dtype=str))
 
     print(f"# stitch at scale - {records:,} source records -> {people:,} cdp_ids")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, "
-          f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, Python {platform.python_version()}")
+    print(machine_line(memory=True))
     print(f"data generated in {gen_s:.0f}s, domain tables in {domain_s:.0f}s (not timed below)")
     print(f"{'median of ' + str(len(rounds)) + ' rounds':34}{'wall':>10}{'peak RSS':>12}")
     print(f"{'ours (stitch asset group)':34}{ours_s:>9.1f}s{ours_peak:>10.2f}GiB")

@@ -1,7 +1,7 @@
 """ID stability: perturb 1% of the input (edit, add, delete records) and report the share of
 untouched people whose cdp_id changed (target 0).
 
-    .venv/bin/python benchmarks/stitch_stability.py [--people 2000] [--share 0.01] [--seed 42]
+    .venv/bin/python -m benchmarks.stitch_stability [--people 2000] [--share 0.01] [--seed 42]
 """
 
 import argparse
@@ -16,13 +16,10 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from cdp.cli import run_tenant  # noqa: E402
-from cdp.config import DEFAULT_CONFIG  # noqa: E402
-from cdp.demo.generate import generate_demo_data, perturb_demo_data  # noqa: E402
-from cdp.stages.stitch.quality import id_stability  # noqa: E402
+from cdp.cli import run_tenant
+from cdp.config import DEFAULT_CONFIG
+from cdp.demo.generate import generate_demo_data, perturb_demo_data
+from cdp.stages.stitch.quality import id_stability
 
 
 def assigned(root: Path) -> pd.DataFrame:

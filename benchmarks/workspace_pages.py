@@ -1,9 +1,9 @@
 """Analyst workspace pages: server time of each page on 100,000 profiles.
 
-    .venv/bin/python benchmarks/workspace_pages.py [--profiles 100000] [--repeat 30]
+    .venv/bin/python -m benchmarks.workspace_pages [--profiles 100000] [--repeat 30]
 
 1. builds a warehouse with --profiles people using the Profile API benchmark's builder
-   (benchmarks/profile_api.py: customer 360, a customers source, Stitch keys, transaction
+   (benchmarks/harness.py: customer 360, a customers source, Stitch keys, transaction
    attributes, predicted CLV, category propensities), then adds what the workspace pages read
    besides: a second customers source holding 60% of the people (1.6 records a person), each
    customer 360 database's unified_records, Stitch's scores (2 pairs a record), blocklist and
@@ -21,9 +21,7 @@
 
 import argparse
 import os
-import platform
 import random
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,20 +29,15 @@ from pathlib import Path
 import duckdb
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from profile_api import TENANT, build_warehouse, pct  # noqa: E402
-
-from cdp.config import load_config  # noqa: E402
-from cdp.stages.activation.segments import materialize_segment  # noqa: E402
+from benchmarks.harness import PROFILES_TENANT, build_profiles_warehouse, machine_line, pct
+from cdp.config import load_config
+from cdp.stages.activation.segments import materialize_segment
 
 TARGET_MS = 200
 
 
 def tenant_doc() -> dict:
-    doc = yaml.safe_load(yaml.safe_dump(TENANT))
+    doc = yaml.safe_load(yaml.safe_dump(PROFILES_TENANT))
     doc["sources"]["web_customers"] = {"path": "w.csv", "kind": "customers",
                                        "columns": {"id": "pk", "first": "given-name", "last": "surname",
                                                    "email": "email", "phone": "phone"}}
@@ -169,7 +162,7 @@ def main() -> None:
         cfg = load_config(root / "tenant.yaml")
         t0 = time.perf_counter()
         con = duckdb.connect(str(cfg.warehouse_path))
-        build_warehouse(con, args.profiles)
+        build_profiles_warehouse(con, args.profiles)
         add_workspace_tables(con, cfg, args.profiles)
         records, transactions = (con.execute("select count(*) from stitch.unified_coalesced").fetchone()[0],
                                  con.execute("select count(*) from interactions.unified_transactions").fetchone()[0])
@@ -184,8 +177,7 @@ def main() -> None:
         with TestClient(create_server(cfg), headers={"X-API-Key": key}) as client:
             results = timed_pages(client, cfg, args.profiles, args.repeat, random.Random(7))
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}, DuckDB {duckdb.__version__}; {args.repeat} requests a page")
+    print(f"{machine_line(duckdb=True)}; {args.repeat} requests a page")
     print(f"load average before/after: {load_before} / {os.getloadavg()[0]:.1f}")
     print(f"{'page':<32} {'server p50':>11} {'server p95':>11} {'wall p50':>9} {'CPU p50':>9}")
     worst = 0.0

@@ -1,8 +1,27 @@
-"""Shared fixtures: a small generated tenant, materialized once through the real graph
-(real Splink, real dbt, real DuckDB) for the tests that inspect its output."""
+"""Shared fixtures and markers of the test suite.
+
+Fixtures: a small generated demo tenant, materialized once per session through the real graph
+(real Splink, real dbt, real DuckDB) for the tests that inspect its output (`pipeline_run`,
+`warehouse`); the tiny hand-made tenant of tests/tiny (`tiny_tenant`, `tiny`, `tiny_copy`); an
+international tenant (`intl_tenant`); and serving an app on a free loopback port (`free_port`,
+`serve_app`).
+
+Markers (registered in pyproject.toml, --strict-markers), set here by what a test needs:
+  spark     every test under tests/spark (pyspark and a JVM)
+  browser   tests that use the `browser` fixture (Chromium through Playwright)
+  postgres  set on the test itself: it needs CDP_TEST_POSTGRES_URL (.ci/postgres.sh)
+  slow      tests that need `pipeline_run` (the demo tenant's whole run, minutes once per
+            session) or whose module marks them slow (over ~20 s on the 2-core CI machine)
+The quick inner loop (about two minutes):
+    python -m pytest -m "not spark and not browser and not postgres and not slow"
+"""
 
 import os
 import shutil
+import socket
+import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -10,6 +29,22 @@ import duckdb
 import pytest
 
 from cdp.config import DEFAULT_CONFIG
+
+TESTS = Path(__file__).parent
+# tests that depend on these fixtures are slow (see the module docstring)
+SLOW_FIXTURES = {"pipeline_run"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """The markers a test earns by where it is and what it uses."""
+    for item in items:
+        if Path(item.path).relative_to(TESTS).parts[0] == "spark":
+            item.add_marker(pytest.mark.spark)
+        if "browser" in item.fixturenames:
+            item.add_marker(pytest.mark.browser)
+        if SLOW_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
+
 
 SMALL_PEOPLE = 400
 
@@ -52,7 +87,7 @@ def warehouse(pipeline_run, demo_tenant):
 
 # ---- the tiny hand-made tenant (tests/tiny): values in its tables are computed by hand --------
 
-TINY = Path(__file__).parent / "tiny"
+TINY = TESTS / "tiny"
 TINY_CDP_IDS = {"c1": "P1", "c2": "P1", "c3": "P2", "c4": "P3"}
 
 
@@ -94,15 +129,25 @@ def dbt_build(cfg, select: str) -> None:
                               target_path=target, raise_on_error=True).wait()
 
 
+def copy_tiny(folder: Path) -> Path:
+    """tests/tiny's files copied into folder; returns the copy's tenant.yaml."""
+    for f in TINY.iterdir():
+        shutil.copy(f, folder / f.name)
+    return folder / "tenant.yaml"
+
+
+@pytest.fixture()
+def tiny_copy(tmp_path) -> Path:
+    """The tiny tenant's files copied into the test's tmp_path: its tenant.yaml, to edit freely."""
+    return copy_tiny(tmp_path)
+
+
 @pytest.fixture(scope="session")
 def tiny_tenant(tmp_path_factory):
     """The tiny tenant with its interaction and BI models built by real dbt (models + tests)."""
     from cdp.config import load_config
 
-    root = tmp_path_factory.mktemp("tiny")
-    for f in TINY.iterdir():
-        shutil.copy(f, root / f.name)
-    cfg = load_config(root / "tenant.yaml")
+    cfg = load_config(copy_tiny(tmp_path_factory.mktemp("tiny")))
     _load_tiny_sources(cfg)
     dbt_build(cfg, "interactions bi")
     return cfg
@@ -115,7 +160,7 @@ def tiny(tiny_tenant):
     con.close()
 
 
-# ---- an international tenant (tests/test_international.py, tests/test_spark.py) ----------------
+# ---- an international tenant (tests/unit/test_international.py, tests/spark/test_spark.py) ------
 
 INTL_AU_CUSTOMERS = """\
 id,name,email,phone,street,city,state,postcode
@@ -176,3 +221,44 @@ def intl_tenant(tmp_path) -> Path:
     path = tmp_path / "tenant.yaml"
     path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
     return path
+
+
+# ---- serving an app on loopback (tests/serve, tests/tenant/test_errors.py) ---------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def free_port():
+    """A function returning a free TCP port on 127.0.0.1 (for a server the test starts)."""
+    return _free_port
+
+
+@contextmanager
+def _uvicorn_thread(app, log_level: str = "warning", start_seconds: float = 30):
+    import uvicorn
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level=log_level))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + start_seconds
+        while not server.started:
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def serve_app():
+    """A context manager: `with serve_app(app) as base:` serves the ASGI app with a real uvicorn
+    server in a thread of this process (so it shares the test's objects) on a free loopback
+    port, and yields its base URL; the server stops on leaving the block."""
+    return _uvicorn_thread

@@ -2,7 +2,6 @@
 part files, a Delta table) load the same rows as from the CSV file; output tables written to a
 lakehouse folder (Parquet swapped in atomically, Delta as a new version) read back equal."""
 
-import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -20,22 +19,18 @@ from cdp.engine.lakehouse import count_lakehouse_rows
 from cdp.stages.activation.lakehouse_sync import lakehouse_asset_key, lakehouse_definitions, sync_table
 from cdp.stages.sources.assets import SourceFileError, build_domain_table, file_units
 
-TINY = Path(__file__).parents[1] / "tiny"
-
-
-def _tiny_config(tmp_path: Path, **changes):
-    for f in TINY.iterdir():
-        shutil.copy(f, tmp_path / f.name)
-    doc = yaml.safe_load((TINY / "tenant.yaml").read_text())
+def _tiny_config(config: Path, **changes):
+    """The tiny tenant's copy (the tiny_copy fixture) with changes to its top-level sections."""
+    doc = yaml.safe_load(config.read_text())
     doc.update(changes)
-    (tmp_path / "tenant.yaml").write_text(yaml.safe_dump(doc))
-    return load_config(tmp_path / "tenant.yaml")
+    config.write_text(yaml.safe_dump(doc))
+    return load_config(config)
 
 
-def _orders_as_text() -> pa.Table:
-    names = pacsv.read_csv(TINY / "orders.csv").column_names
-    return pacsv.read_csv(TINY / "orders.csv", convert_options=pacsv.ConvertOptions(
-        column_types={n: pa.string() for n in names}))
+def _orders_as_text(cfg) -> pa.Table:
+    orders = cfg.resolve("orders.csv")
+    names = pacsv.read_csv(orders).column_names
+    return pacsv.read_csv(orders, convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names}))
 
 
 def _domain_rows(cfg, path: Path, fmt: str | None):
@@ -45,10 +40,10 @@ def _domain_rows(cfg, path: Path, fmt: str | None):
     return rows.where(rows.notna(), None).values.tolist(), read, len(batch.rejects), file_units(source, path)
 
 
-def test_sources_read_from_partitioned_parquet_and_delta(tmp_path):
-    cfg = _tiny_config(tmp_path)
+def test_sources_read_from_partitioned_parquet_and_delta(tiny_copy, tmp_path):
+    cfg = _tiny_config(tiny_copy)
     from_csv = _domain_rows(cfg, cfg.resolve("orders.csv"), None)
-    orders = _orders_as_text()
+    orders = _orders_as_text(cfg)
 
     # a Spark-style table folder: hive partitions, part files, a _SUCCESS marker
     folder = tmp_path / "lake" / "shop_orders"
@@ -67,17 +62,17 @@ def test_sources_read_from_partitioned_parquet_and_delta(tmp_path):
     assert from_delta == from_csv
 
 
-def test_lakehouse_source_errors_are_clear(tmp_path):
-    cfg = _tiny_config(tmp_path)
+def test_lakehouse_source_errors_are_clear(tiny_copy, tmp_path):
+    cfg = _tiny_config(tiny_copy)
     delta = tmp_path / "orders_delta"
-    write_deltalake(str(delta), _orders_as_text())
+    write_deltalake(str(delta), _orders_as_text(cfg))
     source = cfg.sources["shop_orders"].model_copy(update={"format": "parquet"})
     with pytest.raises(SourceFileError, match="is a Delta table: set the source's format: delta"):
         build_domain_table("shop_orders", source, delta)
     source = cfg.sources["shop_orders"].model_copy(update={"format": "delta"})
     with pytest.raises(SourceFileError, match="is not a Delta table"):
         build_domain_table("shop_orders", source, tmp_path)
-    doc = yaml.safe_load((TINY / "tenant.yaml").read_text())
+    doc = yaml.safe_load(tiny_copy.read_text())
     doc["sources"]["shop_orders"]["path"] = "lake/shop_orders"      # a folder has no suffix
     (tmp_path / "tenant.yaml").write_text(yaml.safe_dump(doc))
     with pytest.raises(ConfigError, match="sources.shop_orders.path: cannot tell the format.*csv|parquet|delta"):
@@ -89,9 +84,9 @@ def test_lakehouse_source_errors_are_clear(tmp_path):
     ({"folder": "lake", "format": "iceberg"}, "lakehouse.format: Input should be 'parquet' or 'delta'"),
     ({"tables": ["c360.customer_360"]}, "lakehouse.folder: Field required"),
 ])
-def test_lakehouse_config_errors_name_the_field(tmp_path, lakehouse, expected):
+def test_lakehouse_config_errors_name_the_field(tiny_copy, lakehouse, expected):
     with pytest.raises(ConfigError, match=expected):
-        _tiny_config(tmp_path, lakehouse=lakehouse)
+        _tiny_config(tiny_copy, lakehouse=lakehouse)
 
 
 def _warehouse(path: Path, emails: list[str]) -> None:
@@ -113,8 +108,8 @@ def _read_back(path: Path, fmt: str) -> list[tuple]:
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "delta"])
-def test_sync_writes_outputs_and_replaces_them(tmp_path, fmt):
-    cfg = _tiny_config(tmp_path, lakehouse={"folder": "lake", "format": fmt})
+def test_sync_writes_outputs_and_replaces_them(tiny_copy, tmp_path, fmt):
+    cfg = _tiny_config(tiny_copy, lakehouse={"folder": "lake", "format": fmt})
     _warehouse(cfg.warehouse_path, ["a@x.com", "b@x.com", "c@x.com"])
     defs = lakehouse_definitions(cfg)
     key = lakehouse_asset_key("c360.customer_360")
@@ -150,8 +145,8 @@ def test_sync_writes_outputs_and_replaces_them(tmp_path, fmt):
         assert len(DeltaTable(str(table), version=0).to_pyarrow_table()) == 3
 
 
-def test_parquet_sync_failure_keeps_the_old_table(tmp_path):
-    cfg = _tiny_config(tmp_path, lakehouse={"folder": "lake"})
+def test_parquet_sync_failure_keeps_the_old_table(tiny_copy, tmp_path):
+    cfg = _tiny_config(tiny_copy, lakehouse={"folder": "lake"})
     _warehouse(cfg.warehouse_path, ["a@x.com"])
     con = duckdb.connect(str(cfg.warehouse_path))
     try:

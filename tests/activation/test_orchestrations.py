@@ -145,6 +145,7 @@ def test_webhook_refusal_fails_without_recording_recipients(tmp_path, con):
                        "where table_name = 'campaign_recipients'").fetchone()[0] == 0
 
 
+@pytest.mark.postgres
 @pytest.mark.skipif(not os.environ.get("CDP_TEST_POSTGRES_URL"),
                     reason="CDP_TEST_POSTGRES_URL is not set: .ci/run starts PostgreSQL "
                            "(source .ci/postgres.sh to run this test locally)")

@@ -234,10 +234,12 @@ def _wait_for(what: str, found, daemon: subprocess.Popen, log_path: Path):
         if result := found():
             return result
         assert daemon.poll() is None, log_path.read_text()[-3000:]
-        time.sleep(2)
+        time.sleep(0.5)
     raise AssertionError(f"{what} within {DAEMON_TIMEOUT_S}s:\n{log_path.read_text()[-3000:]}")
 
 
+@pytest.mark.postgres
+@pytest.mark.slow
 @needs_postgres
 def test_daemon_sends_only_new_data_against_postgres(tmp_path, fresh_database, monkeypatch):
     """After `cdp run` the started sensor asks for nothing; a new materialization of changed data

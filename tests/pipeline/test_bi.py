@@ -56,6 +56,7 @@ def test_star_schema_keys_join(tiny):
     assert bakery == pytest.approx(120.0)
 
 
+@pytest.mark.postgres
 @pytest.mark.skipif(not PG_URL, reason="CDP_TEST_POSTGRES_URL is not set: .ci/run starts PostgreSQL "
                                         "(source .ci/postgres.sh to run this test locally)")
 def test_bi_connect_round_trip_to_postgres(tiny_tenant):

@@ -106,7 +106,7 @@ def test_transaction_attributes(warehouse):
     assert ((got.loc[expected.index, "lifetime_revenue"] - expected["rev"]).abs() < 0.01).all()
 
 
-def test_export_file_dropped(demo_tenant):
+def test_export_file_dropped(pipeline_run, demo_tenant):
     files = sorted((demo_tenant.parent / "exports" / "c360").glob("*.csv"))
     assert files, "no export file"
     exported = pd.read_csv(files[0])

@@ -388,6 +388,7 @@ def test_clusters_over_the_size_limit_are_flagged(pipeline_run, warehouse, demo_
 
 # ---- end to end: the next delivery changes only the people it touches --------------------------
 
+@pytest.mark.slow
 def test_ids_of_untouched_people_survive_a_perturbed_rerun(tmp_path, dagster_instance):
     import shutil
 

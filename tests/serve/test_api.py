@@ -3,8 +3,6 @@ TestClient, and one round trip against a real uvicorn server on loopback."""
 
 import json
 import re
-import socket
-import threading
 import time
 
 import duckdb
@@ -137,28 +135,12 @@ def test_store_swapped_by_a_rebuild_is_picked_up(served, client, monkeypatch):
     assert get(client, "/profiles/P3").json()["customer"]["email"] == "cy.new@example.com"
 
 
-def test_real_uvicorn_server_on_loopback(served):
-    import uvicorn
-
+def test_real_uvicorn_server_on_loopback(served, serve_app):
     cfg, _ = served
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(cfg, keys=keys_of(cfg)), host="127.0.0.1", port=port,
-                                           log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        base = f"http://127.0.0.1:{port}"
+    with serve_app(create_app(cfg, keys=keys_of(cfg)), log_level="error", start_seconds=10) as base:
         r = httpx.get(f"{base}/profiles/P2", headers={"X-API-Key": KEYS["website"]})
         assert r.status_code == 200 and json.loads(r.text)["customer"]["email"] == "bob@example.com"
         assert httpx.get(f"{base}/profiles/P2").status_code == 401
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def test_an_email_shared_by_two_people_is_a_409_with_both_ids(tiny_tenant, tmp_path):

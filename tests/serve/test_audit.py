@@ -244,6 +244,7 @@ def _writer(path: str, worker: int, n: int) -> None:
     log.close()
 
 
+@pytest.mark.slow
 def test_several_server_processes_write_one_log(tmp_path):
     """`cdp serve --workers N`: processes append to the same file at the same time (WAL, short
     transactions) without losing an event."""

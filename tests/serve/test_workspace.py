@@ -4,7 +4,6 @@ saving. Screenshots of each page go to test-artifacts/workspace/."""
 
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -55,30 +54,12 @@ def workspace_tenant(pipeline_run, demo_tenant):
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server(workspace_tenant, dagster_instance):
+def server(workspace_tenant, dagster_instance, serve_app):
     """`cdp serve`'s app in a real uvicorn server (a thread of this process, so it can share the
     test's Dagster instance for the rebuild times)."""
-    import uvicorn
-
-    app = create_server(load_config(workspace_tenant), instance=dagster_instance)
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started:
-        assert time.monotonic() < deadline, "the workspace server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
+    with serve_app(create_server(load_config(workspace_tenant), instance=dagster_instance)) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
@@ -729,28 +710,17 @@ def _logged_in(base: str):
     return client
 
 
-def test_a_long_workspace_query_does_not_delay_an_api_lookup(workspace_tenant, pipeline_run):
+def test_a_long_workspace_query_does_not_delay_an_api_lookup(workspace_tenant, pipeline_run, serve_app):
     """A self-join that runs for 8 s (then is interrupted by workspace.query_seconds) through the
     SQL editor of a real uvicorn server, while Profile API lookups are sent: each is answered in
     well under a second (it waited the whole query when the editor ran DuckDB on the event loop)."""
     import httpx
-    import uvicorn
 
     cfg = load_config(workspace_tenant)
     cfg = cfg.model_copy(update={"workspace": cfg.workspace.model_copy(update={"query_seconds": 8})})
     with read_warehouse(cfg.warehouse_path) as con:
         cdp_id = con.execute("select min(cdp_id) from c360.customer_360").fetchone()[0]
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_server(cfg), host="127.0.0.1", port=port,
-                                        log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not srv.started:
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.05)
-        base = f"http://127.0.0.1:{port}"
+    with serve_app(create_server(cfg)) as base:
         analyst = _logged_in(base)
         outcome = {}
 
@@ -777,19 +747,16 @@ def test_a_long_workspace_query_does_not_delay_an_api_lookup(workspace_tenant, p
         assert running, "the query ended before the lookups: it proves nothing"
         assert outcome["seconds"] > 5, outcome
         assert outcome["status"] == 422 and "ran longer than 8 s and was stopped" in outcome["text"], outcome
-    finally:
-        srv.should_exit = True
-        thread.join(10)
 
 
-def test_cdp_serve_with_two_workers(workspace_tenant, pipeline_run):
+def test_cdp_serve_with_two_workers(workspace_tenant, pipeline_run, free_port):
     """`cdp serve --workers 2` as users start it: two server processes on one port, each answering
     the API, and a login made on one worker valid on the other (sessions are in one SQLite file)."""
     import os
 
     import httpx
 
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("CDP_SESSION_SECRET", "CDP_API_KEY")}
     proc = subprocess.Popen([sys.executable, "-m", "cdp.cli", "serve", "--config", str(workspace_tenant),
                              "--port", str(port), "--workers", "2"], env=env,

@@ -105,6 +105,7 @@ def _metadata(result, key: str) -> dict:
             if m.asset_key.to_user_string() == key for k, v in m.materialization.metadata.items()}
 
 
+@pytest.mark.slow
 def test_attribute_values_are_parsed_by_type_and_bad_ones_counted(attrs):
     _, result, con = attrs
     types = dict(con.execute("select column_name, data_type from duckdb_columns() where schema_name = 'domain' "
@@ -153,6 +154,7 @@ def _most_recent(records: pd.DataFrame, field: str) -> dict:
     return have.groupby("cdp_id")[field].first().to_dict()
 
 
+@pytest.mark.slow
 def test_attributes_merge_by_rule_across_sources_in_every_database(attrs):
     _, _, con = attrs
     for db, rule in (("c360", "max"), ("ops", "min")):
@@ -174,6 +176,7 @@ def test_attributes_merge_by_rule_across_sources_in_every_database(attrs):
         assert froms == len(picked)
 
 
+@pytest.mark.slow
 def test_a_segment_on_attributes_returns_the_right_people(attrs):
     _, _, con = attrs
     members = {r[0] for r in con.execute("select cdp_id from activation.segment_big_points").fetchall()}
@@ -185,6 +188,7 @@ def test_a_segment_on_attributes_returns_the_right_people(attrs):
     assert gold
 
 
+@pytest.mark.slow
 def test_the_profile_api_returns_attributes(attrs):
     from cdp.serve.api import create_app
 
@@ -202,6 +206,7 @@ def test_the_profile_api_returns_attributes(attrs):
     assert "big_points" in r.json()["segments"] or points < 1500
 
 
+@pytest.mark.slow
 def test_check_config_lists_columns_neither_tagged_nor_kept(attrs, capsys):
     cfg, _, _ = attrs
     assert main(["check-config", str(cfg.config_path)]) == 0

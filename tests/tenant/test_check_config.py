@@ -8,23 +8,14 @@ import yaml
 
 from cdp.cli import main
 
-TINY = Path(__file__).parents[1] / "tiny"
-
-
-def tiny_copy(tmp_path) -> Path:
-    for f in TINY.iterdir():
-        shutil.copy(f, tmp_path / f.name)
-    return tmp_path / "tenant.yaml"
-
-
 def edit(config: Path, change) -> None:
     doc = yaml.safe_load(config.read_text())
     change(doc)
     config.write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
-def test_every_problem_at_once_with_file_and_field(tmp_path, capsys):
-    config = tiny_copy(tmp_path)
+def test_every_problem_at_once_with_file_and_field(tiny_copy, tmp_path, capsys):
+    config = tiny_copy
     (tmp_path / "queries").mkdir()
     (tmp_path / "queries" / "from_file.sql").write_text("select * from 'customers.csv'")
     (tmp_path / "queries" / "fine.sql").write_text("select cdp_id from c360.customer_360")
@@ -45,15 +36,15 @@ def test_every_problem_at_once_with_file_and_field(tmp_path, capsys):
         "cdp: 3 errors"]
 
 
-def test_a_bad_cron_string_is_a_config_error_not_a_traceback_at_run_time(tmp_path, capsys):
-    config = tiny_copy(tmp_path)
+def test_a_bad_cron_string_is_a_config_error_not_a_traceback_at_run_time(tiny_copy, capsys):
+    config = tiny_copy
     edit(config, lambda doc: doc.update(rebuild_cron="0 3 * *"))
     assert main(["check-config", str(config)]) == 2
     assert f"{config}: rebuild_cron: '0 3 * *' is not a cron schedule" in capsys.readouterr().err
 
 
-def test_a_sample_of_rows_goes_through_the_standardiser(tmp_path, capsys):
-    config = tiny_copy(tmp_path)
+def test_a_sample_of_rows_goes_through_the_standardiser(tiny_copy, tmp_path, capsys):
+    config = tiny_copy
     rows = ["id,email,born"] + [f"c{i},p{i}@example.com,{i % 12 + 13}/{i % 28 + 32}/1990" for i in range(40)]
     (tmp_path / "people.csv").write_text("\n".join(rows) + "\n")
     edit(config, lambda doc: doc["sources"].update(people={

@@ -3,18 +3,16 @@ files, or the innermost exception with the line it came from - through the real 
 
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
-from cdp.errors import explain
+import pytest
 
-TINY = Path(__file__).parents[1] / "tiny"
+from cdp.errors import explain
 
 
 def user_env() -> dict[str, str]:
@@ -29,10 +27,9 @@ def cdp_run(config: Path) -> subprocess.CompletedProcess:
                           env=user_env())
 
 
-def test_a_missing_file_and_a_mistyped_column_are_named_without_a_traceback(tmp_path):
-    for f in TINY.iterdir():
-        shutil.copy(f, tmp_path / f.name)
-    config = tmp_path / "tenant.yaml"
+@pytest.mark.slow
+def test_a_missing_file_and_a_mistyped_column_are_named_without_a_traceback(tiny_copy, tmp_path):
+    config = tiny_copy
     config.write_text(config.read_text().replace("customers.csv", "customerz.csv"))
     run = cdp_run(config)
     assert run.returncode == 1
@@ -63,14 +60,13 @@ def test_an_unexpected_error_says_where_it_came_from():
     assert hint.endswith("the full traceback is in /x/cdp_run.log")
 
 
-def test_the_dagster_run_log_shows_the_root_cause_not_dagsters_wrapper(tmp_path):
+@pytest.mark.slow
+def test_the_dagster_run_log_shows_the_root_cause_not_dagsters_wrapper(tiny_copy, tmp_path, free_port):
     """The run is recorded in the tenant's Dagster instance (the one `cdp ui` opens): its step
     failure is cdp's sentence, with what to do in its metadata, as the Dagster UI shows it."""
     import dagster as dg
 
-    for f in TINY.iterdir():
-        shutil.copy(f, tmp_path / f.name)
-    config = tmp_path / "tenant.yaml"
+    config = tiny_copy
     config.write_text(config.read_text().replace("customers.csv", "customerz.csv"))
     assert cdp_run(config).returncode == 1
     homes = list(tmp_path.rglob("dagster_home"))
@@ -85,14 +81,11 @@ def test_the_dagster_run_log_shows_the_root_cause_not_dagsters_wrapper(tmp_path)
     assert data.error.message.startswith("cdp.stages.sources.assets.SourceFileError: source 'shop_customers': file not found")
     assert "Error occurred while executing op" not in data.error.to_string()
     assert data.user_failure_data.metadata["what to do"].text.startswith("fix the file, or the source's path")
-    ui_shows_the_run(config, run.run_id)
+    ui_shows_the_run(config, run.run_id, free_port())
 
 
-def ui_shows_the_run(config: Path, run_id: str) -> None:
-    """`cdp ui` (dagster dev on the tenant's instance) serves the run `cdp run` recorded."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+def ui_shows_the_run(config: Path, run_id: str, port: int) -> None:
+    """`cdp ui` (dagster dev on the tenant's instance), on port, serves the run `cdp run` recorded."""
     cdp = Path(sys.executable).parent / "cdp"
     ui = subprocess.Popen([str(cdp), "ui", "--config", str(config), "--port", str(port)], env=user_env(),
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -105,7 +98,7 @@ def ui_shows_the_run(config: Path, run_id: str) -> None:
                                              headers={"Content-Type": "application/json"})
                 answer = json.load(urllib.request.urlopen(req, timeout=5))
             except OSError:
-                time.sleep(2)
+                time.sleep(0.5)
         assert answer == {"data": {"runOrError": {"status": "FAILURE"}}}, answer
     finally:
         os.killpg(ui.pid, signal.SIGTERM)

@@ -6,9 +6,12 @@ import json
 import threading
 import time
 
+import pytest
+
 from cdp.dbt.project import load_manifest, prepare_manifest, target_path
 
 
+@pytest.mark.slow
 def test_a_manifest_read_during_a_reparse_is_always_whole(tiny_tenant):
     cfg = tiny_tenant
     manifest = prepare_manifest(cfg)

@@ -22,6 +22,9 @@ from cdp.config import ConfigError, load_config
 from cdp.stages.activation.profile_store import read_store
 from cdp.config.scope import CATEGORY_COLUMNS, PURCHASE_COLUMNS, TABLE_NEEDS
 
+# every test reads a tenant of its own run through the whole graph (the crm and shop fixtures)
+pytestmark = pytest.mark.slow
+
 DEMO_SOURCES = {"customers": ["pos_customers", "ecommerce_customers", "email_subscribers"],
                 "orders": ["pos_orders", "ecommerce_orders"]}
 PEOPLE_BY_STATE = "-- People per state\nSELECT state, count(*) AS people FROM c360.customer_360 GROUP BY state\n"

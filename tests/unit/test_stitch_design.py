@@ -71,6 +71,7 @@ def febrl_truth(frame: pd.DataFrame, source: str = "people") -> pd.DataFrame:
                          "person_id": frame["rec_id"].str.extract(r"^rec-(\d+)-", expand=False)})
 
 
+@pytest.mark.slow
 def test_names_address_and_birthdate_without_email_stitch_like_the_benchmark(tmp_path, febrl1, dagster_instance):
     """FEBRL1 as a user tags it: no email, phone or identifier. The model is built from what is
     there, households are judged absent (renamed duplicates keep their birth date), swapped
@@ -95,6 +96,7 @@ def model_comparisons(config: Path) -> list[dict]:
     return [{"comparison": c["output_column_name"], "levels": c["comparison_levels"]} for c in model["comparisons"]]
 
 
+@pytest.mark.slow
 def test_names_and_birthdate_only(tmp_path, febrl1, dagster_instance):
     columns = {"rec_id": "pk", "given_name": "given-name", "surname": "surname", "date_of_birth": "birthdate"}
     config = write_tenant(tmp_path, {"people": (febrl1[list(columns)], columns)})
@@ -105,6 +107,7 @@ def test_names_and_birthdate_only(tmp_path, febrl1, dagster_instance):
     assert q["precision"] >= 0.99 and q["recall"] >= 0.8, q
 
 
+@pytest.mark.slow
 def test_email_only_sign_ups_stitch_and_say_what_they_could_not_train(tmp_path, dagster_instance):
     """Newsletter sign-ups carry an email and nothing else: the same email is one person (the
     deterministic rule), and the training steps this data cannot support are skipped with the
@@ -123,6 +126,7 @@ def test_email_only_sign_ups_stitch_and_say_what_they_could_not_train(tmp_path, 
 
 # ---- a training step the data cannot support ----------------------------------------------------
 
+@pytest.mark.slow
 def test_a_failed_training_step_leaves_the_model_as_before_it(tmp_path, febrl1):
     """An EM session with no pair to learn from raises inside Splink after it has begun changing
     the linker's settings; it is skipped and the model is exactly the one trained without it."""
@@ -233,6 +237,7 @@ def test_a_street_number_column_goes_in_front_of_the_street():
     assert list(street_line(number, street)) == ["6 tullaroop street", "oak st", None, "3 high st"]
 
 
+@pytest.mark.slow
 def test_german_records_stitch_across_national_and_international_phone_formats(tmp_path, dagster_instance):
     """Two German sources of the same people: one writes phones nationally (0711 ...) and streets
     in full (Hauptstraße), the other +49 and abbreviated (Hauptstr.). Read in the tenant's
