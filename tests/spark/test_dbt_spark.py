@@ -68,7 +68,7 @@ def _tenant(root, demo_tenant, engine: str):
     root.mkdir()
     doc = yaml.safe_load(demo_tenant.read_text())
     doc["databases"].update(STRICT)
-    doc["spark"] = {"conf": {"spark.driver.memory": "2g"}}
+    doc["spark"] = {"shuffle_partitions": 2, "conf": {"spark.driver.memory": "2g"}}  # small data, as the other Spark tests
     (root / "tenant.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     with pytest.MonkeyPatch.context() as env:
         env.setenv("CDP_ENGINE", engine)
