@@ -146,7 +146,7 @@ def cmd_check_config(args) -> int:
 
 
 def cmd_init(args) -> int:
-    """Write a starting tenant config from data files (cdp/onboarding.py)."""
+    """Write a starting tenant config from data files (cdp/onboarding/)."""
     from cdp.onboarding import InitError, init_config, summary
 
     try:

@@ -23,7 +23,7 @@ Set by cdp for the processes it starts, never read back by it: CDP_CONFIG and DA
 `cdp ui`'s `dagster dev` (child_process_env, below); CDP_WAREHOUSE, CDP_DBT_TARGET,
 CDP_LAKEHOUSE, CDP_LAKEHOUSE_TABLES, CDP_SPARK_MASTER, CDP_SPARK_SHUFFLE_PARTITIONS and
 DBT_INDIRECT_SELECTION for dbt, around each dbt invocation only (cdp/dbt/project.py);
-PYSPARK_PYTHON for Spark's Python workers (cdp/engine/spark.py). dbt's profiles.yml also reads
+PYSPARK_PYTHON for Spark's Python workers (cdp/engine/spark/session.py). dbt's profiles.yml also reads
 CDP_SPARK_DRIVER_MEMORY (default 2g) from the environment itself.
 """
 
