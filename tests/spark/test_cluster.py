@@ -14,6 +14,7 @@ classes (the wheel ships no `sbin/start-*.sh`). 1 core and 1 GB per worker."""
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -34,6 +35,7 @@ pytestmark = pytest.mark.spark
 PEOPLE = 40
 WORKERS = 2
 GROUPS = ("sources", "stitch")
+GRACE = 5  # seconds a cluster process has to stop on SIGTERM
 
 
 def _free_port() -> int:
@@ -102,13 +104,16 @@ class Cluster:
         raise RuntimeError(f"the Spark cluster did not get {what} up: {logs}")
 
     def stop(self) -> None:
+        """Workers first, then the master; a JVM still shutting down after GRACE seconds (a
+        worker retries its lost master for a while) is killed with its process group."""
         for process in reversed(self.processes):
             process.terminate()
+        deadline = time.monotonic() + GRACE
         for process in self.processes:
             try:
-                process.wait(timeout=20)
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                process.kill()
+                os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
 
 
