@@ -21,7 +21,8 @@ The modules, one concern each:
 - udfs.py: similarity functions scoring as DuckDB's;
 - splink.py: Splink's SparkAPI and models between dialects;
 - warehouse.py: SparkWarehouse (the `Warehouse`) and its Dagster resource;
-- sources.py: stage 1's domain tables as Spark jobs.
+(stage 1's domain tables as Spark jobs are the sources stage's own, cdp/stages/sources/spark.py,
+handed to SparkWarehouse.load_source as SourceLoaders.distributed).
 
 Importing this package does not start or import Spark; pyspark is imported where it is used.
 """

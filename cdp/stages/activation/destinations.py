@@ -1,4 +1,4 @@
-"""Stage 5 - activation: destinations, the sensors that export when an exported table refreshes,
+"""Stage 8 - activation: destinations, the sensors that export when an exported table refreshes,
 and the daily rebuild schedule.
 
 A file destination drops one file per run into its folder (optionally gzipped). The file is

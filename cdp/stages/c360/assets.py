@@ -1,4 +1,4 @@
-"""Stage 3 - merge: one customer 360 database per `databases:` entry of the tenant config
+"""Stage 3 - customer 360 databases: one customer 360 database per `databases:` entry of the tenant config
 (c360 by default), each stitch.unified_coalesced -> <db>.unified_records -> <db>.merged_customers
 (+ merged_customers_provenance) -> <db>.customer_360, in its own schema and Dagster group.
 
