@@ -20,20 +20,13 @@ from __future__ import annotations
 import dagster as dg
 
 from cdp.config import TenantConfig, load_config
-from cdp.dbt.project import dbt_resource, left_out_tables, manifest_for
+from cdp.dbt.project import dbt_resource
 from cdp.engine import warehouse_resource  # the DuckDB file, or the lakehouse on Spark
 from cdp.config.scope import TABLE_NEEDS, check_built_references, scope_notes
 from cdp.stages import activation, bi, c360, custom, interactions, predictive, sources, stitch
-from cdp.stages.activation.queries import left_out_queries
+from cdp.stages.activation.queries import left_out_of_graph
 
 STAGES = (sources, stitch, c360, interactions, predictive, bi, custom, activation)
-
-
-def left_out_of_graph(cfg: TenantConfig) -> dict[str, str]:
-    """schema.table -> why, for every table the tenant's sources do not let it build: the
-    purchase stages' tables, dbt models and saved queries that read them."""
-    tables = left_out_tables(cfg, manifest_for(cfg))
-    return {**tables, **left_out_queries(cfg, tables)}
 
 
 def left_out_notes(cfg: TenantConfig, left_out: dict[str, str]) -> list[str]:

@@ -30,10 +30,10 @@ from cdp.config.activation import (AnyDestination, Destination, LakehouseSync, O
 from cdp.config.analytics import BiSettings, InteractionSettings, PredictiveSettings
 from cdp.config.c360 import (GROUP_RULES, RESERVED_SCHEMAS, Database, FallbackRuleName, MergeRule,
                              MergeRuleName, MergeSettings, StitchMode)
-from cdp.config.common import IDENTIFIER, StrictModel, check_schema_tables, iso_country
+from cdp.config.common import IDENTIFIER, ConfigError, StrictModel, check_schema_tables, iso_country
 from cdp.config.engine import EngineName, SparkSettings
-from cdp.config.loader import (DEFAULT_CONFIG, ConfigError, child_process_env, load_config,
-                               read_secret)
+from cdp.config.loader import DEFAULT_CONFIG, child_process_env, load_config
+from cdp.config.secrets import read_secret
 from cdp.config.segments import SEGMENT_OPS, Scalar, Segment, SegmentRule, _segment_cycle
 from cdp.config.serving import AuditSettings, DagsterSettings, ProfileApiSettings, WorkspaceSettings
 from cdp.config.sources import Attribute, AttributeType, Source

@@ -37,8 +37,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from cdp.config.common import ConfigError  # noqa: F401  (re-exported by cdp.config)
-from cdp.config.secrets import read_secret  # noqa: F401  (re-exported by cdp.config)
+from cdp.config.common import ConfigError
 from cdp.config.tenant import Overrides, TenantConfig
 from cdp.paths import DEMO_CONFIG
 

@@ -304,6 +304,7 @@ def manifest_for(cfg: TenantConfig) -> Path:
         _PREPARED[key] = (manifest, _file_identity(manifest))
     return manifest
 
+
 class CdpDbtTranslator(DagsterDbtTranslator):
     """Models are keyed schema/table (c360/customer_360: a model's alias when it has one, so
     model c360__customer_360 is c360/customer_360) and grouped by their folder's stage; the

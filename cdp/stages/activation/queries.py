@@ -210,10 +210,16 @@ def left_out_queries(cfg: TenantConfig, left_out: Mapping[str, str]) -> dict[str
     return out
 
 
+def left_out_of_graph(cfg: TenantConfig) -> dict[str, str]:
+    """schema.table -> why, for every table the tenant's sources do not let it build: the
+    purchase stages' tables, dbt models and saved queries that read them."""
+    tables = left_out_tables(cfg, manifest_for(cfg))
+    return {**tables, **left_out_queries(cfg, tables)}
+
+
 def query_definitions(cfg: TenantConfig) -> dg.Definitions:
-    """One asset per saved query, but those reading a table the tenant does not build
-    (left_out_queries over the dbt layer's left_out_tables)."""
-    skipped = left_out_queries(cfg, left_out_tables(cfg, manifest_for(cfg)))
+    """One asset per saved query, but those reading a table the tenant does not build."""
+    skipped = left_out_of_graph(cfg)
     return dg.Definitions(assets=[
         build_query_asset(name, path, cfg.active_engine, cfg.dagster.raw_previews)
         for name, path in saved_queries(cfg).items() if f"{SCHEMA}.{name}" not in skipped])
