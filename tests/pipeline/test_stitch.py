@@ -389,7 +389,7 @@ def test_clusters_over_the_size_limit_are_flagged(pipeline_run, warehouse, demo_
 # ---- end to end: the next delivery changes only the people it touches --------------------------
 
 @pytest.mark.slow
-def test_ids_of_untouched_people_survive_a_perturbed_rerun(tmp_path, dagster_instance):
+def test_ids_of_untouched_people_survive_a_perturbed_rerun(tmp_path):
     import shutil
 
     import duckdb
@@ -410,7 +410,7 @@ def test_ids_of_untouched_people_survive_a_perturbed_rerun(tmp_path, dagster_ins
         job = dg.define_asset_job("stitch_run", selection=dg.AssetSelection.groups("sources", "stitch"))
         defs = dg.Definitions.merge(defs, dg.Definitions(jobs=[job]))
         assert defs.resolve_job_def("stitch_run").execute_in_process(
-            instance=dagster_instance, run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}}).success
+            instance=instance, run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}}).success
         con = duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True)
         try:
             return (con.execute("select source, pk, cdp_id from stitch.unified_coalesced").df(),
@@ -419,10 +419,14 @@ def test_ids_of_untouched_people_survive_a_perturbed_rerun(tmp_path, dagster_ins
         finally:
             con.close()
 
-    before, first_changes = run_and_read()
-    assert set(first_changes) == {"new"}
-    touched = perturb_demo_data(tmp_path / "data", share=0.03, seed=5)
-    after, changes = run_and_read()
+    # an instance of its own: this tenant shares the demo's asset keys, and its runs must not
+    # make the session's demo tables look stale to the tests that share that instance
+    (tmp_path / "dagster_home").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
+        before, first_changes = run_and_read()
+        assert set(first_changes) == {"new"}
+        touched = perturb_demo_data(tmp_path / "data", share=0.03, seed=5)
+        after, changes = run_and_read()
     truth = pd.read_csv(tmp_path / "data" / "ground_truth.csv", dtype=str, keep_default_na=False)
     result = id_stability(before, after, truth, touched)
     assert result["people_untouched"] > 250

@@ -12,6 +12,7 @@ import contextlib
 import io
 import shutil
 
+import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
@@ -75,14 +76,22 @@ def _failed_checks(result, ignore=()) -> list:
 
 
 @pytest.fixture(scope="module")
-def crm(demo_tenant, dagster_instance, tmp_path_factory):
+def scope_instance(tmp_path_factory):
+    """An instance of this module's own: these tenants share the demo's asset keys, and their
+    runs must not make the demo's tables look stale to tests sharing the session's instance."""
+    with dg.instance_for_test(temp_dir=str(tmp_path_factory.mktemp("scope_home"))) as instance:
+        yield instance
+
+
+@pytest.fixture(scope="module")
+def crm(demo_tenant, scope_instance, tmp_path_factory):
     """A customers-only tenant, run with `cdp run`'s terminal output (returned as text)."""
     config = scoped_tenant(tmp_path_factory.mktemp("scope") / "crm", demo_tenant, "crm",
                            DEMO_SOURCES["customers"],
                            segments={"reachable_by_email": {"column": "email", "op": "not_null"}})
     terminal = io.StringIO()
     with contextlib.redirect_stdout(terminal):
-        result = _run(config, dagster_instance, quiet=False)
+        result = _run(config, scope_instance, quiet=False)
     return load_config(config), result, terminal.getvalue()
 
 
@@ -190,7 +199,7 @@ def test_every_purchase_stage_model_says_what_it_needs(crm):
 # ---- customers and orders, no order lines or products -------------------------------------------
 
 @pytest.fixture(scope="module")
-def shop(demo_tenant, dagster_instance, tmp_path_factory):
+def shop(demo_tenant, scope_instance, tmp_path_factory):
     config = scoped_tenant(
         tmp_path_factory.mktemp("scope") / "shop", demo_tenant, "shop",
         DEMO_SOURCES["customers"] + DEMO_SOURCES["orders"],
@@ -198,7 +207,7 @@ def shop(demo_tenant, dagster_instance, tmp_path_factory):
             {"table": "interactions.transaction_attributes_extended", "column": "preferred_channel",
              "op": "=", "value": "web"},
             {"column": "lifetime_revenue", "op": ">", "value": 0}]}})
-    return load_config(config), _run(config, dagster_instance)
+    return load_config(config), _run(config, scope_instance)
 
 
 def test_orders_without_items_build_the_order_based_tables(shop):
