@@ -49,6 +49,9 @@ DOMAIN_COLUMNS: dict[SourceKind, list[str]] = {
 # where a row came from: the line of a CSV file it starts on (1: the header) or its position in a
 # Parquet/Delta source, and the physical lines it spans (a quoted field may hold line breaks)
 SOURCE_POSITION = ("source_row", "source_lines")
+# which delivery file brought a row's version and when it arrived (null for a one-file source);
+# on every domain table, so customer tables union whichever way their sources arrive
+DELIVERY_COLUMNS = ("delivery", "arrived_at")
 
 
 def position_unit(source: Source) -> str:
@@ -62,15 +65,16 @@ def domain_columns(source: Source) -> list[str]:
     columns and custom attributes (attr_<name>) of the whole tenant (national_id, other_id...),
     so customer tables union."""
     if source.kind != SourceKind.customers:
-        return DOMAIN_COLUMNS[source.kind]
+        return [*DOMAIN_COLUMNS[source.kind], *DELIVERY_COLUMNS]
     return [*DOMAIN_COLUMNS[source.kind][:-2], *source.tenant_identifier_columns,
-            *source.tenant_attributes, *SOURCE_POSITION]
+            *source.tenant_attributes, *SOURCE_POSITION, *DELIVERY_COLUMNS]
 
 
 def ignored_columns(source: Source, header: list[str]) -> list[str]:
     """Columns of a source file neither tagged nor kept as attributes: not loaded."""
+    flag = source.deliveries.deleted_flag if source.deliveries else None
     return [c for c in header if c not in source.columns and c not in source.attributes
-            and c not in SOURCE_POSITION]
+            and c not in SOURCE_POSITION and c != flag]
 
 
 QUARANTINE_DDL = """
@@ -401,7 +405,13 @@ def build_domain_table(name: str, source: Source, path: Path) -> tuple[pd.DataFr
     batch.columns_ignored = ignored_columns(source, list(batch.rows.columns))
     rows_read = len(batch.rows) + len(batch.rejects)
     domain = STANDARDISERS[source.kind](batch, source)
-    return domain.reset_index(drop=True), batch, rows_read
+    return without_delivery(domain.reset_index(drop=True)), batch, rows_read
+
+
+def without_delivery(domain: pd.DataFrame) -> pd.DataFrame:
+    """The delivery columns of a row no delivery brought: null, typed (text, timestamp)."""
+    return domain.assign(delivery=pd.Series(None, index=domain.index, dtype="string"),
+                         arrived_at=pd.Series(pd.NaT, index=domain.index, dtype="datetime64[us]"))
 
 
 def write_quarantine(con, source: str, rejects: list[dict]) -> None:
@@ -424,8 +434,8 @@ def replace_quarantine_rows(con, source: str, batch: str | None) -> None:
     con.execute(QUARANTINE_DDL)
     con.execute("delete from domain.quarantine where source = ?", [source])
     if batch is not None:
-        con.execute("insert into domain.quarantine select source, source_row, raw_row, reason, "
-                    f"quarantined_at from {batch}")
+        con.execute("insert into domain.quarantine (source, source_row, raw_row, reason, quarantined_at) "
+                    f"select source, source_row, raw_row, reason, quarantined_at from {batch}")
 
 
 def reason_key(reason: str) -> str:
@@ -493,18 +503,23 @@ def build_source_asset(cfg: TenantConfig, name: str, source: Source,
         if report["columns_ignored"]:
             context.log.warning(f"{name}: columns {', '.join(report['columns_ignored'])} are neither tagged "
                                 "nor kept as attributes: not loaded")
-        return dg.MaterializeResult(metadata={
-            "dagster/row_count": report["rows_loaded"],
-            "rows_read": report["rows_read"],
-            "rows_quarantined": report["rows_quarantined"],
-            "quarantine_reasons": dg.MetadataValue.json(report["quarantine_reasons"]),
-            "invalid_values_nulled": dg.MetadataValue.json(report["invalid_values_nulled"]),
-            "columns_ignored": dg.MetadataValue.json(report["columns_ignored"]),
-            **({"read_as": dg.MetadataValue.json(report["read_as"])} if report.get("read_as") else {}),
-            "preview": dg.MetadataValue.md(preview_md(report["preview"], raw=cfg.dagster.raw_previews)),
-        })
+        return dg.MaterializeResult(metadata=report_metadata(cfg, report))
 
     return _domain_table
+
+
+def report_metadata(cfg: TenantConfig, report: dict) -> dict:
+    """What a domain asset shows of a load's report."""
+    return {
+        "dagster/row_count": report["rows_loaded"],
+        "rows_read": report["rows_read"],
+        "rows_quarantined": report["rows_quarantined"],
+        "quarantine_reasons": dg.MetadataValue.json(report["quarantine_reasons"]),
+        "invalid_values_nulled": dg.MetadataValue.json(report["invalid_values_nulled"]),
+        "columns_ignored": dg.MetadataValue.json(report["columns_ignored"]),
+        **({"read_as": dg.MetadataValue.json(report["read_as"])} if report.get("read_as") else {}),
+        "preview": dg.MetadataValue.md(preview_md(report["preview"], raw=cfg.dagster.raw_previews)),
+    }
 
 
 def build_accounting_check(cfg: TenantConfig, name: str, source: Source) -> dg.AssetChecksDefinition:
@@ -531,16 +546,22 @@ def account_for(con, name: str, units: int, first: int) -> dict:
     each starts where the one before it ends (its source_row + source_lines; a quarantined row is
     one line: a malformed line costs that line, never the lines after it), the first at the first
     unit, the last ending at the file's end - and no row spans more than MAX_RECORD_LINES."""
+    return tile(con, f"""select source_row, source_lines, false as quarantined from domain."{name}"
+                   union all select source_row, 1, true from domain.quarantine where source = ?""",
+                [name], units, first)
+
+
+def tile(con, rows_sql: str, params: list, units: int, first: int) -> dict:
+    """account_for over the rows of a query (source_row, source_lines, quarantined)."""
     end = first + units
     rows, lowest, breaks, multi, longest, loaded, quarantined = con.execute(f"""
-        with r as (select source_row, source_lines, false as quarantined from domain."{name}"
-                   union all select source_row, 1, true from domain.quarantine where source = ?),
+        with r as ({rows_sql}),
         s as (select *, coalesce(lead(source_row) over (order by source_row, quarantined), {end}) as next_start
               from r)
         select count(*), min(source_row), count(*) filter (where source_row + source_lines <> next_start),
                count(*) filter (where source_lines > 1), coalesce(max(source_lines), 0),
                count(*) filter (where not quarantined), count(*) filter (where quarantined)
-        from s""", [name]).fetchone()
+        from s""", params).fetchall()[0]
     problems = []
     if units and not rows:
         problems.append(f"the file has {units} but no row was loaded or quarantined")
@@ -555,8 +576,10 @@ def account_for(con, name: str, units: int, first: int) -> dict:
 
 
 def source_definitions(cfg: TenantConfig, loaders: SourceLoaders) -> dg.Definitions:
-    """One domain.<source> asset per configured source, each with its row-accounting check."""
+    """One domain.<source> asset per configured one-file source, each with its row-accounting
+    check (a source of deliveries is built by delivery_assets.py)."""
+    files = {name: source for name, source in cfg.sources.items() if source.deliveries is None}
     return dg.Definitions(assets=[build_source_asset(cfg, name, source, loaders)
-                                  for name, source in cfg.sources.items()],
+                                  for name, source in files.items()],
                           asset_checks=[build_accounting_check(cfg, name, source)
-                                        for name, source in cfg.sources.items()])
+                                        for name, source in files.items()])
