@@ -227,3 +227,61 @@ def test_sensor_leaves_a_file_modified_within_settle_seconds(tmp_path):
         os.utime(tmp_path / "crm" / "2026-12-01.csv", (an_hour_ago, an_hour_ago))
         assert isinstance(sensor(dg.build_sensor_context(instance=instance, cursor=context.cursor)),
                           dg.RunRequest)
+
+
+def test_parquet_deliveries_with_a_boolean_deleted_flag(tmp_path):
+    import pandas as pd
+
+    (tmp_path / "app").mkdir()
+    path = tmp_path / "tenant.yaml"
+    path.write_text(yaml.safe_dump({"tenant": "t", "sources": {"app": {
+        "path": "app", "kind": "customers", "columns": {"id": "pk", "email": "email"},
+        "deliveries": {"mode": "delta", "files": "*.parquet", "deleted_flag": "gone", "settle_seconds": 0}}}}))
+    pd.DataFrame({"id": ["A1", "A2"], "email": ["a1@x.com", "a2@x.com"], "gone": [False, False]}).to_parquet(
+        tmp_path / "app" / "001.parquet")
+    pd.DataFrame({"id": ["A2", None], "email": [None, "x@x.com"], "gone": [True, False]}).to_parquet(
+        tmp_path / "app" / "002.parquet")
+    wh = tmp_path / "wh.duckdb"
+    meta = metadata(run(load_config(path), wh), "app")
+    assert meta["deliveries_applied"] == ["001.parquet", "002.parquet"] and meta["records_deleted"] == 1
+    assert rows(wh, "select pk from domain.app") == [("A1",)]
+    assert rows(wh, "select delivery, source_row, reason from domain.quarantine") == [
+        ("002.parquet", 2, "missing pk")]
+
+
+def test_customer_tables_of_both_kinds_of_source_union_for_stitch(tmp_path):
+    from cdp.stages.stitch.preprocess import RECORDS, stage_customer_records
+
+    path = tenant(tmp_path)
+    doc = yaml.safe_load(path.read_text())
+    doc["sources"]["shop"] = {"path": "shop.csv", "kind": "customers", "columns": {"sid": "pk", "mail": "email"}}
+    path.write_text(yaml.safe_dump(doc))
+    (tmp_path / "shop.csv").write_text("sid,mail\nS1,s1@example.com\n")
+    deliver(tmp_path / "pos", "day1_changes.csv", POS_DAY1)
+    cfg, wh = load_config(path), tmp_path / "wh.duckdb"
+    run(cfg, wh)
+    assert rows(wh, "select delivery, arrived_at from domain.shop") == [(None, None)]
+    con = duckdb.connect(str(wh))
+    try:
+        assert stage_customer_records(con, cfg) == 4
+        assert con.execute(f"select count(distinct source) from {RECORDS}").fetchall() == [(2,)]
+    finally:
+        con.close()
+
+
+def test_a_snapshot_record_set_aside_keeps_its_previous_version(tmp_path):
+    path = tenant(tmp_path)
+    doc = yaml.safe_load(path.read_text())
+    doc["sources"]["orders"] = {
+        "path": "orders", "kind": "transactions", "customer_source": "crm",
+        "columns": {"order": "order-id", "member": "customer-pk", "ts": "order-datetime", "total": "order-revenue"},
+        "deliveries": {"mode": "snapshot", "settle_seconds": 0}}
+    path.write_text(yaml.safe_dump(doc))
+    (tmp_path / "orders").mkdir()
+    deliver(tmp_path / "orders", "1.csv", "order,member,ts,total\nO1,K1,2026-11-30 10:00,10\nO2,K2,2026-11-30 11:00,5\n")
+    deliver(tmp_path / "orders", "2.csv", "order,member,ts,total\nO1,K1,2026-11-30 10:00,ten\n")
+    wh = tmp_path / "wh.duckdb"
+    meta = metadata(run(load_config(path), wh), "orders")
+    assert meta["records_deleted"] == 1 and meta["rows_quarantined"] == 1
+    assert rows(wh, "select order_id, order_revenue, delivery from domain.orders") == [("O1", 10.0, "1.csv")]
+    assert rows(wh, "select key, delivery from domain.deleted_records") == [("O2", "2.csv")]

@@ -20,11 +20,12 @@ import dagster as dg
 import pandas as pd
 
 from cdp.stages.sources import files as source_files
+from cdp.stages.sources.accounting import account_for, file_units, tile  # noqa: F401 - their home before
 from cdp.stages.sources import standardize as std
 from cdp.config import Source, SourceKind, TenantConfig
 from cdp.errors import UserError
 from cdp.engine import SourceLoaders, WarehouseResource, warehouse_of
-from cdp.engine.lakehouse import count_lakehouse_rows, read_lakehouse_table
+from cdp.engine.lakehouse import read_lakehouse_table
 from cdp.engine.tables import preview_md, replace_table
 
 GROUP = "sources"
@@ -214,16 +215,6 @@ def _unreadable(rec: source_files.Record, width: int, encoding: str) -> str | No
     if longest > source_files.MAX_FIELD_CHARS:
         return f"a field of {longest:,} characters (over {source_files.MAX_FIELD_CHARS:,})"
     return None
-
-
-def file_units(source: Source, path: Path) -> int:
-    """What the accounting check counts in the file without the loader's parser: physical data
-    lines of a CSV file (line breaks in the decoded text, less the header), rows of Parquet or
-    Delta (from the files' metadata)."""
-    if source.format in ("parquet", "delta"):
-        return count_lakehouse_rows(path, source.format)
-    decoded = source_files.decode(path.read_bytes(), source.encoding)
-    return max(source_files.physical_lines(decoded.text) - 1, 0)
 
 
 # ---- standardising per kind ---------------------------------------------------------------------
@@ -538,41 +529,6 @@ def build_accounting_check(cfg: TenantConfig, name: str, source: Source) -> dg.A
             "problems": dg.MetadataValue.json(figures["problems"])})
 
     return _check
-
-
-def account_for(con, name: str, units: int, first: int) -> dict:
-    """Check the rows of domain.<name> and its quarantine against the file's `units` (physical data
-    lines from `first`, or Parquet rows), counted without the loader: the rows tile them exactly -
-    each starts where the one before it ends (its source_row + source_lines; a quarantined row is
-    one line: a malformed line costs that line, never the lines after it), the first at the first
-    unit, the last ending at the file's end - and no row spans more than MAX_RECORD_LINES."""
-    return tile(con, f"""select source_row, source_lines, false as quarantined from domain."{name}"
-                   union all select source_row, 1, true from domain.quarantine where source = ?""",
-                [name], units, first)
-
-
-def tile(con, rows_sql: str, params: list, units: int, first: int) -> dict:
-    """account_for over the rows of a query (source_row, source_lines, quarantined)."""
-    end = first + units
-    rows, lowest, breaks, multi, longest, loaded, quarantined = con.execute(f"""
-        with r as ({rows_sql}),
-        s as (select *, coalesce(lead(source_row) over (order by source_row, quarantined), {end}) as next_start
-              from r)
-        select count(*), min(source_row), count(*) filter (where source_row + source_lines <> next_start),
-               count(*) filter (where source_lines > 1), coalesce(max(source_lines), 0),
-               count(*) filter (where not quarantined), count(*) filter (where quarantined)
-        from s""", params).fetchall()[0]
-    problems = []
-    if units and not rows:
-        problems.append(f"the file has {units} but no row was loaded or quarantined")
-    if rows and lowest != first:
-        problems.append(f"the first row starts at {lowest}, not {first}")
-    if breaks:
-        problems.append(f"{breaks} rows do not end where the next begins (lines lost, or counted twice)")
-    if longest > source_files.MAX_RECORD_LINES:
-        problems.append(f"a row covers {longest} lines (over {source_files.MAX_RECORD_LINES})")
-    return {"rows_loaded": loaded, "rows_quarantined": quarantined, "records_over_several_lines": multi,
-            "longest_record_lines": int(longest), "problems": problems}
 
 
 def source_definitions(cfg: TenantConfig, loaders: SourceLoaders) -> dg.Definitions:

@@ -22,8 +22,8 @@ import pandas as pd
 from cdp.config import Source
 from cdp.engine.tables import transaction
 from cdp.errors import UserError
-from cdp.stages.sources.assets import (DELIVERY_COLUMNS, QUARANTINE_DDL, SOURCE_POSITION, domain_columns,
-                                       reason_key, tile)
+from cdp.stages.sources.accounting import tile
+from cdp.stages.sources.assets import DELIVERY_COLUMNS, QUARANTINE_DDL, SOURCE_POSITION, domain_columns, reason_key
 from cdp.stages.sources.delivery_files import (KEY_COLUMNS, Delivery, content_digest, delivery_files,
                                                read_delivery)
 from cdp.stages.sources.spark import column_types
@@ -141,20 +141,18 @@ def _upsert(con, name: str, source: Source) -> tuple[int, int]:
 
 
 def _doomed_keys(con, name: str, source: Source, delivery: Delivery) -> None:
-    """Temp table _doomed: the live keys this delivery deletes (a snapshot: every key it does not
-    hold; a delta: the keys it lists)."""
+    """Temp table _doomed: the live keys this delivery deletes (a snapshot: every key none of its
+    rows holds, loaded or quarantined; a delta: the keys it lists)."""
     kind, keys = source.kind, ", ".join(f'l."{k}"' for k in KEY_COLUMNS[source.kind])
-    if source.deliveries.mode == "snapshot":
-        con.execute(f"""create or replace temp table _doomed as select {keys} from domain."{name}" l
-            where not exists (select 1 from _incoming i where {_key_join(kind, 'l', 'i')})""")
-        return
-    listed = delivery.deleted_keys[list(KEY_COLUMNS[kind])].drop_duplicates()
-    con.register("_delivery_deletes", listed)
+    snapshot = source.deliveries.mode == "snapshot"
+    listed = (delivery.held_keys if snapshot else delivery.deleted_keys)[list(KEY_COLUMNS[kind])]
+    con.register("_delivery_keys", listed.drop_duplicates())
     try:
         con.execute(f"""create or replace temp table _doomed as select {keys} from domain."{name}" l
-            where exists (select 1 from _delivery_deletes d where {_key_join(kind, 'l', 'd')})""")
+            where {'not' if snapshot else ''} exists (select 1 from _delivery_keys d
+                                                      where {_key_join(kind, 'l', 'd')})""")
     finally:
-        con.unregister("_delivery_deletes")
+        con.unregister("_delivery_keys")
 
 
 def _delete(con, name: str, source: Source, delivery: Delivery, when: pd.Timestamp) -> int:

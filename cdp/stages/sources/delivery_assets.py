@@ -18,7 +18,8 @@ import dagster as dg
 from cdp.config import Source, TenantConfig
 from cdp.engine import SourceLoaders, WarehouseResource, warehouse_of
 from cdp.engine.tables import preview_md
-from cdp.stages.sources.assets import GROUP, SourceFileError, domain_asset_key, file_units, report_metadata
+from cdp.stages.sources.accounting import file_units
+from cdp.stages.sources.assets import GROUP, SourceFileError, domain_asset_key, report_metadata
 from cdp.stages.sources.deliveries import LEDGER, OUTCOMES, load_deliveries_here, refuse_distributed
 from cdp.stages.sources.delivery_files import delivery_files, key_source
 

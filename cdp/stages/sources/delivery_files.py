@@ -19,8 +19,9 @@ import pandas as pd
 from cdp.config import Source, SourceKind
 from cdp.config.deliveries import TRUE_FLAGS, UNFINISHED_SUFFIXES
 from cdp.stages.sources import standardize as std
+from cdp.stages.sources.accounting import file_units
 from cdp.stages.sources.assets import (SOURCE_POSITION, STANDARDISERS, Batch, SourceFileError, _reject_unparseable,
-                                       _require, file_units, ignored_columns, read_source_file)
+                                       _require, ignored_columns, read_source_file)
 
 # the tags of a record's key per kind (what _dedupe keys on) and their domain columns
 KEY_TAGS: dict[SourceKind, tuple[str, ...]] = {
@@ -76,6 +77,7 @@ class Delivery:
     file: str
     records: pd.DataFrame          # standardised domain rows (delivery columns not yet set)
     deleted_keys: pd.DataFrame     # the kind's key columns, one row per key to delete
+    held_keys: pd.DataFrame        # the key of every row read, loaded or quarantined (snapshots)
     rejects: list[dict]
     rows_read: int
     units_in_file: int             # counted without the parser (see assets.file_units)
@@ -115,6 +117,7 @@ def _read_records(name: str, source: Source, path: Path) -> Delivery:
     rows_read = len(batch.rows) + len(batch.rejects)  # before the standardiser sets rows aside
     deleting = (is_true(batch.rows[flag]) if flag is not None
                 else pd.Series(False, index=batch.rows.index))
+    held = held_keys(batch.rows, source)
     changes = Batch(name, batch.rows[~deleting], rejects=batch.rejects, read_as=batch.read_as,
                     unit=batch.unit)
     records = STANDARDISERS[source.kind](changes, source).reset_index(drop=True)
@@ -122,7 +125,7 @@ def _read_records(name: str, source: Source, path: Path) -> Delivery:
     keys = deletion_keys(deletions, source)
     rejects = changes.rejects + deletions.rejects
     return Delivery(
-        file=path.name, records=records, deleted_keys=keys, rejects=rejects,
+        file=path.name, records=records, deleted_keys=keys, held_keys=held, rejects=rejects,
         rows_read=rows_read, units_in_file=file_units(source, path),
         positions=positions(records, keys, rejects), invalid_values=changes.invalid_values,
         read_as=batch.read_as, columns_ignored=ignored_columns(source, header))
@@ -136,7 +139,8 @@ def _read_deletes(name: str, source: Source, path: Path) -> Delivery:
     keys = deletion_keys(batch, source)
     records = pd.DataFrame(columns=[*KEY_COLUMNS[source.kind], *SOURCE_POSITION])
     return Delivery(
-        file=path.name, records=records.iloc[0:0], deleted_keys=keys, rejects=batch.rejects,
+        file=path.name, records=records.iloc[0:0], deleted_keys=keys, held_keys=keys.iloc[0:0],
+        rejects=batch.rejects,
         rows_read=rows_read, units_in_file=file_units(keyed, path),
         positions=positions(records.iloc[0:0], keys, batch.rejects), read_as=batch.read_as,
         columns_ignored=ignored_columns(keyed, header))
@@ -166,6 +170,24 @@ def deletion_keys(batch: Batch, source: Source) -> pd.DataFrame:
         else:
             df = _require(batch, df, column, column.replace("_", " "))
     return df.reset_index(drop=True)
+
+
+def held_keys(rows: pd.DataFrame, source: Source) -> pd.DataFrame:
+    """The keys of rows as the standardiser reads them, whether or not the row is then loaded: a
+    snapshot holds a record it quarantines (a bad amount), whose previous version stays."""
+    mapping = {source.column_for(tag): column
+               for tag, column in zip(KEY_TAGS[source.kind], KEY_COLUMNS[source.kind]) if source.column_for(tag)}
+    df = rows[list(mapping)].rename(columns=mapping)
+    out = pd.DataFrame(index=df.index)
+    for column in KEY_COLUMNS[source.kind]:
+        if column == "line_number":  # as standardise_items numbers the lines of an order
+            number = std.numbers(df[column])[0] if column in df else pd.Series(float("nan"), index=df.index)
+            out[column] = number.where(number.notna(), out.groupby("order_id").cumcount() + 1)
+            out = out.dropna(subset=[column]).astype({column: "int64"})
+        else:
+            out[column] = std.identifier(df[column])
+            out = out[out[column].notna()]
+    return out.drop_duplicates().reset_index(drop=True)
 
 
 def positions(records: pd.DataFrame, keys: pd.DataFrame, rejects: list[dict]) -> pd.DataFrame:
