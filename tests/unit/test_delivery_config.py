@@ -49,3 +49,16 @@ def test_spark_refuses_delivery_folders_naming_the_source(tmp_path):
     with pytest.raises(ConfigError, match=r"sources\.pos\.deliveries: delivery folders are loaded on the "
                                           r"duckdb engine only"):
         config(tmp_path, {"mode": "delta"}, engine="spark")
+
+
+def test_check_config_reads_the_latest_delivery_of_a_folder(tmp_path):
+    from cdp.preflight import check_tenant
+
+    (tmp_path / "pos").mkdir()
+    cfg = config(tmp_path, {"mode": "delta", "deleted_flag": "gone", "settle_seconds": 0})
+    assert [(p.field, p.severity) for p in check_tenant(cfg)] == [("sources.pos.deliveries.files", "warning")]
+    (tmp_path / "pos" / "1.csv").write_text("id,email,gone\n1,a@x.com,\n")
+    (tmp_path / "pos" / "2.csv").write_text("id,mail\n1,a@x.com\n")
+    problems = {p.field: p.message for p in check_tenant(cfg)}
+    assert problems["sources.pos.columns.email"].startswith("is tagged but not in 2.csv")
+    assert "'gone' is not a column of 2.csv" in problems["sources.pos.deliveries.deleted_flag"]
