@@ -33,8 +33,17 @@ C3,,,1
 C4,Dee,dee@example.com,
 """
 POS_DAY2_DELETES = "id\nC1\n"
-CRM_MONDAY = "member,name,mail\nK1,Kay,kay@example.com\nK2,Lee,lee@example.com\nK3,Max,max@example.com\n"
-CRM_TUESDAY = "member,name,mail\nK1,Kay,kay@example.com\nK2,Lee,lee.two@example.com\n"
+CRM_MONDAY = """\
+member,name,mail,dob,changed,points,vip,joined
+K1,Kay,kay@example.com,04/07/1980,2026-11-30 09:00:00,12,yes,2020-01-02
+K2,Lee,lee@example.com,,,,,
+K3,Max,max@example.com,1975-12-31,,3,no,
+"""
+CRM_TUESDAY = """\
+member,name,mail,dob,changed,points,vip,joined
+K1,Kay,kay@example.com,04/07/1980,2026-11-30 09:00:00,12,yes,2020-01-02
+K2,Lee,lee.two@example.com,,,,,
+"""
 
 
 def tenant(folder: Path) -> Path:
@@ -47,7 +56,9 @@ def tenant(folder: Path) -> Path:
                 "deliveries": {"mode": "delta", "files": "*_changes.csv", "deleted_flag": "is_deleted",
                                "deletes": "*_deletes.csv", "settle_seconds": 0}},
         "crm": {"path": "crm", "kind": "customers",
-                "columns": {"member": "pk", "name": "given-name", "mail": "email"},
+                "columns": {"member": "pk", "name": "given-name", "mail": "email", "dob": "birthdate",
+                            "changed": "update-datetime"},
+                "attributes": {"points": "integer", "vip": "boolean", "joined": "date"},
                 "deliveries": {"mode": "snapshot", "settle_seconds": 0}}}}
     path = folder / "tenant.yaml"
     path.write_text(yaml.safe_dump(doc))
@@ -125,6 +136,8 @@ def test_snapshot_deletes_absent_key_and_unchanged_record_keeps_its_arrival(setu
     assert (meta["records_updated"], meta["records_unchanged"], meta["records_deleted"]) == (1, 1, 1)
     live = {pk: (d, a) for pk, d, a in rows(wh, "select pk, delivery, arrived_at from domain.crm")}
     assert live["K1"] == ("2026-12-01.csv", before["K1"])   # re-delivered unchanged: not new
+    assert rows(wh, "select attr_points, attr_vip, attr_joined::varchar, birthdate::varchar "
+                    "from domain.crm where pk = 'K1'") == [(12, True, "2020-01-02", "1980-04-07")]
     assert live["K2"][0] == "2026-12-02.csv" and live["K2"][1] > before["K2"]
     assert "K3" not in live
     assert rows(wh, "select source, key, delivery from domain.deleted_records") == [
