@@ -23,8 +23,8 @@ class Deliveries(StrictModel):
                     "delta: each delivery holds changes only (its rows insert or replace by key)")
     files: str | None = Field(
         default=None, description="glob of the delivery files inside the source's folder (not its "
-                                  "subfolders), applied in file-name order; default: *.<format> "
-                                  "(*.csv)")
+                                  "subfolders), applied in file-name order; default: *.csv, or "
+                                  "*.parquet with format: parquet")
     deleted_flag: str | None = Field(
         default=None, description="delta: a column of the delivery files whose true value (1, true, "
                                   "yes, y, t) deletes the record of that row's key instead of "

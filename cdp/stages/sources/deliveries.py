@@ -32,7 +32,8 @@ LEDGER = "domain.deliveries"
 LEDGER_DDL = f"""create table if not exists {LEDGER} (
     source varchar, delivery varchar, digest varchar, rows_read bigint, rows_loaded bigint,
     rows_quarantined bigint, rows_deleted bigint, inserted bigint, updated bigint, unchanged bigint,
-    units_in_file bigint, accounting_problems varchar, processed_at timestamp, run_id varchar)"""
+    units_in_file bigint, accounting_problems varchar, processed_at timestamp, run_id varchar,
+    file_size bigint, file_mtime_ns bigint)"""
 DELETED_DDL = """create table if not exists domain.deleted_records (
     source varchar, key varchar, deleted_at timestamp, delivery varchar)"""
 OUTCOMES = ("inserted", "updated", "unchanged", "deleted")
@@ -49,10 +50,11 @@ def now_utc() -> pd.Timestamp:
 
 # ---- the tables ---------------------------------------------------------------------------------
 
-def applied_deliveries(con, name: str) -> dict[str, str]:
-    """delivery file -> content digest of every delivery of the source already applied."""
-    return dict(con.execute(f"select delivery, digest from {LEDGER} where source = ? order by delivery",
-                            [name]).fetchall())
+def applied_deliveries(con, name: str) -> dict[str, tuple[str, int, int]]:
+    """delivery file -> (content digest, size, mtime_ns) of every delivery of the source applied."""
+    found = con.execute(f"select delivery, digest, file_size, file_mtime_ns from {LEDGER} where source = ? "
+                        "order by delivery", [name]).fetchall()
+    return {delivery: (digest, size, mtime) for delivery, digest, size, mtime in found}
 
 
 def prepare_tables(con, name: str, source: Source) -> dict[str, str]:
@@ -79,12 +81,17 @@ def prepare_tables(con, name: str, source: Source) -> dict[str, str]:
     return applied
 
 
-def check_folder(name: str, files: list[Path], applied: dict[str, str]) -> list[Path]:
+def check_folder(name: str, files: list[Path], applied: dict[str, tuple[str, int, int]]) -> list[Path]:
     """The files not applied yet. Deliveries are immutable and applied in file-name order: an
     applied file whose content changed, or a new one that sorts before the last applied, is an
-    error naming the file."""
+    error naming the file. An applied file is hashed again only when its size or modification
+    time is not the ledger's (a rewrite changes them), so a long history costs a stat per file."""
     for path in files:
-        if path.name in applied and content_digest(path) != applied[path.name]:
+        if path.name not in applied:
+            continue
+        digest, size, mtime = applied[path.name]
+        stat = path.stat()
+        if (stat.st_size, stat.st_mtime_ns) != (size, mtime) and content_digest(path) != digest:
             raise DeliveryError(f"source {name!r}: delivery {path} changed after it was applied "
                                 "(deliveries are immutable): deliver the change as a new file")
     new = [p for p in files if p.name not in applied]
@@ -208,7 +215,8 @@ def apply_delivery(con, name: str, source: Source, delivery: Delivery, digest: s
                "rows_deleted": deleted, "inserted": inserted, "updated": updated,
                "unchanged": len(delivery.records) - inserted - updated,
                "units_in_file": delivery.units_in_file, "accounting_problems": json.dumps(problems),
-               "processed_at": when, "run_id": run_id}
+               "processed_at": when, "run_id": run_id, "file_size": delivery.file_size,
+               "file_mtime_ns": delivery.file_mtime_ns}
         con.execute(f"insert into {LEDGER} ({', '.join(row)}) values ({', '.join('?' * len(row))})",
                     list(row.values()))
     return row

@@ -83,6 +83,8 @@ class Delivery:
     units_in_file: int             # counted without the parser (see assets.file_units)
     positions: pd.DataFrame        # source_row, source_lines, quarantined: every row of the file
     invalid_values: dict[str, int] = field(default_factory=dict)
+    file_size: int = 0             # the file's size and mtime when it was read (the ledger keeps them)
+    file_mtime_ns: int = 0
     read_as: dict = field(default_factory=dict)
     columns_ignored: list[str] = field(default_factory=list)
 
@@ -102,9 +104,11 @@ def key_source(source: Source) -> Source:
 def read_delivery(name: str, source: Source, path: Path) -> Delivery:
     """A delivery file read and standardised: a deletes file's keys, or a data file's records
     (and, with a deleted flag, the keys its flagged rows delete)."""
-    if source.deliveries.is_deletes_file(path.name):
-        return _read_deletes(name, source, path)
-    return _read_records(name, source, path)
+    stat = path.stat()
+    read = _read_deletes if source.deliveries.is_deletes_file(path.name) else _read_records
+    delivery = read(name, source, path)
+    delivery.file_size, delivery.file_mtime_ns = stat.st_size, stat.st_mtime_ns
+    return delivery
 
 
 def _read_records(name: str, source: Source, path: Path) -> Delivery:
