@@ -3,7 +3,8 @@
 The YAML itself is validated by pydantic when it loads (config.py). Then, per problem a line
 naming the file and the field:
 
-* sources: the file or folder exists and can be read; its header decodes and has every tagged
+* sources: the file or folder exists and can be read (a folder of deliveries: its latest data
+  file, and the deleted flag column); its header decodes and has every tagged
   column and kept attribute (with the closest names it does have), and columns that are neither
   are listed (a warning: they are not loaded); a sample of its first rows goes through the
   source kind's real standardiser - a column whose sampled values are mostly invalid (dates that
@@ -57,6 +58,28 @@ def check_source(cfg: TenantConfig, name: str, source) -> list[Problem]:
         near = difflib.get_close_matches(path.name, [p.name for p in path.parent.glob("*")], n=1) \
             if path.parent.exists() else []
         return [Problem(f"{where}.path", f"{path} does not exist" + (f" (did you mean {near[0]}?)" if near else ""))]
+    if source.deliveries is not None:
+        return _check_delivery_folder(where, name, source, path)
+    return _check_file(where, name, source, path)
+
+
+def _check_delivery_folder(where: str, name: str, source, folder: Path) -> list[Problem]:
+    """A folder of deliveries: its latest data file is checked as a one-file source's file."""
+    from cdp.stages.sources.delivery_files import delivery_files
+
+    if not folder.is_dir():
+        return [Problem(f"{where}.path", f"{folder} is not a folder: with deliveries:, path names the folder "
+                                         "of delivery files")]
+    data = [p for p in delivery_files(name, source, folder)
+            if not source.deliveries.is_deletes_file(p.name)]
+    if not data:
+        glob = source.deliveries.data_glob(source.format or "csv")
+        return [Problem(f"{where}.deliveries.files", f"{folder} holds no delivery file matching {glob!r} yet",
+                        "warning")]
+    return _check_file(where, name, source, data[-1])
+
+
+def _check_file(where: str, name: str, source, path: Path) -> list[Problem]:
     if source.format in ("parquet", "delta"):
         return _check_lakehouse_source(where, source, path)
     if path.is_dir():
@@ -90,6 +113,10 @@ def _missing_columns(where: str, source, header: list[str], path: Path) -> list[
                 suggested.update(near)
                 out.append(Problem(f"{where}.{section}.{column}", f"is {verb} but not in {path.name}"
                                    + (f" (did you mean {near[0]!r}?)" if near else f"; it has {header}")))
+    flag = source.deliveries.deleted_flag if source.deliveries else None
+    if flag is not None and flag not in header:
+        out.append(Problem(f"{where}.deliveries.deleted_flag", f"{flag!r} is not a column of {path.name}; "
+                                                               f"it has {header}"))
     ignored = [c for c in ignored_columns(source, header) if c not in suggested]
     if ignored:
         out.append(Problem(where, f"{path.name} has columns neither tagged nor kept as attributes, which "

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from cdp.config.common import StrictModel, iso_country
+from cdp.config.deliveries import Deliveries
 from cdp.config.tags import (ATTRIBUTE_NAME, ATTRIBUTE_PREFIX, NAMED_ID_TAG, REQUIRED_TAGS, TAGS_BY_KIND,
                              SourceKind, attribute_name_of, identifier_column)
 from cdp.countries import DEFAULT_COUNTRY
@@ -32,7 +33,8 @@ class Attribute(StrictModel):
 
 class Source(StrictModel):
     path: str = Field(description="CSV or Parquet file, a lakehouse folder of Parquet files (hive "
-                                  "partitions too) or a Delta table; relative to the config file's folder")
+                                  "partitions too) or a Delta table, or with deliveries: the folder "
+                                  "of delivery files; relative to the config file's folder")
     kind: SourceKind
     format: Literal["csv", "parquet", "delta"] | None = Field(
         default=None, description="defaults to the path's suffix; set parquet or delta for a folder")
@@ -45,6 +47,10 @@ class Source(StrictModel):
     order_source: str | None = Field(
         default=None, description="for transaction_items: the transactions source their order-id refers "
                                   "to; when omitted, order ids are looked up in every transactions source")
+    deliveries: Deliveries | None = Field(
+        default=None, description="the source arrives as a folder of delivery files (path: the "
+                                  "folder), each applied once, in file-name order, to the records "
+                                  "kept so far (DuckDB engine only)")
     description: str = ""
     encoding: str | None = Field(
         default=None, description="text encoding of a CSV file (utf-8, cp1252, latin-1, utf-16...); "
@@ -158,6 +164,8 @@ class Source(StrictModel):
             raise ValueError(
                 f"columns: a {self.kind.value!r} source must tag a column as "
                 f"{', '.join(repr(t) for t in missing)}")
+        if self.deliveries is not None:
+            self._check_deliveries()
         if self.format is None:
             suffix = Path(self.path).suffix.lower().lstrip(".")
             if suffix not in ("csv", "parquet"):
@@ -168,6 +176,18 @@ class Source(StrictModel):
             raise ValueError("customer_source: a transactions source must name the customers source "
                              "its customer-pk column refers to")
         return self
+
+    def _check_deliveries(self) -> None:
+        """A delivery folder's files are CSV or Parquet; the format defaults to the files' glob."""
+        if self.format is None:
+            suffix = Path(self.deliveries.files or "*.csv").suffix.lower().lstrip(".")
+            self.format = suffix if suffix in ("csv", "parquet") else "csv"  # type: ignore[assignment]
+        if self.format == "delta":
+            raise ValueError("format: delivery files are csv or parquet, not a delta table")
+        flag = self.deliveries.deleted_flag
+        if flag is not None and (flag in self.columns or flag in self.attributes):
+            raise ValueError(f"deliveries.deleted_flag: column {flag!r} is tagged or kept as an "
+                             "attribute; the deleted flag is a column of its own")
 
     def column_for(self, tag: str) -> str | None:
         return next((c for c, t in self.columns.items() if t == tag), None)

@@ -118,6 +118,10 @@ class TenantConfig(StrictModel):
             if not IDENTIFIER.match(name):
                 raise ValueError(f"sources.{name}: source names must be lowercase identifiers "
                                  "([a-z][a-z0-9_]*), they become table names")
+            if src.deliveries is not None and self.engine == "spark":
+                raise ValueError(f"sources.{name}.deliveries: delivery folders are loaded on the duckdb "
+                                 "engine only for now (this tenant has engine: spark); point path: at "
+                                 "one file, or run on duckdb")
             if src.order_source is not None:
                 target = self.sources.get(src.order_source)
                 if src.kind != SourceKind.transaction_items:

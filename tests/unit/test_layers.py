@@ -52,8 +52,8 @@ KNOWN_EDGES: dict[tuple[str, str], str] = {}
 MAX_LINES = 400
 LONG_MODULES = {  # module -> why it is longer, for now (each is the next to split)
     "cdp.stages.sources.assets": "one source's whole path: read, standardise, quarantine, the domain "
-                                 "asset and the accounting check that recounts the file without the "
-                                 "loader; split next into reading/accounting/assets",
+                                 "asset and its accounting check (the recount itself is in "
+                                 "accounting.py); split next into reading/assets",
     "cdp.stages.stitch.model": "the versioned Splink model: settings from the design, training "
                                "sessions, the saved model and its reuse; split next into settings/training",
     "cdp.stages.stitch.assets": "the three Stitch assets and the metadata the Dagster UI shows for each",

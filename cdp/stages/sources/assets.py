@@ -20,11 +20,12 @@ import dagster as dg
 import pandas as pd
 
 from cdp.stages.sources import files as source_files
+from cdp.stages.sources.accounting import account_for, file_units, tile  # noqa: F401 - their home before
 from cdp.stages.sources import standardize as std
 from cdp.config import Source, SourceKind, TenantConfig
 from cdp.errors import UserError
 from cdp.engine import SourceLoaders, WarehouseResource, warehouse_of
-from cdp.engine.lakehouse import count_lakehouse_rows, read_lakehouse_table
+from cdp.engine.lakehouse import read_lakehouse_table
 from cdp.engine.tables import preview_md, replace_table
 
 GROUP = "sources"
@@ -49,6 +50,9 @@ DOMAIN_COLUMNS: dict[SourceKind, list[str]] = {
 # where a row came from: the line of a CSV file it starts on (1: the header) or its position in a
 # Parquet/Delta source, and the physical lines it spans (a quoted field may hold line breaks)
 SOURCE_POSITION = ("source_row", "source_lines")
+# which delivery file brought a row's version and when it arrived (null for a one-file source);
+# on every domain table, so customer tables union whichever way their sources arrive
+DELIVERY_COLUMNS = ("delivery", "arrived_at")
 
 
 def position_unit(source: Source) -> str:
@@ -62,15 +66,16 @@ def domain_columns(source: Source) -> list[str]:
     columns and custom attributes (attr_<name>) of the whole tenant (national_id, other_id...),
     so customer tables union."""
     if source.kind != SourceKind.customers:
-        return DOMAIN_COLUMNS[source.kind]
+        return [*DOMAIN_COLUMNS[source.kind], *DELIVERY_COLUMNS]
     return [*DOMAIN_COLUMNS[source.kind][:-2], *source.tenant_identifier_columns,
-            *source.tenant_attributes, *SOURCE_POSITION]
+            *source.tenant_attributes, *SOURCE_POSITION, *DELIVERY_COLUMNS]
 
 
 def ignored_columns(source: Source, header: list[str]) -> list[str]:
     """Columns of a source file neither tagged nor kept as attributes: not loaded."""
+    flag = source.deliveries.deleted_flag if source.deliveries else None
     return [c for c in header if c not in source.columns and c not in source.attributes
-            and c not in SOURCE_POSITION]
+            and c not in SOURCE_POSITION and c != flag]
 
 
 QUARANTINE_DDL = """
@@ -210,16 +215,6 @@ def _unreadable(rec: source_files.Record, width: int, encoding: str) -> str | No
     if longest > source_files.MAX_FIELD_CHARS:
         return f"a field of {longest:,} characters (over {source_files.MAX_FIELD_CHARS:,})"
     return None
-
-
-def file_units(source: Source, path: Path) -> int:
-    """What the accounting check counts in the file without the loader's parser: physical data
-    lines of a CSV file (line breaks in the decoded text, less the header), rows of Parquet or
-    Delta (from the files' metadata)."""
-    if source.format in ("parquet", "delta"):
-        return count_lakehouse_rows(path, source.format)
-    decoded = source_files.decode(path.read_bytes(), source.encoding)
-    return max(source_files.physical_lines(decoded.text) - 1, 0)
 
 
 # ---- standardising per kind ---------------------------------------------------------------------
@@ -401,7 +396,13 @@ def build_domain_table(name: str, source: Source, path: Path) -> tuple[pd.DataFr
     batch.columns_ignored = ignored_columns(source, list(batch.rows.columns))
     rows_read = len(batch.rows) + len(batch.rejects)
     domain = STANDARDISERS[source.kind](batch, source)
-    return domain.reset_index(drop=True), batch, rows_read
+    return without_delivery(domain.reset_index(drop=True)), batch, rows_read
+
+
+def without_delivery(domain: pd.DataFrame) -> pd.DataFrame:
+    """The delivery columns of a row no delivery brought: null, typed (text, timestamp)."""
+    return domain.assign(delivery=pd.Series(None, index=domain.index, dtype="string"),
+                         arrived_at=pd.Series(pd.NaT, index=domain.index, dtype="datetime64[us]"))
 
 
 def write_quarantine(con, source: str, rejects: list[dict]) -> None:
@@ -424,8 +425,8 @@ def replace_quarantine_rows(con, source: str, batch: str | None) -> None:
     con.execute(QUARANTINE_DDL)
     con.execute("delete from domain.quarantine where source = ?", [source])
     if batch is not None:
-        con.execute("insert into domain.quarantine select source, source_row, raw_row, reason, "
-                    f"quarantined_at from {batch}")
+        con.execute("insert into domain.quarantine (source, source_row, raw_row, reason, quarantined_at) "
+                    f"select source, source_row, raw_row, reason, quarantined_at from {batch}")
 
 
 def reason_key(reason: str) -> str:
@@ -493,18 +494,23 @@ def build_source_asset(cfg: TenantConfig, name: str, source: Source,
         if report["columns_ignored"]:
             context.log.warning(f"{name}: columns {', '.join(report['columns_ignored'])} are neither tagged "
                                 "nor kept as attributes: not loaded")
-        return dg.MaterializeResult(metadata={
-            "dagster/row_count": report["rows_loaded"],
-            "rows_read": report["rows_read"],
-            "rows_quarantined": report["rows_quarantined"],
-            "quarantine_reasons": dg.MetadataValue.json(report["quarantine_reasons"]),
-            "invalid_values_nulled": dg.MetadataValue.json(report["invalid_values_nulled"]),
-            "columns_ignored": dg.MetadataValue.json(report["columns_ignored"]),
-            **({"read_as": dg.MetadataValue.json(report["read_as"])} if report.get("read_as") else {}),
-            "preview": dg.MetadataValue.md(preview_md(report["preview"], raw=cfg.dagster.raw_previews)),
-        })
+        return dg.MaterializeResult(metadata=report_metadata(cfg, report))
 
     return _domain_table
+
+
+def report_metadata(cfg: TenantConfig, report: dict) -> dict:
+    """What a domain asset shows of a load's report."""
+    return {
+        "dagster/row_count": report["rows_loaded"],
+        "rows_read": report["rows_read"],
+        "rows_quarantined": report["rows_quarantined"],
+        "quarantine_reasons": dg.MetadataValue.json(report["quarantine_reasons"]),
+        "invalid_values_nulled": dg.MetadataValue.json(report["invalid_values_nulled"]),
+        "columns_ignored": dg.MetadataValue.json(report["columns_ignored"]),
+        **({"read_as": dg.MetadataValue.json(report["read_as"])} if report.get("read_as") else {}),
+        "preview": dg.MetadataValue.md(preview_md(report["preview"], raw=cfg.dagster.raw_previews)),
+    }
 
 
 def build_accounting_check(cfg: TenantConfig, name: str, source: Source) -> dg.AssetChecksDefinition:
@@ -525,38 +531,11 @@ def build_accounting_check(cfg: TenantConfig, name: str, source: Source) -> dg.A
     return _check
 
 
-def account_for(con, name: str, units: int, first: int) -> dict:
-    """Check the rows of domain.<name> and its quarantine against the file's `units` (physical data
-    lines from `first`, or Parquet rows), counted without the loader: the rows tile them exactly -
-    each starts where the one before it ends (its source_row + source_lines; a quarantined row is
-    one line: a malformed line costs that line, never the lines after it), the first at the first
-    unit, the last ending at the file's end - and no row spans more than MAX_RECORD_LINES."""
-    end = first + units
-    rows, lowest, breaks, multi, longest, loaded, quarantined = con.execute(f"""
-        with r as (select source_row, source_lines, false as quarantined from domain."{name}"
-                   union all select source_row, 1, true from domain.quarantine where source = ?),
-        s as (select *, coalesce(lead(source_row) over (order by source_row, quarantined), {end}) as next_start
-              from r)
-        select count(*), min(source_row), count(*) filter (where source_row + source_lines <> next_start),
-               count(*) filter (where source_lines > 1), coalesce(max(source_lines), 0),
-               count(*) filter (where not quarantined), count(*) filter (where quarantined)
-        from s""", [name]).fetchone()
-    problems = []
-    if units and not rows:
-        problems.append(f"the file has {units} but no row was loaded or quarantined")
-    if rows and lowest != first:
-        problems.append(f"the first row starts at {lowest}, not {first}")
-    if breaks:
-        problems.append(f"{breaks} rows do not end where the next begins (lines lost, or counted twice)")
-    if longest > source_files.MAX_RECORD_LINES:
-        problems.append(f"a row covers {longest} lines (over {source_files.MAX_RECORD_LINES})")
-    return {"rows_loaded": loaded, "rows_quarantined": quarantined, "records_over_several_lines": multi,
-            "longest_record_lines": int(longest), "problems": problems}
-
-
 def source_definitions(cfg: TenantConfig, loaders: SourceLoaders) -> dg.Definitions:
-    """One domain.<source> asset per configured source, each with its row-accounting check."""
+    """One domain.<source> asset per configured one-file source, each with its row-accounting
+    check (a source of deliveries is built by delivery_assets.py)."""
+    files = {name: source for name, source in cfg.sources.items() if source.deliveries is None}
     return dg.Definitions(assets=[build_source_asset(cfg, name, source, loaders)
-                                  for name, source in cfg.sources.items()],
+                                  for name, source in files.items()],
                           asset_checks=[build_accounting_check(cfg, name, source)
-                                        for name, source in cfg.sources.items()])
+                                        for name, source in files.items()])

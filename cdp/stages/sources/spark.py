@@ -41,7 +41,7 @@ DOMAIN_TYPES = {
     "order_datetime": "timestamp", "order_revenue": "double", "order_discount": "double",
     "return_amount": "double", "line_number": "bigint", "item_quantity": "double",
     "item_unit_price": "double", "item_revenue": "double", "product_price": "double",
-    "source_row": "bigint", "source_lines": "bigint",
+    "source_row": "bigint", "source_lines": "bigint", "arrived_at": "timestamp",
 }
 
 # one output row of the standardiser: a domain row, a quarantined row, or a count of invalid values
