@@ -129,8 +129,22 @@ def tenant_sources_yaml(cfg: TenantConfig) -> str:
 
 
 def dbt_vars(cfg: TenantConfig) -> dict:
-    """The config's vars and what purchase data the tenant has (cdp/config/scope.py)."""
-    return {**cfg.dbt_vars(), **tenant_scope(cfg).dbt_vars()}
+    """The config's vars, what purchase data the tenant has (cdp/config/scope.py) and the digest
+    of the macro files (an incremental model rebuilds whole when its macros changed:
+    macros/incremental_people.sql)."""
+    return {**cfg.dbt_vars(), **tenant_scope(cfg).dbt_vars(), "cdp_code_digest": macros_digest()}
+
+
+def macros_digest() -> str:
+    """sha256 (16 hex digits) of the content of dbt_project/macros/, as of its files' mtimes."""
+    macros = sorted((DBT_PROJECT_DIR / "macros").glob("*.sql"))
+    return _macros_digest(tuple((str(p), p.stat().st_mtime_ns) for p in macros))
+
+
+@functools.lru_cache(maxsize=4)
+def _macros_digest(stamp: tuple) -> str:
+    text = "\n".join(f"{Path(p).name}\n{Path(p).read_text()}" for p, _ in stamp)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def dbt_vars_arg(cfg: TenantConfig) -> list[str]:
