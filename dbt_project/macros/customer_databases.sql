@@ -243,11 +243,12 @@ purchases as (
     from attributes
 ),
 
+{%- if is_incremental() %}
+
 people as (
-    {#- the touched people, and in an incremental run the others whose purchase attributes
-        changed (orders, or the as-of date): compared with this table as it is #}
+    {#- the touched people, and the others whose purchase attributes changed (orders, or the
+        as-of date), compared with this table as it is #}
     select cdp_id from {{ ref(db.name ~ '__touched_people') }}
-    {%- if is_incremental() %}
     union
     select c.cdp_id
     from {{ this }} c
@@ -257,8 +258,11 @@ people as (
        or c.order_count is distinct from coalesce(p.order_count, 0)
        or c.lifetime_revenue is distinct from coalesce(p.lifetime_revenue, 0)
        or c.average_order_value is distinct from p.average_order_value
-    {%- endif %}
 )
+{%- else %}
+{#- dbt's dependency on the touched people, in a full build as well #}
+{%- set touched = ref(db.name ~ '__touched_people') %}
+{%- endif %}
 
 select
     {{ cdp_star_except('m', ['source_count', 'last_updated_at'] + provenance) }},
