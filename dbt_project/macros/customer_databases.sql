@@ -241,9 +241,8 @@ purchases as (
     select cdp_id, first_order_date, last_order_date, coalesce(order_count, 0) as order_count,
            coalesce(lifetime_revenue, 0) as lifetime_revenue, average_order_value
     from attributes
-),
-
-{%- if is_incremental() %}
+)
+{%- if is_incremental() %},
 
 people as (
     {#- the touched people, and the others whose purchase attributes changed (orders, or the
