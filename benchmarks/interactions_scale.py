@@ -8,13 +8,17 @@
    unified_itemized_transactions, unified_product_catalog, transaction_attributes,
    transaction_attributes_extended) exactly as the Dagster asset runs them, then their dbt
    tests separately. Target: models < 120 s on the 2-core CI machine.
-3. with --bi: times the BI star schema models (`dbt run --select bi`) on top, and, when
+3. with --incremental: a --full-refresh run, then 1% of the buyers changed (their orders'
+   revenue, or their customer record moved to another person) and an incremental run, dbt's
+   time per model for both;
+4. with --bi: times the BI star schema models (`dbt run --select bi`) on top, and, when
    CDP_TEST_POSTGRES_URL is set, BI Connect's publish of the bi schema + customer_360 to
    PostgreSQL. customer_360 and the CLV table are minimal stand-ins here (cdp_id only /
    empty): this measures the star schema and the copy, not the merge or the model.
 """
 
 import argparse
+import json
 import os
 import tempfile
 import time
@@ -119,11 +123,49 @@ def dbt(cfg, *args, select: str = "interactions") -> float:
     return time.perf_counter() - t0
 
 
+def dbt_models(cfg, *extra: str) -> dict[str, float]:
+    """`dbt run` of the interaction models: dbt's execution time per model."""
+    with warehouse_env(cfg), dbt_target(cfg, "benchmark") as target:
+        dbt_resource(cfg).cli(["run", "--select", "interactions", *extra, *dbt_vars_arg(cfg)],
+                              target_path=target, raise_on_error=True).wait()
+        results = json.loads((target / "run_results.json").read_text())["results"]
+    return {r["unique_id"].split(".")[-1]: r["execution_time"] for r in results}
+
+
+# 1% of the buyers change: their orders' revenue (hash of the customer pk), and as many again
+# get their orders' customer record moved to another person
+ONE_PERCENT = [
+    "update domain.{t} set order_revenue = order_revenue + 1 where hash(customer_pk) % 200 = 0",
+    "update stitch.unified_coalesced set cdp_id = cdp_id || 'x' where hash(pk) % 200 = 1",
+]
+
+
+def incremental(cfg) -> None:
+    """Per-model times of a `dbt run` after 1% of the buyers changed, against the full run's."""
+    full = dbt_models(cfg, "--full-refresh")
+    with duckdb.connect(str(cfg.warehouse_path)) as con:
+        for sql in ONE_PERCENT:
+            for t in ("pos_orders", "web_orders"):
+                con.execute(sql.format(t=t))
+                if "{t}" not in sql:
+                    break
+    inc = dbt_models(cfg)
+    with duckdb.connect(str(cfg.warehouse_path), read_only=True) as con:
+        touched = con.execute("select count(*) from interactions.touched_people").fetchone()[0]
+        buyers = con.execute("select count(*) from interactions.transaction_attributes").fetchone()[0]
+    print(f"after 1% changed: {touched:,} of {buyers:,} buyers touched")
+    print(f"{'model':<34} {'full build':>11} {'incremental':>12}")
+    for m in (m for m in full if not m.startswith("cdp-on-run")):
+        print(f"{m:<34} {full[m]:>10.2f}s {inc.get(m, 0):>11.2f}s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--orders", type=int, default=1_000_000)
     ap.add_argument("--people", type=int, default=250_000)
     ap.add_argument("--bi", action="store_true", help="also time the bi models and BI Connect")
+    ap.add_argument("--incremental", action="store_true",
+                    help="then a full and an incremental run after 1%% of the buyers changed, per model")
     args = ap.parse_args()
     extra = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -134,6 +176,8 @@ def main() -> None:
         prepare_manifest(cfg)
         models = dbt(cfg, "run")
         tests = dbt(cfg, "test")
+        if args.incremental:
+            incremental(cfg)
         if args.bi:
             add_bi_inputs(cfg)
             extra["bi models (dbt run --select bi)"] = dbt(cfg, "run", select="bi")

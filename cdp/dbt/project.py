@@ -37,6 +37,7 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 from cdp.engine import WarehouseResource, warehouse_of
 from cdp.config import SourceKind, TenantConfig
 from cdp.dbt.databases import write_database_models
+from cdp.dbt.incremental import how_built, macros_digest
 from cdp.paths import DBT_PROJECT_DIR
 from cdp.config.scope import TABLE_NEEDS, needs_of, tenant_scope
 from cdp.engine.tables import table_preview
@@ -129,8 +130,10 @@ def tenant_sources_yaml(cfg: TenantConfig) -> str:
 
 
 def dbt_vars(cfg: TenantConfig) -> dict:
-    """The config's vars and what purchase data the tenant has (cdp/config/scope.py)."""
-    return {**cfg.dbt_vars(), **tenant_scope(cfg).dbt_vars()}
+    """The config's vars, what purchase data the tenant has (cdp/config/scope.py) and the digest
+    of the macro files (an incremental model rebuilds whole when its macros changed:
+    macros/incremental_people.sql)."""
+    return {**cfg.dbt_vars(), **tenant_scope(cfg).dbt_vars(), "cdp_code_digest": macros_digest()}
 
 
 def dbt_vars_arg(cfg: TenantConfig) -> list[str]:
@@ -403,6 +406,9 @@ def build_dbt_assets(cfg: TenantConfig, manifest: Path, folder: str,
     # `+`: with its tests (which the folder's fqn selects too) and what reads it - left out as well
     exclude = " ".join(f"fqn:{'.'.join(props['fqn'])}+" for props in left_out) or None
 
+    spark = dbt_engine(cfg) == "spark"
+    builds = {TRANSLATOR.get_asset_key(props): how_built(props, spark) for props in models.values()}
+
     @dbt_assets(manifest=load_manifest(manifest), select=f"fqn:cdp.{folder}.*", exclude=exclude,
                 name=name, dagster_dbt_translator=TRANSLATOR)
     def _models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
@@ -423,8 +429,9 @@ def build_dbt_assets(cfg: TenantConfig, manifest: Path, folder: str,
                             continue
                         relation = warehouse_of(con).stored_relation(lakehouse_path(cfg) / key.path[0] / key.path[-1])
                     rows, preview = table_preview(con, relation, raw=cfg.dagster.raw_previews)
+                    build = {"build": builds[key]} if builds.get(key) else {}
                     event = event.with_metadata({**event.metadata, "dagster/row_count": rows,
-                                                 "preview": dg.MetadataValue.md(preview)})
+                                                 "preview": dg.MetadataValue.md(preview), **build})
                 yield event
 
     return _models

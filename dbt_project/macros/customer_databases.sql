@@ -96,6 +96,7 @@ with records as {{ cdp_materialized_cte() }} (
         {{ frequency_column(address_group, 'address_group') }}
         {%- endif %}
     from {{ ref(db.name ~ '__unified_records') }}
+    {{- cdp_only_touched(db.name ~ '__touched_people') }}
 ),
 {% for f in listed %}
 {{ f }}__values as (
@@ -176,6 +177,7 @@ left join {{ f }}__values using (cdp_id)
 {%- set address_group = var('address_group') -%}
 with merged as (
     select * from {{ ref(db.name ~ '__merged_customers') }}
+    {{- cdp_only_touched(db.name ~ '__touched_people') }}
 ),
 
 chosen as (
@@ -199,6 +201,7 @@ select c.cdp_id, c.field, c.value, c.rule, r.source, r.pk,
        r.updated_at as record_updated_at, r.created_at as record_created_at
 from chosen c
 join {{ ref(db.name ~ '__unified_records') }} r on r.source || '|' || r.pk = c.record_key
+{{- cdp_only_touched(db.name ~ '__touched_people', 'r.cdp_id', 'and') }}
 {%- endmacro %}
 
 
@@ -212,13 +215,14 @@ join {{ ref(db.name ~ '__unified_records') }} r on r.source || '|' || r.pk = c.r
 {%- if not db.get('orders', true) %}
 select {{ cdp_star_except(none, ['source_count', 'last_updated_at'] + provenance) }}
 from {{ ref(db.name ~ '__merged_customers') }}
+{{- cdp_only_touched(db.name ~ '__touched_people') }}
 {%- else %}
 with
 {%- if db.stitch_mode == 'probabilistic' %}
 attributes as (
     {# same people as Stitch: the interactions stage's attributes apply as they are #}
     select * from {{ ref('transaction_attributes') }}
-)
+),
 {%- else %}
 orders as (
     select r.cdp_id, t.order_date, t.is_fully_returned, t.net_revenue
@@ -230,7 +234,33 @@ orders as (
 
 attributes as (
     {{ order_attributes('orders') }}
+),
+{%- endif %}
+
+purchases as (
+    select cdp_id, first_order_date, last_order_date, coalesce(order_count, 0) as order_count,
+           coalesce(lifetime_revenue, 0) as lifetime_revenue, average_order_value
+    from attributes
 )
+{%- if is_incremental() %},
+
+people as (
+    {#- the touched people, and the others whose purchase attributes changed (orders, or the
+        as-of date), compared with this table as it is #}
+    select cdp_id from {{ ref(db.name ~ '__touched_people') }}
+    union
+    select c.cdp_id
+    from {{ this }} c
+    left join purchases p using (cdp_id)
+    where c.first_order_date is distinct from p.first_order_date
+       or c.last_order_date is distinct from p.last_order_date
+       or c.order_count is distinct from coalesce(p.order_count, 0)
+       or c.lifetime_revenue is distinct from coalesce(p.lifetime_revenue, 0)
+       or c.average_order_value is distinct from p.average_order_value
+)
+{%- else %}
+{#- dbt's dependency on the touched people, in a full build as well #}
+{%- set touched = ref(db.name ~ '__touched_people') %}
 {%- endif %}
 
 select
@@ -241,6 +271,37 @@ select
     coalesce(t.lifetime_revenue, 0) as lifetime_revenue,
     t.average_order_value
 from {{ ref(db.name ~ '__merged_customers') }} m
-left join attributes t using (cdp_id)
+left join purchases t using (cdp_id)
+{%- if is_incremental() %}
+where m.cdp_id in (select cdp_id from people)
 {%- endif %}
+{%- endif %}
+{%- endmacro %}
+
+
+{# ---- incremental state of a database (macros/incremental_people.sql) ---- #}
+
+{% macro cdp_database_outputs(db) -%}
+    {{- return([db.name ~ '__merged_customers', db.name ~ '__merged_customers_provenance',
+                db.name ~ '__customer_360']) -}}
+{%- endmacro %}
+
+{% macro cdp_database_current_records(db) -%}
+    select source || '|' || pk as record_key, cdp_id, {{ cdp_row_digest('r') }} as digest
+    from {{ ref(db.name ~ '__unified_records') }} r
+{%- endmacro %}
+
+{# The people of the database a run touched: records that joined, left, changed or moved. #}
+{% macro cdp_database_touched_people(db) -%}
+{{ cdp_touched_people(cdp_database_current_records(db), 'record_key', 'built_records') }}
+{%- endmacro %}
+
+{# The records the database's models were built from, written after them; read by the next
+   run's touched_people (not through ref: it is the previous run's table). #}
+{% macro cdp_database_built_records(db) -%}
+{%- for m in cdp_database_outputs(db) %}
+-- depends_on: {{ ref(m) }}
+{%- endfor %}
+select *, '{{ cdp_build_fingerprint(cdp_database_outputs(db), ['address_group']) }}' as fingerprint
+from ({{ cdp_database_current_records(db) }})
 {%- endmacro %}

@@ -3,6 +3,7 @@
   segment on. A purchase is an order that was not cancelled; an order counts when it was not
   returned in full. Revenue is net of returns.
 #}
+{{ cdp_interactions_incremental() }}
 {%- set as_of = "date '" ~ var('as_of_date') ~ "'" -%}
 
 with purchases as (
@@ -11,6 +12,7 @@ with purchases as (
            order_date > {{ as_of }} - interval 365 day as in_last_12m
     from {{ ref('unified_transactions') }}
     where cdp_id is not null and not is_cancelled and order_date <= {{ as_of }}
+    {{- cdp_only_touched('touched_people', keyword='and') }}
 ),
 
 ranked as (

@@ -5,11 +5,13 @@
   alphabetically first value so a rebuild gives the same answer. A tenant without order lines
   (no transaction_items sources) has no category columns: the rest comes from orders alone.
 #}
+{{ cdp_interactions_incremental() }}
 {%- set as_of = "date '" ~ var('as_of_date') ~ "'" -%}
 {%- set lines = cdp_has('order_lines') -%}
 
 with attributes as (
     select * from {{ ref('transaction_attributes') }}
+    {{- cdp_only_touched('touched_people') }}
 ),
 
 orders as (
@@ -18,6 +20,7 @@ orders as (
            row_number() over (partition by cdp_id order by order_datetime desc, order_key desc) as nth_last
     from {{ ref('unified_transactions') }}
     where cdp_id is not null and not is_cancelled and order_date <= {{ as_of }}
+    {{- cdp_only_touched('touched_people', keyword='and') }}
 ),
 {%- if lines %}
 
