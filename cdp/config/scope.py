@@ -62,6 +62,8 @@ TABLE_NEEDS: dict[str, Need] = {
     "interactions.unified_transactions": ORDERS,
     "interactions.transaction_attributes": ORDERS,
     "interactions.transaction_attributes_extended": ORDERS,
+    "interactions.built_orders": ORDERS,        # the incremental models' state (what they were built from)
+    "interactions.touched_people": ORDERS,
     "interactions.unified_product_catalog": ORDER_LINES,
     "interactions.unified_itemized_transactions": ORDER_LINES,
     "bi.holiday_calendar": ORDERS,
