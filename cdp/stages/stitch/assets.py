@@ -16,7 +16,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from cdp.engine import WarehouseResource
+from cdp.engine import WarehouseResource, warehouse_of
 from cdp.config import TenantConfig
 from cdp.engine.tables import preview_md, replace_table, transaction, uncompressed_writes
 from cdp.stages.stitch import clusters as cl
@@ -116,10 +116,14 @@ def stitch_definitions(cfg: TenantConfig) -> dg.Definitions:
     def match_model(context: dg.AssetExecutionContext, config: MatchModelConfig,
                     warehouse: WarehouseResource) -> dg.MaterializeResult:
         with warehouse.get_connection() as con:
-            con.execute("create or replace temp table prepared as select * from stitch.unified_preprocessed_raw")
-            design = choose_design(con, "prepared", cfg)
-            fingerprint = settings_fingerprint(design)
             current = store.current()
+            settled = not config.retrain and stm.model_design_settled(con, cfg, current and current.version)
+            if settled:  # an incremental run: the design is derived again by the next full run
+                fingerprint = current.settings_fingerprint
+            else:
+                con.execute("create or replace temp table prepared as select * from stitch.unified_preprocessed_raw")
+                derived = choose_design(con, "prepared", cfg)
+                fingerprint = settings_fingerprint(derived)
             reuse = current is not None and current.settings_fingerprint == fingerprint and not config.retrain
             train_s, skipped = 0.0, []
             if reuse:
@@ -129,8 +133,8 @@ def stitch_definitions(cfg: TenantConfig) -> dg.Definitions:
             else:
                 why = ("retrain requested" if config.retrain else
                        "no saved model" if current is None else "model design changed")
-                model, train_s, skipped = train_model(con, "prepared", cfg, design)
-                version = store.save(model, fingerprint, design.records)
+                model, train_s, skipped = train_model(con, "prepared", cfg, derived)
+                version = store.save(model, fingerprint, derived.records)
                 context.log.info(f"trained Splink model v{version.version} in {train_s:.1f}s ({why})")
                 for step in skipped:  # the whole reason in the Dagster log, a line on the terminal
                     context.log.info(f"stitch: {step['step']} skipped: {step['reason']}")
@@ -145,7 +149,7 @@ def stitch_definitions(cfg: TenantConfig) -> dg.Definitions:
         charts = model_charts(model, version, artefacts / "charts")
         return dg.MaterializeResult(metadata={
             "dagster/row_count": len(model["comparisons"]),
-            "version": version.version, "reused": reuse,
+            "version": version.version, "reused": reuse, "design_rederived": not settled,
             "model_file": dg.MetadataValue.path(str(version.path)),
             "settings_fingerprint": fingerprint, "trained_at": version.trained_at,
             "trained_on_records": version.trained_on_records, "train_seconds": round(train_s, 2),
@@ -230,7 +234,11 @@ def _match(context, cfg: TenantConfig, con, model: dict, model_version: int, art
     incremental, why = stm.match_incrementally(con, cfg, model_version)
     before = stm.read_state(con)
     context.log.info(f"cdp: stitch: matching {'the delta' if incremental else 'every record'} ({why})")
-    con.execute("create or replace temp table prepared as select * from stitch.unified_preprocessed_raw")
+    if incremental:  # every record is read in place; only the delta's are copied
+        con.execute("create or replace temp view prepared as select * from "
+                    f"{warehouse_of(con).scratch_visible(con, 'stitch.unified_preprocessed_raw')}")
+    else:
+        con.execute("create or replace temp table prepared as select * from stitch.unified_preprocessed_raw")
     design = model_design(model)
     households = design.households["on"]
     labels = cl.read_labels(cfg.resolve(st.labels) if st.labels else None, lambda ids: _existing(con, ids))

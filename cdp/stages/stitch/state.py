@@ -19,6 +19,7 @@ import json
 from dataclasses import dataclass
 
 from cdp.config import TenantConfig
+from cdp.engine import warehouse_of
 
 STATE = "stitch.stitch_state"
 DIGESTS = "stitch.record_digests"
@@ -37,9 +38,7 @@ class StitchState:
 
 
 def table_exists(con, qualified: str) -> bool:
-    schema, name = qualified.split(".")
-    return bool(con.execute("select count(*) from information_schema.tables where table_schema = ? "
-                            "and table_name = ?", [schema, name]).fetchall()[0][0])
+    return warehouse_of(con).table_exists(con, *qualified.split("."))
 
 
 def read_state(con) -> StitchState | None:
@@ -100,6 +99,16 @@ def match_incrementally(con, cfg: TenantConfig, model_version: int) -> tuple[boo
     if state.settings != settings_digest(cfg):
         return False, "the Stitch settings or the labels changed"
     return True, "incremental"
+
+
+def model_design_settled(con, cfg: TenantConfig, model_version: int | None) -> bool:
+    """Whether match_model may reuse the saved model without deriving the design from the
+    records again: an incremental run on the state that model stitched (the design is derived
+    again by every full run, so data drift reaches the model at the next full rebuild)."""
+    state = read_state(con)
+    return (cfg.stitch.incremental and state is not None and not state.full_pending
+            and model_version is not None and state.model_version == model_version
+            and state.settings == settings_digest(cfg))
 
 
 def mark_full_pending(con, cfg: TenantConfig) -> None:
