@@ -179,6 +179,10 @@ def test_a_deleted_record_splits_and_a_changed_record_moves(tenant):
 
 def test_a_full_rebuild_reports_records_the_incremental_state_had_elsewhere(tenant):
     config, instance = tenant
+    first, _ = read(config)
+    nothing = stitch(config, instance)  # no delivery: nothing to re-stitch
+    assert nothing["unified_scores"]["incremental"] is True and nothing["unified_scores"]["delta_records"] == 0
+    assert read(config) == (first, {})
     write_rows(config.parent, PEOPLE + [("c20", "Hal", "Ives", "hal.ives@example.com", "", "", "Ripon")])
     assert stitch(config, instance)["unified_scores"]["incremental"] is True
     ids, _ = read(config)
