@@ -16,6 +16,7 @@ Unaffected records keep their rows and cdp_ids untouched; they are never read in
 """
 
 import logging
+import re
 
 import pandas as pd
 
@@ -36,19 +37,28 @@ def load_delta(con) -> int:
     return con.execute(f"select count(*) from {GONE}").fetchall()[0][0]
 
 
-def score_delta(con, model: dict, threshold: float, out: str = "_incr_scores") -> int:
+def score_delta(con, model: dict, threshold: float, out: str = "_incr_scores", narrow: bool = True) -> int:
     """`out`: pairs of a delta record with any other record, scored by the saved model - one
     order of each pair (unique_id_l < unique_id_r), match weight, probability, match key and
-    the comparison levels."""
+    the comparison levels. The other side is narrowed first to the records some blocking rule
+    could pair with a delta record (its equalities, either way round), so Splink stacks and
+    joins thousands of records, not every one; the pairs are the same."""
     from splink import Linker
 
     engine = warehouse_of(con)
     settings = {k: v for k, v in model.items() if k != DESIGN_KEY}
     settings["link_type"] = "link_only"
+    candidates = candidates_sql([r["blocking_rule"] if isinstance(r, dict) else r
+                                 for r in settings["blocking_rules_to_generate_predictions"]])
+    others = "prepared"
+    if candidates and narrow:
+        con.execute(f"create or replace temp table _incr_others as select * from prepared "
+                    f"where unique_id in ({candidates})")
+        others = "_incr_others"
     with splink_scratch(con):
         db_api = engine.splink_db_api(con)
         linker = Linker([db_api.register(DELTA, table_name="delta_records"),
-                         db_api.register("prepared", table_name="all_records")],
+                         db_api.register(others, table_name="all_records")],
                         engine.splink_model(settings), log_level=logging.ERROR)
         _register_term_frequencies(con, linker, db_api, model)
         predictions = linker.inference.predict(threshold_match_probability=threshold)
@@ -63,6 +73,32 @@ def score_delta(con, model: dict, threshold: float, out: str = "_incr_scores") -
             group by 1, 2""")
         predictions.drop_table_from_database_and_remove_from_cache()
     return con.execute(f"select count(*) from {out}").fetchall()[0][0]
+
+
+EQUALITY = re.compile(r"^\(?\s*([lr])\.(\w+)\s*=\s*([lr])\.(\w+)\s*\)?$")
+
+
+def candidates_sql(rules: list[str]) -> str | None:
+    """SQL: unique_id of every record that some blocking rule could pair with a delta record -
+    each rule's top-level equalities (l.a = r.b) checked either way round, a superset of the
+    rule. None when a rule has no such equality or an 'or' at its top level (then every record
+    is a candidate)."""
+    patterns = set()
+    for rule in rules:
+        if re.search(r"\bor\b", re.sub(r"\([^()]*\)", "", rule), flags=re.IGNORECASE):
+            return None
+        terms = []
+        for part in re.split(r"\band\b", rule, flags=re.IGNORECASE):
+            m = EQUALITY.match(part.strip())
+            if m and m.group(1) != m.group(3):
+                terms.append((m.group(2), m.group(4)) if m.group(1) == "l" else (m.group(4), m.group(2)))
+        if not terms:
+            return None
+        patterns.add(tuple(sorted((right, left) for left, right in terms)))  # (the other's column, the delta's)
+        patterns.add(tuple(sorted((left, right) for left, right in terms)))
+    return " union ".join(
+        f"select p.unique_id from prepared p semi join {DELTA} d on "
+        + " and ".join(f"p.{other} = d.{mine}" for other, mine in pattern) for pattern in sorted(patterns))
 
 
 def _register_term_frequencies(con, linker, db_api, model: dict) -> None:
