@@ -82,7 +82,7 @@ def test_a_run_is_full_on_request_periodically_and_when_the_model_or_settings_ch
     cfg = load_config(tmp_path / "tenant.yaml", warehouse=str(tmp_path / "w.duckdb"))
     con = duckdb.connect()
     assert stm.preprocess_incrementally(con, cfg, False) == (False, "first run: no stitched state yet")
-    for table in ("record_digests", "unified_preprocessed_raw", "blocklist", "misspelt_nicknames",
+    for table in ("record_digests", "unified_preprocessed_raw", "blocklist", "misspelt_nicknames", "initial_key_uses",
                   "stitched_records", "unified_scores"):
         con.execute("create schema if not exists stitch")
         con.execute(f"create table stitch.{table} (unique_id varchar)")

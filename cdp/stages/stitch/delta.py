@@ -8,7 +8,8 @@ The delta, in SQL passes over the staged records (no Python loop over records):
     records holding a value that entered or left it are preprocessed again;
   * initial key: an initial key ('mpoole') is evidence only where it fits one person in its
     postal code, so a delivery can make another record's key ambiguous (or clear again):
-    counted over the postal codes the delta touches, and those records are preprocessed again.
+    counted from every record's stored keys (stitch.initial_key_uses) for the keys the delta
+    touches, and those records are preprocessed again.
 Misspelt nicknames are not recomputed: the table of the last full run is used (a record keeps
 the alias it was stitched with; the periodic full rebuild refreshes it).
 
@@ -35,10 +36,14 @@ def digest_sql(con, records: str = RECORDS) -> str:
     return f"select unique_id, md5(concat_ws(chr(31), {parts})) as digest from {records}"
 
 
+KEY_USES = "stitch.initial_key_uses"   # key, value, person, unique_id: every initial key as written
+
+
 def write_full_state(con) -> None:
-    """After a full preprocessing: every record's digest, the misspelt nicknames it used, no
-    pending delta."""
+    """After a full preprocessing: every record's digest and initial keys, the misspelt
+    nicknames it used, no pending delta."""
     con.execute(f"create or replace table {stm.DIGESTS} as {digest_sql(con)}")
+    con.execute(f"create or replace table {KEY_USES} as {initial_key_uses_sql(PREPARED)}")
     con.execute(f"create or replace table {STORED_MISSPELT} as select * from {MISSPELT_TABLE}")
     for table in (stm.PENDING, stm.PENDING_OLD):
         con.execute(f"drop table if exists {table}")
@@ -80,9 +85,10 @@ def _blocklist_flips(con, blocklist: pd.DataFrame) -> None:
 
 
 def _initial_key_flips(con, blocklist: pd.DataFrame) -> None:
-    """_ambiguous_after (key, value): the initial keys that fit two or more people, over every
-    record of the postal codes the delta touches, after this delivery; the records whose key
-    changed its standing join _delta ('initial key')."""
+    """_ambiguous_after (key, value): the standing after this delivery of every initial key a
+    record to preprocess carries (those that fit two or more people); the records holding a
+    key whose standing changed join _delta ('initial key'). Counted from the stored keys of
+    every record (KEY_USES) for the keys the delta touches, not from the records themselves."""
     con.execute(f"""create or replace temp table _delta_records as select * from {RECORDS}
                     where unique_id in (select unique_id from _delta)""")
     con.register("_stitch_blocklist", blocklist[["field", "value"]])
@@ -91,17 +97,16 @@ def _initial_key_flips(con, blocklist: pd.DataFrame) -> None:
     finally:
         con.unregister("_stitch_blocklist")
     con.execute(f"""
-        create or replace temp table _postals as
-        select distinct postal from (select postal from {KEYED} union all select postal from _delta_old)
-        where postal is not null""")
-    # every initial key the stored records carry in those postal codes, as they stand now
-    con.execute(f"""create or replace temp table _key_uses_before as
-                    {initial_key_uses_sql(f"(select * from {PREPARED} where postal in (select postal from _postals))")}""")
-    con.execute(f"""
+        create or replace temp table _key_uses_delta as {initial_key_uses_sql(KEYED)};
+        create or replace temp table _touched as
+            select distinct key, value from (select key, value from _key_uses_delta union all
+                select key, value from {KEY_USES} where unique_id in (select unique_id from _delta));
+        create or replace temp table _key_uses_before as
+            select u.* from {KEY_USES} u semi join _touched t on t.key = u.key and t.value = u.value;
         create or replace temp table _ambiguous_before as {ambiguous_keys_sql("select * from _key_uses_before")};
         create or replace temp table _ambiguous_after as {ambiguous_keys_sql(
             "select * from _key_uses_before where unique_id not in (select unique_id from _delta) "
-            f"union all {initial_key_uses_sql(KEYED)}")};
+            "union all select * from _key_uses_delta")};
         create or replace temp table _key_flips as
             (select * from _ambiguous_before except select * from _ambiguous_after)
             union all (select * from _ambiguous_after except select * from _ambiguous_before);
@@ -112,7 +117,12 @@ def _initial_key_flips(con, blocklist: pd.DataFrame) -> None:
         insert into _delta_old select * from {PREPARED}
             where unique_id in (select unique_id from _delta where change = 'initial key');
         insert into _delta_records select * from {RECORDS}
-            where unique_id in (select unique_id from _delta where change = 'initial key')""")
+            where unique_id in (select unique_id from _delta where change = 'initial key');
+        -- their other keys are untouched by the delivery: they stand as they stood
+        insert into _ambiguous_after {ambiguous_keys_sql(
+            f"select u.* from {KEY_USES} u semi join (select key, value from {KEY_USES} where unique_id in "
+            "(select unique_id from _delta where change = 'initial key') except select key, value from _touched) o "
+            "on o.key = u.key and o.value = u.value")}""")
     con.execute(f"drop table if exists {KEYED}")
 
 
@@ -126,6 +136,8 @@ def apply_delta(con, blocklist: pd.DataFrame, identifiers: list[str]) -> None:
     with transaction(con):
         con.execute(f"delete from {PREPARED} where unique_id in (select unique_id from _delta)")
         con.execute(f"insert into {PREPARED} by name select * from _delta_prepared")
+        con.execute(f"delete from {KEY_USES} where unique_id in (select unique_id from _delta)")
+        con.execute(f"insert into {KEY_USES} {initial_key_uses_sql('_delta_prepared')}")
         con.execute(f"delete from {stm.DIGESTS} where unique_id in (select unique_id from _delta)")
         con.execute(f"""insert into {stm.DIGESTS} select * from _digests_now
                         where unique_id in (select unique_id from _delta)""")
@@ -140,5 +152,5 @@ def apply_delta(con, blocklist: pd.DataFrame, identifiers: list[str]) -> None:
             con.execute("insert into stitch.blocklist by name select * from _blocklist_now")
         finally:
             con.unregister("_blocklist_now")
-    for table in ("_delta_prepared", "_delta_records", "_digests_now", "_key_uses_before"):
+    for table in ("_delta_prepared", "_delta_records", "_digests_now", "_key_uses_before", "_key_uses_delta"):
         con.execute(f"drop table if exists {table}")

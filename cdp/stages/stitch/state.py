@@ -76,7 +76,8 @@ def preprocess_incrementally(con, cfg: TenantConfig, full_requested: bool) -> tu
     if full_requested:
         return False, "a full run was requested"
     if state is None or not all(table_exists(con, t) for t in (
-            DIGESTS, "stitch.unified_preprocessed_raw", "stitch.blocklist", "stitch.misspelt_nicknames")):
+            DIGESTS, "stitch.unified_preprocessed_raw", "stitch.blocklist", "stitch.misspelt_nicknames",
+            "stitch.initial_key_uses")):
         return False, "first run: no stitched state yet"
     if state.incremental_runs >= st.full_rebuild_every:
         return False, f"{state.incremental_runs} incremental runs since the last full one (full_rebuild_every)"
