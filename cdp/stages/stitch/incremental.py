@@ -119,6 +119,19 @@ def _uid(side: str = "") -> str:
     return f"source{side} || '|' || pk{side}"
 
 
+def _keys(table: str) -> str:
+    """Temp table `table`_keys (source, pk) of a table of unique_ids: unified_scores is joined
+    on its two key columns, not on a key built for each of its rows."""
+    return (f"create or replace temp table {table}_keys as select split_part(unique_id, '|', 1) as source, "
+            f"substr(unique_id, length(split_part(unique_id, '|', 1)) + 2) as pk from {table}")
+
+
+def _touching(keys: str, side: str, alias: str = "s") -> str:
+    """SQL: the unified_scores row `alias` has its `side` record in `keys`."""
+    return (f"exists (select 1 from {keys} k where k.source = {alias}.source{side} "
+            f"and k.pk = {alias}.pk{side})")
+
+
 def find_affected(con, rules: list[list[str]], labels: cl.Labels, threshold: float) -> int:
     """AFFECTED: the records (present now) of every stored component the delta touches, and
     the delta's records. Returns how many."""
@@ -128,6 +141,7 @@ def find_affected(con, rules: list[list[str]], labels: cl.Labels, threshold: flo
         f"select unique_id from prepared where {p} and {k} in "
         f"(select {k} from {DELTA} where {p} union select {k} from {stm.PENDING_OLD} where {p})"
         for k, p in zip(keys, present))
+    con.execute(_keys(GONE))
     con.register("_incr_label_pairs", pd.concat([labels.same, labels.different])[["unique_id_l", "unique_id_r"]])
     try:
         con.execute(f"""
@@ -135,10 +149,10 @@ def find_affected(con, rules: list[list[str]], labels: cl.Labels, threshold: flo
             select unique_id from {GONE}
             union select unique_id_l from _incr_scores where match_probability >= {float(threshold)}
             union select unique_id_r from _incr_scores where match_probability >= {float(threshold)}
-            union select {_uid('_l')} from stitch.unified_scores
-                  where linked and {_uid('_r')} in (select unique_id from {GONE})
-            union select {_uid('_r')} from stitch.unified_scores
-                  where linked and {_uid('_l')} in (select unique_id from {GONE})
+            union select {_uid('_l')} from stitch.unified_scores s
+                  where linked and {_touching(GONE + "_keys", "_r")}
+            union select {_uid('_r')} from stitch.unified_scores s
+                  where linked and {_touching(GONE + "_keys", "_l")}
             union select unique_id_l from _incr_label_pairs where unique_id_r in (select unique_id from {GONE})
             union select unique_id_r from _incr_label_pairs where unique_id_l in (select unique_id from {GONE})
             {f"union {rule_partners}" if rule_partners else ""}""")
@@ -166,6 +180,7 @@ def affected_evidence(con, rules: list[list[str]], labels: cl.Labels, threshold:
         f"s.{c.replace('gamma_', 'level_')} as {c}" if c.replace("gamma_", "level_") in stored_cols
         else f"null::integer as {c}" for c in levels)
     in_affected = f"in (select unique_id from {AFFECTED})"
+    con.execute(_keys(AFFECTED))
     con.execute(f"""
         create or replace temp table _incr_pairs as
         select * from _incr_scores
@@ -174,9 +189,8 @@ def affected_evidence(con, rules: list[list[str]], labels: cl.Labels, threshold:
                s.match_probability, s.match_key::varchar as match_key{", " + stored_levels if stored_levels else ""}
         from stitch.unified_scores s
         where s.match_probability is not null
-          and {_uid('_l')} {in_affected} and {_uid('_r')} {in_affected}
-          and {_uid('_l')} not in (select unique_id from {GONE})
-          and {_uid('_r')} not in (select unique_id from {GONE})""")
+          and {_touching(AFFECTED + "_keys", "_l")} and {_touching(AFFECTED + "_keys", "_r")}
+          and not {_touching(GONE + "_keys", "_l")} and not {_touching(GONE + "_keys", "_r")}""")
     # every record sharing a rule key with an affected one: whole key groups, so a key's
     # owners (one person or several) and its anchor are judged as in a full run
     holders = " union ".join(
@@ -217,9 +231,9 @@ def publish_stitched(con) -> None:
     """The affected records' and the deleted records' rows replaced in the stitched state:
     unified_scores (their pairs), stitched_records (their components)."""
     scope = "(select unique_id from _incr_scope)"
-    con.execute(f"""delete from stitch.unified_scores
-                    where ({_uid('_l')} in {scope} and {_uid('_r')} in {scope})
-                       or {_uid('_l')} in (select unique_id from {GONE})
-                       or {_uid('_r')} in (select unique_id from {GONE})""")
+    con.execute(_keys("_incr_scope"))
+    con.execute(f"""delete from stitch.unified_scores s
+                    where ({_touching("_incr_scope_keys", "_l")} and {_touching("_incr_scope_keys", "_r")})
+                       or {_touching(GONE + "_keys", "_l")} or {_touching(GONE + "_keys", "_r")}""")
     con.execute(f"delete from {stm.STITCHED} where unique_id in {scope}")
     con.execute(f"insert into {stm.STITCHED} select unique_id, cluster_id from _components")
