@@ -67,6 +67,15 @@ def settings_digest(cfg: TenantConfig) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+DIGEST_TYPE = "UBIGINT"   # delta.digest_sql's
+
+
+def _digest_type(con) -> str | None:
+    rows = con.execute("select data_type from information_schema.columns where table_schema = 'stitch' "
+                       "and table_name = 'record_digests' and column_name = 'digest'").fetchall()
+    return rows[0][0] if rows else None
+
+
 def preprocess_incrementally(con, cfg: TenantConfig, full_requested: bool) -> tuple[bool, str]:
     """(incremental?, why) for stitch_preprocess."""
     st = cfg.stitch
@@ -79,6 +88,8 @@ def preprocess_incrementally(con, cfg: TenantConfig, full_requested: bool) -> tu
             DIGESTS, "stitch.unified_preprocessed_raw", "stitch.blocklist", "stitch.misspelt_nicknames",
             "stitch.initial_key_uses")):
         return False, "first run: no stitched state yet"
+    if _digest_type(con) != DIGEST_TYPE:
+        return False, "the record digests were written by another version"
     if state.incremental_runs >= st.full_rebuild_every:
         return False, f"{state.incremental_runs} incremental runs since the last full one (full_rebuild_every)"
     if state.settings != settings_digest(cfg):
