@@ -85,7 +85,7 @@ def test_a_run_is_full_on_request_periodically_and_when_the_model_or_settings_ch
     for table in ("record_digests", "unified_preprocessed_raw", "blocklist", "misspelt_nicknames", "initial_key_uses",
                   "stitched_records", "unified_scores"):
         con.execute("create schema if not exists stitch")
-        con.execute(f"create table stitch.{table} (unique_id varchar)")
+        con.execute(f"create table stitch.{table} (unique_id varchar, digest ubigint)")
     stm.mark_full_pending(con, cfg)
     assert stm.preprocess_incrementally(con, cfg, False)[0]   # the table is complete: fine
     assert stm.match_incrementally(con, cfg, 1) == (False, "the preprocessing ran in full")
@@ -97,6 +97,8 @@ def test_a_run_is_full_on_request_periodically_and_when_the_model_or_settings_ch
     for _ in range(2):
         stm.record_stitched(con, cfg, model_version=1, incremental=True)
     assert "2 incremental runs" in stm.preprocess_incrementally(con, cfg, False)[1]
+    con.execute("create or replace table stitch.record_digests (unique_id varchar, digest varchar)")
+    assert stm.preprocess_incrementally(con, cfg, False)[1] == "the record digests were written by another version"
     other = cfg.model_copy(update={"stitch": cfg.stitch.model_copy(update={"match_threshold": 0.95})})
     assert stm.match_incrementally(con, other, 1) == (False, "the Stitch settings or the labels changed")
     assert not stm.model_design_settled(con, other, 1)
