@@ -1,7 +1,7 @@
 """`cdp` command line: generate demo data, run a tenant's whole graph, or both.
 
     cdp generate [--people N] [--seed S] [--out DIR]
-    cdp run [--config PATH] [--warehouse PATH] [--retrain]
+    cdp run [--config PATH] [--warehouse PATH] [--retrain] [--full-stitch]
     cdp demo [--people N]
     cdp check-config PATH
     cdp init DATA_FILES... [--out tenant.yaml] [--tenant NAME] [--country XX] [--force]
@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--warehouse", default=None, help="DuckDB file (default: the config's warehouse)")
     r.add_argument("--retrain", action="store_true",
                    help="train a new Splink model version instead of reusing the saved one")
+    r.add_argument("--full-stitch", action="store_true",
+                   help="re-stitch every record even where stitch.incremental would stitch only the delta")
     r.set_defaults(func=cmd_run)
 
     d = sub.add_parser("demo", help="generate demo data and run the demo tenant end to end")

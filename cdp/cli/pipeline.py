@@ -41,7 +41,7 @@ def left_out_notes(defs) -> list[str]:
 
 
 def run_tenant(config: str | None, warehouse: str | None = None, quiet: bool = False,
-               instance=None, retrain: bool = False):
+               instance=None, retrain: bool = False, full_stitch: bool = False):
     """Materialize a tenant's whole graph (sources -> exports) in this process."""
     import dagster as dg
 
@@ -79,7 +79,8 @@ def run_tenant(config: str | None, warehouse: str | None = None, quiet: bool = F
         result = defs.resolve_job_def("cdp_run").execute_in_process(
             instance=instance, raise_on_error=False,
             run_config={"loggers": loggers,
-                        "ops": {"stitch__match_model": {"config": {"retrain": retrain}}}})
+                        "ops": {"stitch__match_model": {"config": {"retrain": retrain}},
+                                "stitch_preprocess": {"config": {"full": full_stitch}}}})
     write_failures_to_log(result, log_path)
     if not quiet:
         status = "succeeded" if result.success else "FAILED"
@@ -105,7 +106,7 @@ def write_failures_to_log(result, log_path: Path) -> None:
 
 
 def cmd_run(args) -> int:
-    result = run_tenant(args.config, args.warehouse, retrain=args.retrain)
+    result = run_tenant(args.config, args.warehouse, retrain=args.retrain, full_stitch=args.full_stitch)
     return 0 if result.success else 1
 
 

@@ -58,6 +58,20 @@ class StitchSettings(StrictModel):
                                   description="clusters larger than this are flagged by an asset check")
     detailed_examples: int = Field(default=50, ge=0,
                                    description="clusters sampled into stitch.detailed_examples")
+    incremental: bool = Field(
+        default=False,
+        description="stitch only what changed since the last run: the new, changed and deleted "
+                    "records (and those whose blocklisted values or initial keys changed standing) "
+                    "are preprocessed, scored against every record with the saved model and "
+                    "re-clustered with the people they touch; everyone else keeps their rows and "
+                    "cdp_ids untouched. The first run, a new model, changed Stitch settings or "
+                    "labels, and every full_rebuild_every-th run are full")
+    full_rebuild_every: int = Field(
+        default=10, ge=1,
+        description="with incremental: after this many incremental runs the next run re-stitches "
+                    "every record (refreshing term frequencies, misspelt nicknames and scores of "
+                    "untouched pairs) and lists in stitch.reconciliation the records whose cluster "
+                    "the incremental runs had differently")
     deterministic_rules: list[list[str]] = Field(
         default_factory=lambda: [["loyalty_id"], ["email"]],
         description="records equal on every field of a rule are linked outright, when the value "

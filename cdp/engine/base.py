@@ -123,6 +123,12 @@ class Warehouse(abc.ABC):
         """Whether schema.table is a table of the warehouse."""
 
     @classmethod
+    def scratch_visible(cls, con, relation: str) -> str:
+        """A warehouse table (schema.table) as SQL that still names it while splink_scratch is
+        in force (a view over it works inside and outside)."""
+        return relation
+
+    @classmethod
     @abc.abstractmethod
     def stored_relation(cls, folder: Path) -> str:
         """A table another tool wrote as Parquet files in `folder` (dbt-spark), as a relation

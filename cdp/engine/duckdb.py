@@ -143,5 +143,10 @@ class DuckDBWarehouse(Warehouse):
             con.execute(f'use "{home}"')
 
     @classmethod
+    def scratch_visible(cls, con, relation: str) -> str:
+        home = con.execute("select current_database()").fetchall()[0][0]
+        return f'"{home}".{relation}'  # the scratch catalog is the default one inside splink_scratch
+
+    @classmethod
     def splink_table(cls, physical_name: str) -> str:
         return f"{cls.SCRATCH}.{physical_name}"

@@ -56,7 +56,6 @@ LONG_MODULES = {  # module -> why it is longer, for now (each is the next to spl
                                  "accounting.py); split next into reading/assets",
     "cdp.stages.stitch.model": "the versioned Splink model: settings from the design, training "
                                "sessions, the saved model and its reuse; split next into settings/training",
-    "cdp.stages.stitch.assets": "the three Stitch assets and the metadata the Dagster UI shows for each",
     "cdp.dbt.project": "one dbt project: layout, parse, manifest, translator, the dbt multi-asset",
 }
 STAGE_ORDER = ["sources", "stitch", "c360", "interactions", "predictive", "bi", "custom", "activation"]

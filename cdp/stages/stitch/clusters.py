@@ -183,6 +183,8 @@ def cluster_records(con, nodes: str, evidence: str, out: str = "clusters",
         con.execute(f"create or replace temp table {out} as "
                     f"select unique_id, cluster_id from {components.physical_name}")
         components.drop_table_from_database_and_remove_from_cache()
+    # the connected components before constraints split them: what an incremental run re-clusters
+    con.execute(f"create or replace temp table _components as select unique_id, cluster_id from {out}")
     _cannot_link(con, nodes, out, birthdate_gap_days)
     counts = dict(con.execute(f"""
         select d.reason, count(distinct l.cluster_id) from _cannot_link d

@@ -75,11 +75,14 @@ def assign_stable_ids(clusters: pd.DataFrame, previous: pd.DataFrame, issued: se
         con.close()
 
 
-def assign_ids(con, clusters: str, previous: str, issued: str, tenant: str) -> None:
+def assign_ids(con, clusters: str, previous: str, issued: str, tenant: str,
+               has_history: bool | None = None) -> None:
     """Create temp tables ids (unique_id, cdp_id), changes_clusters and changes_pks.
 
     clusters: unique_id, cluster_id (this run). previous: unique_id, cdp_id (last run's open
-    assignment; empty on the first run). issued: cdp_id of every id ever handed out."""
+    assignment; empty on the first run). issued: cdp_id of every id ever handed out.
+    has_history: whether ids were assigned before (default: previous is not empty); an
+    incremental run passes only the affected records, whose previous ids may be none."""
     con.execute(f"""create or replace temp table _cur as
                     select c.unique_id, c.cluster_id::varchar as cluster_id, p.cdp_id as previous_id
                     from {clusters} c left join {previous} p using (unique_id)""")
@@ -91,7 +94,7 @@ def assign_ids(con, clusters: str, previous: str, issued: str, tenant: str) -> N
     con.execute("""create or replace temp table ids as
                    select c.unique_id, i.cdp_id from _cur c join _id_of_cluster i using (cluster_id)""")
     _cluster_changes(con, previous)
-    _record_changes(con, previous)
+    _record_changes(con, previous, has_history)
 
 
 def _keep_previous_ids(con) -> None:
@@ -182,7 +185,7 @@ def _cluster_changes(con, previous: str) -> None:
         order by change, cdp_id nulls last, previous_id nulls last""")
 
 
-def _record_changes(con, previous: str) -> None:
+def _record_changes(con, previous: str, has_history: bool | None = None) -> None:
     """changes_pks: every record whose id changed, that arrived, or that left, and why."""
     reasons = ", ".join(f"('{kind}', '{why}')" for kind, why in ID_CHANGE_REASONS.items())
     con.execute(f"""
@@ -199,7 +202,8 @@ def _record_changes(con, previous: str) -> None:
             -- arrivals since the last run (on the first run every record is new: none listed)
             select c.unique_id, null, i.cdp_id, 'new record'
             from _cur c join ids i using (unique_id)
-            where c.previous_id is null and exists (select 1 from {previous})
+            where c.previous_id is null and {f"exists (select 1 from {previous})" if has_history is None
+                                             else str(bool(has_history)).lower()}
             union all
             select p.unique_id, p.cdp_id, null, 'record no longer in any source'
             from {previous} p anti join _cur using (unique_id))
@@ -228,10 +232,12 @@ def previous_assignment(con) -> tuple[pd.DataFrame, set[str]]:
     return con.execute(PREVIOUS_SQL).df(), issued
 
 
-def record_history(con, ids: str, reasons: str, run_id: str, at: pd.Timestamp) -> int:
+def record_history(con, ids: str, reasons: str, run_id: str, at: pd.Timestamp,
+                   scope: str | None = None) -> int:
     """Close the history rows of records whose id changed or that disappeared; open rows for
     new and changed records. `ids` (unique_id, cdp_id) and `reasons` (source, pk, reason) are
-    tables or views visible to con. Returns the number of rows opened."""
+    tables or views visible to con. With `scope` (a table of unique_id: an incremental run's
+    affected records), only those records' rows are looked at. Returns the number of rows opened."""
     ensure_history(con)
     with transaction(con):
         con.execute(f"""create or replace temp table _ids_now as
@@ -242,7 +248,8 @@ def record_history(con, ids: str, reasons: str, run_id: str, at: pd.Timestamp) -
             update stitch.cdp_id_history h set valid_to = ?
             where h.valid_to is null and not exists (
                 select 1 from _ids_now n where n.source = h.source and n.pk = h.pk
-                                           and n.cdp_id = h.cdp_id)""", [at])
+                                           and n.cdp_id = h.cdp_id)"""
+            + (f" and h.source || '|' || h.pk in (select unique_id from {scope})" if scope else ""), [at])
         opened = con.execute(f"""
             insert into stitch.cdp_id_history
             select n.source, n.pk, n.cdp_id, ?, null, ?, coalesce(w.reason, 'first run')

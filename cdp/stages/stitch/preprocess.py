@@ -86,13 +86,21 @@ def customer_union_sql(cfg: TenantConfig) -> str:
     return " union all ".join(f'select * from domain."{s}"' for s in cfg.customer_sources)
 
 
-def stage_customer_records(con, cfg: TenantConfig) -> int:
+STORED_MISSPELT = "stitch.misspelt_nicknames"
+
+
+def stage_customer_records(con, cfg: TenantConfig, stored_misspelt: bool = False) -> int:
     """The temp table RECORDS: every customer record with lowercased names, its nickname alias
     and a typed birthdate, in the domain tables' order (DuckDB preserves insertion order, so
-    the same input gives the same table and the same model). Returns its row count."""
+    the same input gives the same table and the same model). Returns its row count.
+    With stored_misspelt (an incremental run), the misspelt-nickname table of the last full
+    run is used instead of finding it again: a record keeps the alias it was matched with."""
     register_nicknames(con)
     union = customer_union_sql(cfg)
-    find_misspelt_nicknames(con, f"select lower(given_name) as given_name from ({union})")
+    if stored_misspelt:
+        con.execute(f"create or replace temp table {MISSPELT_TABLE} as select * from {STORED_MISSPELT}")
+    else:
+        find_misspelt_nicknames(con, f"select lower(given_name) as given_name from ({union})")
     con.execute(f"""
         create or replace temp table {RECORDS} as
         select r.source || '|' || r.pk as unique_id, r.source, r.pk,
@@ -231,65 +239,106 @@ def count_distinct_people(given_names, up_to: int | None = None) -> int:
     return len(groups)
 
 
-def prepare_for_matching(con, blocklist: pd.DataFrame, table: str, identifiers: list[str] = ()) -> None:
-    """Create `table` from the staged RECORDS: exactly what the matcher sees per record, with
+def _blocked_sql() -> dict[str, str]:
+    return {f: f"{f} in (select value from _stitch_blocklist where field = '{f}')" for f in BLOCKED_FIELDS}
+
+
+def _letters_sql(source: str) -> str:
+    """`source` with g, a, s: the letters of the given name, of its alias and of the surname."""
+    return (f"(select *, regexp_replace(coalesce(given_name, ''), '[^a-z]', '', 'g') as g, "
+            f"regexp_replace(coalesce(given_name_alias, given_name, ''), '[^a-z]', '', 'g') as a, "
+            f"regexp_replace(coalesce(surname, ''), '[^a-z]', '', 'g') as s from {source})")
+
+
+def _initial_key_sql(key: str) -> str:
+    """SQL on a row with g, a, s and postal: the initial key as written (before the check that
+    it fits a single person), null where the record cannot carry it."""
+    return (f"case when g <> '' and s <> '' {'and a <> g' if '_alias_' in key else ''} "
+            f"and postal is not null then {INITIAL_KEYS[key]} end")
+
+
+def initial_key_uses_sql(source: str) -> str:
+    """SQL (key, value, person, unique_id): every initial key `source`'s records carry, with the
+    postal code, and the person (alias + surname) it would stand for. `source` has the columns
+    of unified_preprocessed_raw (or of the keyed records): the keys follow from them exactly."""
+    person = "coalesce(given_name_alias, given_name) || '|' || surname"
+    return "\n union all ".join(
+        f"select '{key}' as key, k || '|' || postal as value, {person} as person, unique_id "
+        f"from (select *, {_initial_key_sql(key)} as k from {_letters_sql(source)}) where k is not null"
+        for key in INITIAL_KEYS)
+
+
+def ambiguous_keys_sql(uses_sql: str) -> str:
+    """SQL (key, value): initial keys in a postal code that fit two or more people."""
+    return f"select key, value from ({uses_sql}) group by key, value having min(person) <> max(person)"
+
+
+KEYED = "_stitch_keyed"
+
+
+def prepare_for_matching(con, blocklist: pd.DataFrame, table: str, identifiers: list[str] = (),
+                         records: str = RECORDS, ambiguous: str | None = None) -> None:
+    """Create `table` from the staged `records`: exactly what the matcher sees per record, with
     blocklisted values removed (a blocked given name takes its alias with it). The street line
-    is also split into its leading number and the street name, for a number missing or mistyped."""
+    is also split into its leading number and the street name, for a number missing or mistyped.
+    An initial key that fits two or more people (alias + surname) in one postal code is evidence
+    for none of them: `ambiguous` (key, value) lists them, found from `records` themselves when
+    not given (an incremental run passes those found over every record)."""
     con.register("_stitch_blocklist", blocklist[["field", "value"]])
     try:
-        blocked = {f: f"{f} in (select value from _stitch_blocklist where field = '{f}')"
-                   for f in BLOCKED_FIELDS}
-        keep = {f: f"case when {blocked[f]} then null else {f} end" for f in BLOCKED_FIELDS}
-        # an alias key only where the alias differs from the name as written
-        # (an initial key needs a postal code: only there can we tell whom it fits)
-        name_keys = ",\n".join(
-            f"case when g <> '' and s <> '' {'and a <> g' if '_alias_' in key else ''}"
-            f"{' and postal is not null' if key in INITIAL_KEYS else ''} then {sql} end as {key}"
-            for key, sql in {**NAME_KEYS, **INITIAL_KEYS}.items())
-        # an initial key that fits two or more people (alias + surname) in one postal code is
-        # evidence for none of them: found in one pass over the keyed records, dropped as written
-        person = "coalesce(given_name_alias, given_name) || '|' || surname"
-        key_uses = "\n union all ".join(
-            f"select '{key}' as key, {key} || '|' || postal as value, {person} as person "
-            f"from keyed where {key} is not null" for key in INITIAL_KEYS)
-        ids = "".join(f", {c}" for c in identifiers)
+        key_records(con, records, identifiers)
+        if ambiguous is None:
+            con.execute(f"create or replace temp table _stitch_ambiguous as "
+                        f"{ambiguous_keys_sql(initial_key_uses_sql(KEYED))}")
+            ambiguous = "_stitch_ambiguous"
         initial_keys = ",\n".join(
-            f"case when {key} || '|' || postal in (select value from ambiguous where key = '{key}') "
-            f"then null else {key} end as {key}" for key in INITIAL_KEYS)
+            f"case when {_initial_key_sql(key)} || '|' || postal in "
+            f"(select value from {ambiguous} where key = '{key}') then null else {_initial_key_sql(key)} end as {key}"
+            for key in INITIAL_KEYS)
         con.execute(f"""
             create or replace table {table} as
-            with kept as (
-                select unique_id, source, pk,
-                       {keep['given_name']} as given_name,
-                       case when {blocked['given_name']} then null else given_name_alias end as given_name_alias,
-                       {keep['surname']} as surname,
-                       {keep['email']} as email,
-                       {keep['phone']} as phone, birthdate, {keep['address']} as address, address2, postal,
-                       city, state, gender, loyalty_id{ids}
-                from {RECORDS}),
-            keyed as materialized (
-                select unique_id, source, pk, given_name, given_name_alias, surname, email,
-                       split_part(email, '@', 1) as email_user,
-                       nullif(regexp_replace(split_part(email, '@', 1), '[^a-z]', '', 'g'), '') as email_letters,
-                       -- a mailbox of letters only that spells the record's own name ('mary.poole',
-                       -- 'mpoole'): namesakes write the same one at other providers
-                       g <> '' and s <> '' and not regexp_matches(split_part(email, '@', 1), '[0-9]')
-                         and regexp_replace(split_part(email, '@', 1), '[^a-z]', '', 'g') in
-                             ({", ".join(sql for sql in {**NAME_KEYS, **INITIAL_KEYS}.values())}) as mailbox_is_name,
-                       phone, birthdate, address,
-                       nullif(regexp_extract(address, '^([0-9]+[a-z]?)( |$)', 1), '') as street_number,
-                       nullif(trim(regexp_replace(address, '^[0-9]+[a-z]?( |$)', '')), '') as street_name,
-                       address2, postal, city, state, gender, loyalty_id{ids},
-                       {name_keys}
-                from (select *, regexp_replace(coalesce(given_name, ''), '[^a-z]', '', 'g') as g,
-                                regexp_replace(coalesce(given_name_alias, given_name, ''), '[^a-z]', '', 'g') as a,
-                                regexp_replace(coalesce(surname, ''), '[^a-z]', '', 'g') as s from kept)),
-            ambiguous as (
-                select key, value from ({key_uses})
-                group by key, value having min(person) <> max(person))
             select {', '.join(c for c in ("unique_id", "source", "pk", *match_columns(identifiers))
                               if c not in INITIAL_KEYS)},
                    {initial_keys}
-            from keyed""")
+            from {_letters_sql(KEYED)}""")
     finally:
         con.unregister("_stitch_blocklist")
+        con.execute(f"drop table if exists {KEYED}")
+        con.execute("drop table if exists _stitch_ambiguous")
+
+
+def key_records(con, records: str, identifiers: list[str] = ()) -> None:
+    """Temp table KEYED: `records` with the blocklist (_stitch_blocklist) applied, the mailbox
+    split and the full-name keys; the initial keys are added by prepare_for_matching."""
+    blocked = _blocked_sql()
+    keep = {f: f"case when {blocked[f]} then null else {f} end" for f in BLOCKED_FIELDS}
+    # an alias key only where the alias differs from the name as written
+    name_keys = ",\n".join(
+        f"case when g <> '' and s <> '' {'and a <> g' if '_alias_' in key else ''} then {sql} end as {key}"
+        for key, sql in NAME_KEYS.items())
+    ids = "".join(f", {c}" for c in identifiers)
+    con.execute(f"""
+        create or replace temp table {KEYED} as
+        with kept as (
+            select unique_id, source, pk,
+                   {keep['given_name']} as given_name,
+                   case when {blocked['given_name']} then null else given_name_alias end as given_name_alias,
+                   {keep['surname']} as surname,
+                   {keep['email']} as email,
+                   {keep['phone']} as phone, birthdate, {keep['address']} as address, address2, postal,
+                   city, state, gender, loyalty_id{ids}
+            from {records})
+        select unique_id, source, pk, given_name, given_name_alias, surname, email,
+               split_part(email, '@', 1) as email_user,
+               nullif(regexp_replace(split_part(email, '@', 1), '[^a-z]', '', 'g'), '') as email_letters,
+               -- a mailbox of letters only that spells the record's own name ('mary.poole',
+               -- 'mpoole'): namesakes write the same one at other providers
+               g <> '' and s <> '' and not regexp_matches(split_part(email, '@', 1), '[0-9]')
+                 and regexp_replace(split_part(email, '@', 1), '[^a-z]', '', 'g') in
+                     ({", ".join(sql for sql in {**NAME_KEYS, **INITIAL_KEYS}.values())}) as mailbox_is_name,
+               phone, birthdate, address,
+               nullif(regexp_extract(address, '^([0-9]+[a-z]?)( |$)', 1), '') as street_number,
+               nullif(trim(regexp_replace(address, '^[0-9]+[a-z]?( |$)', '')), '') as street_name,
+               address2, postal, city, state, gender, loyalty_id{ids},
+               {name_keys}
+        from {_letters_sql('kept')}""")

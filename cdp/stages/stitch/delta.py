@@ -1,0 +1,157 @@
+"""Stitch, incremental preprocessing: find what changed since the last stitched state and
+preprocess only that.
+
+The delta, in SQL passes over the staged records (no Python loop over records):
+  * new / changed / deleted: a digest of each staged record (what preprocessing reads)
+    against stitch.record_digests;
+  * blocklist: the automatic blocklist is recounted over every record (cheap group-bys); the
+    records holding a value that entered or left it are preprocessed again;
+  * initial key: an initial key ('mpoole') is evidence only where it fits one person in its
+    postal code, so a delivery can make another record's key ambiguous (or clear again):
+    counted from every record's stored keys (stitch.initial_key_uses) for the keys the delta
+    touches, and those records are preprocessed again.
+Misspelt nicknames are not recomputed: the table of the last full run is used (a record keeps
+the alias it was stitched with; the periodic full rebuild refreshes it).
+
+The delta rows are preprocessed exactly as in a full run and replace their rows in
+stitch.unified_preprocessed_raw; the delta is added to the pending stitch.stitch_delta (with the
+rows they had before in stitch.stitch_delta_old) for stitch_match.
+"""
+
+import pandas as pd
+
+from cdp.engine.tables import transaction
+from cdp.stages.stitch import state as stm
+from cdp.stages.stitch.preprocess import (BLOCKED_FIELDS, KEYED, RECORDS, STORED_MISSPELT, MISSPELT_TABLE,
+                                          ambiguous_keys_sql, initial_key_uses_sql, key_records,
+                                          prepare_for_matching)
+
+PREPARED = "stitch.unified_preprocessed_raw"
+
+
+def digest_sql(con, records: str = RECORDS) -> str:
+    """SQL (unique_id, digest): a 64-bit hash over every staged column of each record (md5 over
+    the columns cast to text costs over twice as much; a changed record keeps its hash with odds
+    of 1 in 2^64; a DuckDB upgrade that changed the hash would make one delivery look whole)."""
+    columns = [r[0] for r in con.execute(f"describe {records}").fetchall() if r[0] != "unique_id"]
+    return f"select unique_id, hash({', '.join(columns)}) as digest from {records}"
+
+
+KEY_USES = "stitch.initial_key_uses"   # key, value, person, unique_id: every initial key as written
+
+
+def write_full_state(con) -> None:
+    """After a full preprocessing: every record's digest and initial keys, the misspelt
+    nicknames it used, no pending delta."""
+    con.execute(f"create or replace table {stm.DIGESTS} as {digest_sql(con)}")
+    con.execute(f"create or replace table {KEY_USES} as {initial_key_uses_sql(PREPARED)}")
+    con.execute(f"create or replace table {STORED_MISSPELT} as select * from {MISSPELT_TABLE}")
+    for table in (stm.PENDING, stm.PENDING_OLD):
+        con.execute(f"drop table if exists {table}")
+
+
+def find_delta(con, blocklist: pd.DataFrame) -> dict[str, int]:
+    """Temp table _delta (unique_id, change): new, changed, deleted, blocklist, initial key;
+    _digests_now: the digests of the staged records. Returns the count per change."""
+    con.execute(f"create or replace temp table _digests_now as {digest_sql(con)}")
+    con.execute(f"""
+        create or replace temp table _delta as
+        select coalesce(n.unique_id, b.unique_id) as unique_id,
+               case when b.unique_id is null then 'new' when n.unique_id is null then 'deleted'
+                    else 'changed' end as change
+        from _digests_now n full outer join {stm.DIGESTS} b using (unique_id)
+        where n.digest is distinct from b.digest""")
+    _blocklist_flips(con, blocklist)
+    con.execute(f"create or replace temp table _delta_old as select * from {PREPARED} "
+                "where unique_id in (select unique_id from _delta)")
+    _initial_key_flips(con, blocklist)
+    return dict(con.execute("select change, count(*) from _delta group by 1").fetchall())
+
+
+def _blocklist_flips(con, blocklist: pd.DataFrame) -> None:
+    """Records (unchanged otherwise) holding a value that entered or left the blocklist."""
+    con.register("_blocklist_now", blocklist[["field", "value"]])
+    try:
+        con.execute("""create or replace temp table _blocklist_flips as
+                       (select field, value from _blocklist_now except select field, value from stitch.blocklist)
+                       union all
+                       (select field, value from stitch.blocklist except select field, value from _blocklist_now)""")
+    finally:
+        con.unregister("_blocklist_now")
+    holders = " or ".join(f"{f} in (select value from _blocklist_flips where field = '{f}')"
+                          for f in BLOCKED_FIELDS)
+    con.execute(f"""insert into _delta
+                    select unique_id, 'blocklist' from {RECORDS} where ({holders})
+                    and unique_id not in (select unique_id from _delta)""")
+
+
+def _initial_key_flips(con, blocklist: pd.DataFrame) -> None:
+    """_ambiguous_after (key, value): the standing after this delivery of every initial key a
+    record to preprocess carries (those that fit two or more people); the records holding a
+    key whose standing changed join _delta ('initial key'). Counted from the stored keys of
+    every record (KEY_USES) for the keys the delta touches, not from the records themselves."""
+    con.execute(f"""create or replace temp table _delta_records as select * from {RECORDS}
+                    where unique_id in (select unique_id from _delta)""")
+    con.register("_stitch_blocklist", blocklist[["field", "value"]])
+    try:
+        key_records(con, "_delta_records")
+    finally:
+        con.unregister("_stitch_blocklist")
+    con.execute(f"""
+        create or replace temp table _key_uses_delta as {initial_key_uses_sql(KEYED)};
+        create or replace temp table _touched as
+            select distinct key, value from (select key, value from _key_uses_delta union all
+                select key, value from {KEY_USES} where unique_id in (select unique_id from _delta));
+        create or replace temp table _key_uses_before as
+            select u.* from {KEY_USES} u semi join _touched t on t.key = u.key and t.value = u.value;
+        create or replace temp table _ambiguous_before as {ambiguous_keys_sql("select * from _key_uses_before")};
+        create or replace temp table _ambiguous_after as {ambiguous_keys_sql(
+            "select * from _key_uses_before where unique_id not in (select unique_id from _delta) "
+            "union all select * from _key_uses_delta")};
+        create or replace temp table _key_flips as
+            (select * from _ambiguous_before except select * from _ambiguous_after)
+            union all (select * from _ambiguous_after except select * from _ambiguous_before);
+        insert into _delta
+            select distinct unique_id, 'initial key' from _key_uses_before u
+            where exists (select 1 from _key_flips f where f.key = u.key and f.value = u.value)
+              and unique_id not in (select unique_id from _delta);
+        insert into _delta_old select * from {PREPARED}
+            where unique_id in (select unique_id from _delta where change = 'initial key');
+        insert into _delta_records select * from {RECORDS}
+            where unique_id in (select unique_id from _delta where change = 'initial key');
+        -- their other keys are untouched by the delivery: they stand as they stood
+        insert into _ambiguous_after {ambiguous_keys_sql(
+            f"select u.* from {KEY_USES} u semi join (select key, value from {KEY_USES} where unique_id in "
+            "(select unique_id from _delta where change = 'initial key') except select key, value from _touched) o "
+            "on o.key = u.key and o.value = u.value")}""")
+    con.execute(f"drop table if exists {KEYED}")
+
+
+def apply_delta(con, blocklist: pd.DataFrame, identifiers: list[str]) -> None:
+    """Preprocess the delta rows (as a full run would, with the initial keys' standing over
+    every record) and put them in place of their rows; record the pending delta."""
+    prepare_for_matching(con, blocklist, "_delta_prepared", identifiers, records="_delta_records",
+                         ambiguous="_ambiguous_after")
+    con.execute(f"create table if not exists {stm.PENDING} (unique_id varchar, change varchar)")
+    con.execute(f"create table if not exists {stm.PENDING_OLD} as select * from {PREPARED} limit 0")
+    with transaction(con):
+        con.execute(f"delete from {PREPARED} where unique_id in (select unique_id from _delta)")
+        con.execute(f"insert into {PREPARED} by name select * from _delta_prepared")
+        con.execute(f"delete from {KEY_USES} where unique_id in (select unique_id from _delta)")
+        con.execute(f"insert into {KEY_USES} {initial_key_uses_sql('_delta_prepared')}")
+        con.execute(f"delete from {stm.DIGESTS} where unique_id in (select unique_id from _delta)")
+        con.execute(f"""insert into {stm.DIGESTS} select * from _digests_now
+                        where unique_id in (select unique_id from _delta)""")
+        # the rows of the last stitched state: a record already pending keeps its first old row
+        con.execute(f"""insert into {stm.PENDING_OLD} by name select * from _delta_old
+                        where unique_id not in (select unique_id from {stm.PENDING})""")
+        con.execute(f"""insert into {stm.PENDING} select * from _delta
+                        where unique_id not in (select unique_id from {stm.PENDING})""")
+        con.execute("delete from stitch.blocklist")
+        con.register("_blocklist_now", blocklist)
+        try:
+            con.execute("insert into stitch.blocklist by name select * from _blocklist_now")
+        finally:
+            con.unregister("_blocklist_now")
+    for table in ("_delta_prepared", "_delta_records", "_digests_now", "_key_uses_before", "_key_uses_delta"):
+        con.execute(f"drop table if exists {table}")
