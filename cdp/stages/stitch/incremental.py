@@ -23,7 +23,7 @@ import pandas as pd
 from cdp.engine import warehouse_of
 from cdp.stages.stitch import clusters as cl
 from cdp.stages.stitch import state as stm
-from cdp.stages.stitch.model import DESIGN_KEY, splink_scratch
+from cdp.stages.stitch.model import DESIGN_KEY, register_term_frequencies, splink_scratch
 
 DELTA = "_incr_delta"          # present records whose preprocessed row is new or changed
 GONE = "_incr_gone"            # every pending record (also the deleted): its old pairs are void
@@ -60,7 +60,9 @@ def score_delta(con, model: dict, threshold: float, out: str = "_incr_scores", n
         linker = Linker([db_api.register(DELTA, table_name="delta_records"),
                          db_api.register(others, table_name="all_records")],
                         engine.splink_model(settings), log_level=logging.ERROR)
-        _register_term_frequencies(con, linker, db_api, model)
+        # over every record (not the two inputs stacked), for the delta's values
+        register_term_frequencies(con, linker, db_api, model, "prepared", f"select * from {DELTA}",
+                                  prefix="_incr_tf")
         predictions = linker.inference.predict(threshold_match_probability=threshold)
         table = engine.splink_table(predictions.physical_name)
         gammas = [r[0] for r in con.execute(f"describe {table}").fetchall() if r[0].startswith("gamma_")]
@@ -99,20 +101,6 @@ def candidates_sql(rules: list[str]) -> str | None:
     return " union ".join(
         f"select p.unique_id from prepared p semi join {DELTA} d on "
         + " and ".join(f"p.{other} = d.{mine}" for other, mine in pattern) for pattern in sorted(patterns))
-
-
-def _register_term_frequencies(con, linker, db_api, model: dict) -> None:
-    """Term frequencies over every record (not the two inputs stacked), for the delta's values."""
-    columns = sorted({lvl["tf_adjustment_column"] for comp in model["comparisons"]
-                      for lvl in comp["comparison_levels"] if lvl.get("tf_adjustment_column")})
-    for column in columns:
-        name = f"_incr_tf_{column}"
-        con.execute(f"""
-            create or replace table {name} as
-            select {column}, cast(count(*) as float8) / (select count({column}) from prepared) as tf_{column}
-            from prepared where {column} in (select {column} from {DELTA}) group by {column}""")
-        linker.table_management.register_term_frequency_lookup(
-            db_api.register(name, table_name=f"{name}_in"), column)
 
 
 def _uid(side: str = "") -> str:

@@ -506,7 +506,9 @@ def save_waterfall_chart(con, table: str, model: dict, sample_pairs: list[tuple[
     # the waterfall needs Splink's per-comparison Bayes factors of the scored pairs
     with splink_scratch(con):
         linker, db_api = _linker(con, table, {**model, "retain_intermediate_calculation_columns": True})
-        _sample_term_frequencies(con, linker, db_api, table, model, sorted({u for p in sample_pairs for u in p}))
+        register_term_frequencies(con, linker, db_api, model, table,
+                                  f"select * from {table} where unique_id in (select unnest(?))",
+                                  [sorted({u for p in sample_pairs for u in p})], prefix="_waterfall_tf")
         # one Splink call scores every left sample record against every right one; keep the pairs asked for
         sides = []
         for side, uids in (("l", [p[0] for p in sample_pairs]), ("r", [p[1] for p in sample_pairs])):
@@ -522,19 +524,21 @@ def save_waterfall_chart(con, table: str, model: dict, sample_pairs: list[tuple[
         records, filter_nulls=False)}, folder)
 
 
-def _sample_term_frequencies(con, linker, db_api, table: str, model: dict, unique_ids: list[str]) -> None:
-    """Register term-frequency lookups holding only the values of the sample records (computed
-    as Splink does: share of non-null values), instead of tabulating whole columns."""
+def register_term_frequencies(con, linker, db_api, model: dict, table: str, needed: str,
+                              params: list | tuple = (), prefix: str = "_tf") -> None:
+    """Register term-frequency lookups computed over every record of `table` (as Splink does:
+    share of non-null values) for only the values that the rows of query `needed` hold,
+    instead of tabulating whole columns or the inputs Splink was handed."""
     columns = sorted({lvl["tf_adjustment_column"] for comp in model["comparisons"]
                       for lvl in comp["comparison_levels"] if lvl.get("tf_adjustment_column")})
     for column in columns:
-        name = f"_waterfall_tf_{column}"
+        name = f"{prefix}_{column}"
         con.execute(f"""
             create or replace table {name} as
             select {column}, cast(count(*) as float8) / (select count({column}) from {table}) as tf_{column}
             from {table}
-            where {column} in (select {column} from {table} where unique_id in (select unnest(?)))
-            group by {column}""", [unique_ids])
+            where {column} in (select {column} from ({needed}))
+            group by {column}""", list(params))
         linker.table_management.register_term_frequency_lookup(
             db_api.register(name, table_name=f"{name}_in"), column)
 
