@@ -117,6 +117,7 @@ def stream_customer_sources(out_dir, people: int, seed: int, batch_size: int) ->
             files.write_batch(sources, extra)
             taken_emails.seal()
             done += batch
+            del persons, sources, pos, extra  # before the next batch is built, not after
     finally:
         files.close()
     return files.counts
