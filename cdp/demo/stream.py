@@ -2,8 +2,9 @@
 
 `stream_customer_sources(out, people, seed, batch_size)` invents `batch_size` people at a time,
 makes their records in the four customer sources and appends them (and their ground truth) to
-the files, so memory is bounded by one batch whatever the size (10M records: 5M people). What
-must hold across the whole set does:
+the files, so memory is bounded by one batch whatever the size (10M records: 5M people), plus
+8 bytes for each email handed out (~50 MB at 5M people). What must hold across the whole set
+does:
 
 * keys: one `StreamedKeys` numbers persons, households and every source's primary key across
   batches (widths fixed for the set, subscriber keys through a permutation: no clash);
