@@ -3,6 +3,9 @@ each person's records as that system would hold them, with its duplicates and br
 
 from __future__ import annotations
 
+import pyarrow as pa
+
+from cdp.demo.keys import DemoKeys
 from cdp.demo.noise import given_as_written, maybe, phone_as_written, random_timestamp, street_line, typo
 from cdp.demo.people import Person, make_email
 from cdp.demo.world import COUNTRY_SPELLINGS, JUNK_EMAILS, JUNK_PHONES, STATE_NAME
@@ -94,6 +97,15 @@ def subscriber_record(rng, pools, p: Person, pk: str) -> dict:
     }
 
 
+LOYALTY_SCHEMA = pa.schema([
+    ("member_id", pa.string()), ("given", pa.string()), ("family", pa.string()),
+    ("email", pa.string()), ("mobile", pa.string()), ("addr_line", pa.string()),
+    ("town", pa.string()), ("region", pa.string()), ("postcode", pa.string()),
+    ("birth_date", pa.date32()), ("gender", pa.string()), ("loyalty_id", pa.string()),
+    ("enrolled_at", pa.timestamp("us")), ("updated_at", pa.timestamp("us")), ("tier", pa.string()),
+])
+
+
 def loyalty_record(rng, pools, p: Person, pk: str) -> dict:
     enrolled = random_timestamp(rng, p.first_seen)
     return {
@@ -114,11 +126,14 @@ def loyalty_tier(p: Person) -> str:
     return "gold" if p.orders_per_year >= 8 else "silver" if p.orders_per_year >= 2 else "bronze"
 
 
-def make_customer_sources(rng, pools, people: list[Person], taken_emails: set[str]) -> dict[str, SourceWriter]:
+def make_customer_sources(rng, pools, people: list[Person], taken_emails: set[str],
+                          keys: DemoKeys | None = None) -> dict[str, SourceWriter]:
+    """The people's records in the four sources, shuffled within each source; `keys` hands out
+    the primary keys (one DemoKeys across the batches of a data set keeps them unique)."""
+    keys = keys or DemoKeys(len(people))
     pos, ecom, email, loyalty = (SourceWriter(n) for n in
                                  ("pos_customers", "ecommerce_customers", "email_subscribers",
                                   "loyalty_members"))
-    used_keys: set[str] = set()
     for p in people:
         in_loyalty = rng.random() < 0.35
         if in_loyalty:
@@ -128,21 +143,18 @@ def make_customer_sources(rng, pools, people: list[Person], taken_emails: set[st
         if not any(membership.values()):
             membership[rng.choice(["pos", "ecom", "email"])] = True
         if membership["loyalty"]:
-            pk = f"M{len(loyalty.rows) + 100001:07d}"
+            pk = keys.loyalty_key()
             loyalty.add(p, pk, loyalty_record(rng, pools, p, pk))
         if membership["pos"]:
             for _ in range(2 if rng.random() < 0.07 else 1):  # a walk-in entered twice
-                pk = f"P{len(pos.rows) + 1:07d}"
+                pk = keys.pos_key()
                 pos.add(p, pk, pos_record(rng, pools, p, pk))
         if membership["ecom"]:
             for i in range(2 if rng.random() < 0.05 else 1):  # a second web account
-                pk = str(100000 + len(ecom.rows) * 7 + rng.randint(0, 6))
+                pk = keys.ecommerce_key(rng)
                 ecom.add(p, pk, ecommerce_record(rng, pools, p, pk, i > 0, taken_emails))
         if membership["email"]:
-            pk = f"SK{rng.getrandbits(40):010x}"
-            while pk in used_keys:
-                pk = f"SK{rng.getrandbits(40):010x}"
-            used_keys.add(pk)
+            pk = keys.subscriber_key(rng)
             email.add(p, pk, subscriber_record(rng, pools, p, pk))
     for writer in (pos, ecom, email, loyalty):  # records arrive in no particular person order
         order = list(range(len(writer.rows)))
@@ -153,9 +165,10 @@ def make_customer_sources(rng, pools, people: list[Person], taken_emails: set[st
             "loyalty_members": loyalty}
 
 
-def broken_pos_lines(rng, pos: SourceWriter, n_people: int) -> list[list[str]]:
-    """Lines a real till export contains: no id, a re-used id, an impossible date, a stray comma."""
-    k = max(1, n_people // 500)
+def broken_pos_lines(rng, pos: SourceWriter, n_people: int, k: int | None = None) -> list[list[str]]:
+    """Lines a real till export contains: no id, a re-used id, an impossible date, a stray comma;
+    k of each (one per 500 people unless given: a batch of a streamed set takes its share)."""
+    k = max(1, n_people // 500) if k is None else k
     lines = []
     columns = list(pos.rows[0].keys())
     for _ in range(k):

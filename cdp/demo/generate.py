@@ -22,7 +22,9 @@ People live in households (shared address, landline and sometimes a family email
 `000-000-0000`) that would glue strangers together if a matcher believed them.
 
 The parts: world.py (fixed lists and dates) -> people.py -> noise.py -> customers.py, orders.py;
-this module writes the files and the next delivery (perturb_demo_data).
+keys.py numbers people and records; this module writes the files and the next delivery
+(perturb_demo_data). Customers-only data sets of more than STREAM_ABOVE people (or any size
+with `batch_size=`) are written in batches by stream.py, in memory bounded by one batch.
 """
 
 from __future__ import annotations
@@ -35,9 +37,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from faker import Faker
 
-from cdp.demo.customers import broken_pos_lines, make_customer_sources
+from cdp.demo.customers import LOYALTY_SCHEMA, broken_pos_lines, make_customer_sources
+from cdp.demo.keys import DemoKeys
 from cdp.demo.orders import make_orders, make_products
 from cdp.demo.people import Pools, make_people
+from cdp.demo.stream import stream_customer_sources
 from cdp.demo.world import TREES
 
 
@@ -55,27 +59,34 @@ def _write_csv(path: Path, rows: list[dict], extra_lines: list[list[str]] = ()) 
     return len(rows) + len(extra_lines)
 
 
-LOYALTY_SCHEMA = pa.schema([
-    ("member_id", pa.string()), ("given", pa.string()), ("family", pa.string()),
-    ("email", pa.string()), ("mobile", pa.string()), ("addr_line", pa.string()),
-    ("town", pa.string()), ("region", pa.string()), ("postcode", pa.string()),
-    ("birth_date", pa.date32()), ("gender", pa.string()), ("loyalty_id", pa.string()),
-    ("enrolled_at", pa.timestamp("us")), ("updated_at", pa.timestamp("us")), ("tier", pa.string()),
-])
-
-
 def _write_parquet(path: Path, rows: list[dict]) -> int:
     table = pa.Table.from_pylist(rows, schema=LOYALTY_SCHEMA)
     pq.write_table(table, path)
     return len(rows)
 
 
-def generate_demo_data(out_dir, people: int = 2000, seed: int = 42,
-                       customers_only: bool = False) -> dict[str, int]:
+STREAM_ABOVE = 1_000_000  # people: bigger customers-only sets are written in batches
+STREAM_BATCH = 200_000    # people a batch (peak RSS ~0.93 GB)
+
+
+def generate_demo_data(out_dir, people: int = 2000, seed: int = 42, customers_only: bool = False,
+                       batch_size: int | None = None) -> dict[str, int]:
     """Write the demo tenant's source files for `people` people; returns rows per file.
-    customers_only skips orders, items and products (for identity benchmarks at scale)."""
+    customers_only skips orders, items and products (for identity benchmarks at scale).
+
+    Every person and record is held in memory, then written (~4 KB a person), except when
+    batch_size is given or customers_only has more than STREAM_ABOVE people (then batch_size
+    is STREAM_BATCH): the customer files and truth are then written batch_size people at a time
+    (stream.py: peak memory bounded by a batch; other files than in one go for the seed)."""
     if people < 10:
         raise ValueError("people must be at least 10")
+    if batch_size is None and customers_only and people > STREAM_ABOVE:
+        batch_size = STREAM_BATCH
+    if batch_size is not None:
+        if not customers_only:
+            raise ValueError("generate_demo_data: batch_size writes the customer sources only "
+                             "(no orders in batches); pass customers_only=True")
+        return stream_customer_sources(out_dir, people, seed, batch_size)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
@@ -83,8 +94,9 @@ def generate_demo_data(out_dir, people: int = 2000, seed: int = 42,
     fake.seed_instance(seed)
     pools = Pools(fake, rng, localities=max(50, min(2000, people // 20)))
     taken_emails: set[str] = set()
-    persons = make_people(people, rng, pools, taken_emails)
-    sources = make_customer_sources(rng, pools, persons, taken_emails)
+    keys = DemoKeys(people)
+    persons = make_people(people, rng, pools, taken_emails, keys)
+    sources = make_customer_sources(rng, pools, persons, taken_emails, keys)
     products = make_products(rng)
     # orders come from their own generator: the customer files of a seed are the same whether
     # orders are generated or not, and changing the order stream never moves a customer record

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from faker import Faker
 
+from cdp.demo.keys import DemoKeys
 from cdp.demo.world import AREA_CODES, CATEGORIES, EMAIL_DOMAINS, END_DATE, HISTORY_DAYS, STREET_SUFFIXES, TREES
 from cdp.stages.stitch.preprocess import NICKNAMES
 
@@ -104,11 +105,14 @@ def _dirichlet(rng: random.Random, k: int, concentration: float) -> list[float]:
     return [d / total for d in draws]
 
 
-def make_people(n: int, rng: random.Random, pools: Pools, taken_emails: set[str]) -> list[Person]:
+def make_people(n: int, rng: random.Random, pools: Pools, taken_emails: set[str],
+                keys: DemoKeys | None = None) -> list[Person]:
+    """n people in households; `keys` numbers them (one DemoKeys across the batches of a data
+    set keeps person and household ids unique)."""
+    keys = keys or DemoKeys(n)
     people: list[Person] = []
-    household = 0
     while len(people) < n:
-        household += 1
+        household_id = keys.household_id()
         size = 1 if rng.random() < 0.72 else min(rng.choice([2, 2, 2, 3, 3, 4]), n - len(people))
         home = _address(rng, pools)
         landline = _phone(rng) if size > 1 and rng.random() < 0.6 else None
@@ -130,8 +134,8 @@ def make_people(n: int, rng: random.Random, pools: Pools, taken_emails: set[str]
             first_seen = END_DATE - dt.timedelta(days=rng.randint(30, HISTORY_DAYS))
             activity = rng.random()
             people.append(Person(
-                person_id=f"T{len(people) + 1:07d}",
-                household_id=f"H{household:07d}",
+                person_id=keys.person_id(),
+                household_id=household_id,
                 given=given, surname=surname, gender=gender, birthdate=birthdate,
                 email=make_email(rng, given, surname, taken_emails),
                 work_email=_claim(rng, f"{given.lower()}.{surname.lower().replace(' ', '')}",
