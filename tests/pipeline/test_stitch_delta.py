@@ -36,7 +36,7 @@ def test_an_incremental_preprocessing_equals_a_full_one_and_finds_every_kind_of_
     blocklist = build_blocklist(con, cfg)
     replace_table(con, "stitch", "blocklist", blocklist)
     prepare_for_matching(con, blocklist, "stitch.unified_preprocessed_raw")
-    dl.write_full_state(con)
+    dl.write_full_state(con, cfg)
     assert con.execute("select name_key_initial_surname from stitch.unified_preprocessed_raw "
                        "where unique_id = 'pos|1'").fetchall() == [("mpoole",)]
 
@@ -47,14 +47,20 @@ def test_an_incremental_preprocessing_equals_a_full_one_and_finds_every_kind_of_
     sixth = {"source": "s", "pk": "d5", "given_name": "Flo", "surname": "Desk", "email": "front@desk.com"}
     juan = {**OTHERS[0], "surname": "Gallway"}
     deliver(con, cfg, FRONT_DESK + [MARY, juan, michael, sixth])
-    stage_customer_records(con, cfg, stored_misspelt=True)
-    blocklist = build_blocklist(con, cfg)
-    assert ("email", "front@desk.com") in set(zip(blocklist["field"], blocklist["value"]))
-    changes = dl.find_delta(con, blocklist)
+    changes, blocklist = dl.find_delta(con, cfg)
     kinds = dict(con.execute("select unique_id, change from _delta").fetchall())
     dl.apply_delta(con, blocklist, [])
     assert changes == {"new": 2, "changed": 1, "deleted": 1, "blocklist": 5, "initial key": 1}
     assert kinds["pos|1"] == "initial key" and kinds["pos|3"] == "deleted" and kinds["s|d0"] == "blocklist"
+
+    # the blocklist counted again for the delta's values only, and the staged records kept, are
+    # what a full recount and staging of every record give
+    stage_customer_records(con, cfg, stored_misspelt=True)
+    recounted = build_blocklist(con, cfg)
+    assert ("email", "front@desk.com") in set(zip(blocklist["field"], blocklist["value"]))
+    pd.testing.assert_frame_equal(blocklist, recounted)
+    staged = con.execute(f"select * from {dl.STAGED} order by unique_id").df()
+    pd.testing.assert_frame_equal(staged, con.execute("select * from _stitch_records order by unique_id").df())
 
     prepare_for_matching(con, blocklist, "full_rebuild")
     incremental = con.execute("select * from stitch.unified_preprocessed_raw order by unique_id").df()
@@ -68,9 +74,9 @@ def test_an_incremental_preprocessing_equals_a_full_one_and_finds_every_kind_of_
     old = dict(con.execute("select unique_id, surname from stitch.stitch_delta_old").fetchall())
     assert old["pos|2"] == "galloway" and "pos|4" not in old
 
-    # nothing delivered: nothing to do
-    stage_customer_records(con, cfg, stored_misspelt=True)
-    assert dl.find_delta(con, build_blocklist(con, cfg)) == {}
+    # nothing delivered: nothing to do, the blocklist as it was
+    assert dl.find_delta(con, cfg)[0] == {}
+    pd.testing.assert_frame_equal(dl.find_delta(con, cfg)[1], recounted)
 
 
 def test_a_run_is_full_on_request_periodically_and_when_the_model_or_settings_changed(tmp_path):
@@ -82,8 +88,8 @@ def test_a_run_is_full_on_request_periodically_and_when_the_model_or_settings_ch
     cfg = load_config(tmp_path / "tenant.yaml", warehouse=str(tmp_path / "w.duckdb"))
     con = duckdb.connect()
     assert stm.preprocess_incrementally(con, cfg, False) == (False, "first run: no stitched state yet")
-    for table in ("record_digests", "unified_preprocessed_raw", "blocklist", "misspelt_nicknames", "initial_key_uses",
-                  "stitched_records", "unified_scores"):
+    for table in ("record_digests", "staged_records", "unified_preprocessed_raw", "blocklist", "misspelt_nicknames",
+                  "initial_key_uses", "stitched_records", "unified_scores"):
         con.execute("create schema if not exists stitch")
         con.execute(f"create table stitch.{table} (unique_id varchar, digest ubigint)")
     stm.mark_full_pending(con, cfg)

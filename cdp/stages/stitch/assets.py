@@ -82,18 +82,18 @@ def stitch_definitions(cfg: TenantConfig) -> dg.Definitions:
         with warehouse.get_connection() as con:
             incremental, why = stm.preprocess_incrementally(con, cfg, config.full)
             context.log.info(f"cdp: stitch: preprocessing {'the delta' if incremental else 'every record'} ({why})")
-            stage_customer_records(con, cfg, stored_misspelt=incremental)
-            blocklist = build_blocklist(con, cfg)
             delta = {}
             if incremental:
-                delta = dl.find_delta(con, blocklist)
+                delta, blocklist = dl.find_delta(con, cfg)
                 dl.apply_delta(con, blocklist, cfg.identifier_columns)
             else:
+                stage_customer_records(con, cfg)
+                blocklist = build_blocklist(con, cfg)
                 replace_table(con, "stitch", "blocklist", blocklist)
                 with transaction(con), uncompressed_writes(con):
                     prepare_for_matching(con, blocklist, "stitch.unified_preprocessed_raw", cfg.identifier_columns)
                 if cfg.stitch.incremental:  # the state the next, incremental run starts from
-                    dl.write_full_state(con)
+                    dl.write_full_state(con, cfg)
                     stm.mark_full_pending(con, cfg)
                 else:
                     stm.forget(con)

@@ -1,11 +1,13 @@
 """Stitch, incremental preprocessing: find what changed since the last stitched state and
 preprocess only that.
 
-The delta, in SQL passes over the staged records (no Python loop over records):
-  * new / changed / deleted: a digest of each staged record (what preprocessing reads)
-    against stitch.record_digests;
-  * blocklist: the automatic blocklist is recounted over every record (cheap group-bys); the
-    records holding a value that entered or left it are preprocessed again;
+The delta, in SQL passes (no Python loop over records), none of which stages every record again:
+  * new / changed / deleted: a digest of each domain record's columns that staging reads
+    against stitch.record_digests; only the new and changed records are staged, and the staged
+    records of the last state (stitch.staged_records) stand for the rest;
+  * blocklist: a value's standing depends only on the records that carry it, so only the values
+    the new, changed and deleted records carry (before and after) are counted again, over every
+    record; the records holding a value that entered or left the blocklist are preprocessed again;
   * initial key: an initial key ('mpoole') is evidence only where it fits one person in its
     postal code, so a delivery can make another record's key ambiguous (or clear again):
     counted from every record's stored keys (stitch.initial_key_uses) for the keys the delta
@@ -22,38 +24,48 @@ import pandas as pd
 
 from cdp.engine.tables import transaction
 from cdp.stages.stitch import state as stm
-from cdp.stages.stitch.preprocess import (BLOCKED_FIELDS, KEYED, RECORDS, STORED_MISSPELT, MISSPELT_TABLE,
-                                          ambiguous_keys_sql, initial_key_uses_sql, key_records,
-                                          prepare_for_matching)
+from cdp.config import TenantConfig
+from cdp.stages.stitch.preprocess import (BLOCKED_FIELDS, DETECTED_FIELDS, KEYED, RECORDS, STORED_MISSPELT,
+                                          MISSPELT_TABLE, ambiguous_keys_sql, blocklist_frame,
+                                          configured_blocklist_rows, customer_union_sql,
+                                          detected_blocklist_rows, initial_key_uses_sql, key_records,
+                                          prepare_for_matching, stage_customer_records,
+                                          staged_from_columns)
 
 PREPARED = "stitch.unified_preprocessed_raw"
 
 
-def digest_sql(con, records: str = RECORDS) -> str:
-    """SQL (unique_id, digest): a 64-bit hash over every staged column of each record (md5 over
-    the columns cast to text costs over twice as much; a changed record keeps its hash with odds
-    of 1 in 2^64; a DuckDB upgrade that changed the hash would make one delivery look whole)."""
-    columns = [r[0] for r in con.execute(f"describe {records}").fetchall() if r[0] != "unique_id"]
-    return f"select unique_id, hash({', '.join(columns)}) as digest from {records}"
+def digest_sql(cfg: TenantConfig) -> str:
+    """SQL (unique_id, digest): a 64-bit hash over the domain columns staging reads, of every
+    customer record (md5 over the columns cast to text costs over twice as much; a changed record
+    keeps its hash with odds of 1 in 2^64; a DuckDB upgrade that changed the hash would make one
+    delivery look whole)."""
+    return (f"select source || '|' || pk as unique_id, hash({', '.join(staged_from_columns(cfg))}) as digest "
+            f"from ({customer_union_sql(cfg)})")
 
 
 KEY_USES = "stitch.initial_key_uses"   # key, value, person, unique_id: every initial key as written
+STAGED = stm.STAGED                    # every record as staged (RECORDS) in the stitched state
+NOW = "_stitch_records_now"            # view: every record as staged after this delivery
 
 
-def write_full_state(con) -> None:
-    """After a full preprocessing: every record's digest and initial keys, the misspelt
-    nicknames it used, no pending delta."""
-    con.execute(f"create or replace table {stm.DIGESTS} as {digest_sql(con)}")
+def write_full_state(con, cfg: TenantConfig) -> None:
+    """After a full preprocessing: every record's digest, staged row and initial keys, the
+    misspelt nicknames it used, no pending delta."""
+    con.execute(f"create or replace table {stm.DIGESTS} as {digest_sql(cfg)}")
+    con.execute(f"create or replace table {STAGED} as select * from {RECORDS}")
     con.execute(f"create or replace table {KEY_USES} as {initial_key_uses_sql(PREPARED)}")
     con.execute(f"create or replace table {STORED_MISSPELT} as select * from {MISSPELT_TABLE}")
     for table in (stm.PENDING, stm.PENDING_OLD):
         con.execute(f"drop table if exists {table}")
 
 
-def find_delta(con, blocklist: pd.DataFrame) -> dict[str, int]:
+def find_delta(con, cfg: TenantConfig) -> tuple[dict[str, int], pd.DataFrame]:
     """Temp table _delta (unique_id, change): new, changed, deleted, blocklist, initial key;
-    _digests_now: the digests of the staged records. Returns the count per change."""
-    con.execute(f"create or replace temp table _digests_now as {digest_sql(con)}")
+    _digests_now: the digests of the domain records; the view NOW: every record as staged now
+    (the stored staged rows, the new and changed ones staged again). Returns the count per
+    change and the blocklist after this delivery."""
+    con.execute(f"create or replace temp table _digests_now as {digest_sql(cfg)}")
     con.execute(f"""
         create or replace temp table _delta as
         select coalesce(n.unique_id, b.unique_id) as unique_id,
@@ -61,11 +73,40 @@ def find_delta(con, blocklist: pd.DataFrame) -> dict[str, int]:
                     else 'changed' end as change
         from _digests_now n full outer join {stm.DIGESTS} b using (unique_id)
         where n.digest is distinct from b.digest""")
+    con.execute("create or replace temp table _delta_content as select unique_id from _delta")
+    stage_customer_records(con, cfg, stored_misspelt=True, only="_delta_content", out="_restaged")
+    con.execute(f"""create or replace temp view {NOW} as
+                    select * from {STAGED} where unique_id not in (select unique_id from _delta_content)
+                    union all select * from _restaged""")
+    blocklist = blocklist_after(con, cfg)
     _blocklist_flips(con, blocklist)
     con.execute(f"create or replace temp table _delta_old as select * from {PREPARED} "
                 "where unique_id in (select unique_id from _delta)")
     _initial_key_flips(con, blocklist)
-    return dict(con.execute("select change, count(*) from _delta group by 1").fetchall())
+    return dict(con.execute("select change, count(*) from _delta group by 1").fetchall()), blocklist
+
+
+def blocklist_after(con, cfg: TenantConfig) -> pd.DataFrame:
+    """The blocklist a full recount over NOW would give, counting again only what the delta
+    can change: the configured values' records, and the detected standing of the values the
+    new, changed and deleted records carry before or after (a value no delta record carries
+    keeps its records, so its standing). Same rows, same order as preprocess.build_blocklist."""
+    rows = configured_blocklist_rows(con, cfg, NOW)
+    before = con.execute("select field, value, reason, records_touched from stitch.blocklist "
+                         "where reason <> 'configured'").df()
+    for field in DETECTED_FIELDS:
+        con.execute(f"""create or replace temp table _touched_values as
+                        select distinct {field} as value from (
+                            select {field} from {STAGED} where unique_id in (select unique_id from _delta_content)
+                            union all select {field} from _restaged) where {field} is not null""")
+        kept = before[(before["field"] == field)
+                      & ~before["value"].isin([v for (v,) in con.execute("select value from _touched_values").fetchall()])]
+        counted = detected_blocklist_rows(
+            con, cfg, field, f"select {field} as value, given_name_alias as given from {NOW} "
+                             f"where {field} in (select value from _touched_values)")
+        rows += sorted([*kept.to_dict("records"), *counted], key=lambda r: r["value"])
+    con.execute("drop table if exists _touched_values")
+    return blocklist_frame(rows)
 
 
 def _blocklist_flips(con, blocklist: pd.DataFrame) -> None:
@@ -81,7 +122,7 @@ def _blocklist_flips(con, blocklist: pd.DataFrame) -> None:
     holders = " or ".join(f"{f} in (select value from _blocklist_flips where field = '{f}')"
                           for f in BLOCKED_FIELDS)
     con.execute(f"""insert into _delta
-                    select unique_id, 'blocklist' from {RECORDS} where ({holders})
+                    select unique_id, 'blocklist' from {NOW} where ({holders})
                     and unique_id not in (select unique_id from _delta)""")
 
 
@@ -90,7 +131,7 @@ def _initial_key_flips(con, blocklist: pd.DataFrame) -> None:
     record to preprocess carries (those that fit two or more people); the records holding a
     key whose standing changed join _delta ('initial key'). Counted from the stored keys of
     every record (KEY_USES) for the keys the delta touches, not from the records themselves."""
-    con.execute(f"""create or replace temp table _delta_records as select * from {RECORDS}
+    con.execute(f"""create or replace temp table _delta_records as select * from {NOW}
                     where unique_id in (select unique_id from _delta)""")
     con.register("_stitch_blocklist", blocklist[["field", "value"]])
     try:
@@ -117,7 +158,7 @@ def _initial_key_flips(con, blocklist: pd.DataFrame) -> None:
               and unique_id not in (select unique_id from _delta);
         insert into _delta_old select * from {PREPARED}
             where unique_id in (select unique_id from _delta where change = 'initial key');
-        insert into _delta_records select * from {RECORDS}
+        insert into _delta_records select * from {NOW}
             where unique_id in (select unique_id from _delta where change = 'initial key');
         -- their other keys are untouched by the delivery: they stand as they stood
         insert into _ambiguous_after {ambiguous_keys_sql(
@@ -139,6 +180,8 @@ def apply_delta(con, blocklist: pd.DataFrame, identifiers: list[str]) -> None:
         con.execute(f"insert into {PREPARED} by name select * from _delta_prepared")
         con.execute(f"delete from {KEY_USES} where unique_id in (select unique_id from _delta)")
         con.execute(f"insert into {KEY_USES} {initial_key_uses_sql('_delta_prepared')}")
+        con.execute(f"delete from {STAGED} where unique_id in (select unique_id from _delta)")
+        con.execute(f"insert into {STAGED} select * from _delta_records")
         con.execute(f"delete from {stm.DIGESTS} where unique_id in (select unique_id from _delta)")
         con.execute(f"""insert into {stm.DIGESTS} select * from _digests_now
                         where unique_id in (select unique_id from _delta)""")
@@ -153,5 +196,7 @@ def apply_delta(con, blocklist: pd.DataFrame, identifiers: list[str]) -> None:
             con.execute("insert into stitch.blocklist by name select * from _blocklist_now")
         finally:
             con.unregister("_blocklist_now")
-    for table in ("_delta_prepared", "_delta_records", "_digests_now", "_key_uses_before", "_key_uses_delta"):
+    con.execute(f"drop view if exists {NOW}")
+    for table in ("_delta_prepared", "_delta_records", "_digests_now", "_key_uses_before", "_key_uses_delta",
+                  "_delta_content", "_restaged"):
         con.execute(f"drop table if exists {table}")

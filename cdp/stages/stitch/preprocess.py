@@ -89,20 +89,29 @@ def customer_union_sql(cfg: TenantConfig) -> str:
 STORED_MISSPELT = "stitch.misspelt_nicknames"
 
 
-def stage_customer_records(con, cfg: TenantConfig, stored_misspelt: bool = False) -> int:
-    """The temp table RECORDS: every customer record with lowercased names, its nickname alias
-    and a typed birthdate, in the domain tables' order (DuckDB preserves insertion order, so
-    the same input gives the same table and the same model). Returns its row count.
+# the domain columns staging reads: a record whose values in them are unchanged stages the same
+def staged_from_columns(cfg: TenantConfig) -> list[str]:
+    return ["source", "pk", "given_name", "surname", "email", "phone", "birthdate", "address", "address2",
+            "postal", "city", "state", "gender", "loyalty_id", *cfg.identifier_columns]
+
+
+def stage_customer_records(con, cfg: TenantConfig, stored_misspelt: bool = False, only: str | None = None,
+                           out: str = RECORDS) -> int:
+    """The temp table `out` (RECORDS): every customer record with lowercased names, its nickname
+    alias and a typed birthdate, in the domain tables' order (DuckDB preserves insertion order,
+    so the same input gives the same table and the same model). Returns its row count.
     With stored_misspelt (an incremental run), the misspelt-nickname table of the last full
-    run is used instead of finding it again: a record keeps the alias it was matched with."""
+    run is used instead of finding it again: a record keeps the alias it was matched with.
+    With only (a table with a unique_id column), just those records are staged."""
     register_nicknames(con)
     union = customer_union_sql(cfg)
     if stored_misspelt:
         con.execute(f"create or replace temp table {MISSPELT_TABLE} as select * from {STORED_MISSPELT}")
     else:
         find_misspelt_nicknames(con, f"select lower(given_name) as given_name from ({union})")
+    where = f"where r.source || '|' || r.pk in (select unique_id from {only})" if only else ""
     con.execute(f"""
-        create or replace temp table {RECORDS} as
+        create or replace temp table {out} as
         select r.source || '|' || r.pk as unique_id, r.source, r.pk,
                lower(r.given_name) as given_name,
                coalesce(n.formal, m.formal, lower(r.given_name)) as given_name_alias,
@@ -111,8 +120,9 @@ def stage_customer_records(con, cfg: TenantConfig, stored_misspelt: bool = False
                lower(r.city) as city, r.state, r.gender, r.loyalty_id{"".join(f", r.{c}" for c in cfg.identifier_columns)}
         from ({union}) r
         left join {NICKNAME_TABLE} n on n.nickname = lower(r.given_name)
-        left join {MISSPELT_TABLE} m on m.name = lower(r.given_name)""")
-    return con.execute(f"select count(*) from {RECORDS}").fetchall()[0][0]
+        left join {MISSPELT_TABLE} m on m.name = lower(r.given_name)
+        {where}""")
+    return con.execute(f"select count(*) from {out}").fetchall()[0][0]
 
 
 def find_misspelt_nicknames(con, given_names_sql: str) -> None:
@@ -164,13 +174,32 @@ def _blocklist_value(field: str, values: list[str], country: str) -> pd.Series:
     return std.name(s).str.lower()
 
 
-def build_blocklist(con, cfg: TenantConfig) -> pd.DataFrame:
+BLOCKLIST_COLUMNS = ["field", "value", "reason", "records_touched"]
+DETECTED_FIELDS = ("email", "phone", "address")
+
+
+def build_blocklist(con, cfg: TenantConfig, records: str = RECORDS) -> pd.DataFrame:
     """Values never used as evidence: configured junk plus values shared by too many people.
 
     A value is detected automatically when it is carried by more than `max_people_per_value`
     different people, judged by given names with nicknames and typos folded together
-    (households of 2-4 stay below the default of 5). Reads the staged RECORDS table.
+    (households of 2-4 stay below the default of 5). Reads the staged `records`.
     """
+    rows = configured_blocklist_rows(con, cfg, records)
+    for field in DETECTED_FIELDS:
+        rows += detected_blocklist_rows(con, cfg, field, f"select {field} as value, given_name_alias as given "
+                                                         f"from {records}")
+    return blocklist_frame(rows)
+
+
+def blocklist_frame(rows: list[dict]) -> pd.DataFrame:
+    out = pd.DataFrame(rows, columns=BLOCKLIST_COLUMNS)
+    return out.drop_duplicates(subset=["field", "value"], keep="first").reset_index(drop=True)
+
+
+def configured_blocklist_rows(con, cfg: TenantConfig, records: str) -> list[dict]:
+    """The configured junk values as the sources standardise them, with the records of
+    `records` they touch."""
     bl = cfg.stitch.blocklist
     rows = []
     for field, configured in (("email", bl.emails), ("phone", bl.phones), ("address", bl.addresses),
@@ -178,20 +207,23 @@ def build_blocklist(con, cfg: TenantConfig) -> pd.DataFrame:
         values = [v for v in _blocklist_value(field, configured, cfg.country).dropna().unique()]
         if not values:
             continue
-        touched = dict(con.execute(f"""select {field}, count(*) from {RECORDS}
+        touched = dict(con.execute(f"""select {field}, count(*) from {records}
                                        where {field} in (select unnest(?)) group by 1""", [values]).fetchall())
         rows += [{"field": field, "value": v, "reason": "configured", "records_touched": int(touched.get(v, 0))}
                  for v in values]
-    for field in ("email", "phone", "address"):
-        shared = people_per_value(con, f"select {field} as value, given_name_alias as given from {RECORDS}",
-                                  bl.max_people_per_value)
-        rows += [{"field": field, "value": value,
-                  "reason": f"shared by {'at least ' if at_least else ''}{people} different people "
-                            f"(> max_people_per_value {bl.max_people_per_value})",
-                  "records_touched": touched}
-                 for value, people, touched, at_least in shared.itertuples(index=False)]
-    out = pd.DataFrame(rows, columns=["field", "value", "reason", "records_touched"])
-    return out.drop_duplicates(subset=["field", "value"], keep="first").reset_index(drop=True)
+    return rows
+
+
+def detected_blocklist_rows(con, cfg: TenantConfig, field: str, values_sql: str) -> list[dict]:
+    """The values of `field` shared by more than max_people_per_value people, among the (value,
+    given) of `values_sql`, in value order."""
+    most = cfg.stitch.blocklist.max_people_per_value
+    shared = people_per_value(con, values_sql, most)
+    return [{"field": field, "value": value,
+             "reason": f"shared by {'at least ' if at_least else ''}{people} different people "
+                       f"(> max_people_per_value {most})",
+             "records_touched": touched}
+            for value, people, touched, at_least in shared.itertuples(index=False)]
 
 
 # Past this many people a value is plainly shared (a store's phone, a placeholder email): stop

@@ -23,6 +23,7 @@ from cdp.engine import warehouse_of
 
 STATE = "stitch.stitch_state"
 DIGESTS = "stitch.record_digests"
+STAGED = "stitch.staged_records"      # every record as staged from the domain tables
 STITCHED = "stitch.stitched_records"
 PENDING = "stitch.stitch_delta"
 PENDING_OLD = "stitch.stitch_delta_old"
@@ -85,7 +86,7 @@ def preprocess_incrementally(con, cfg: TenantConfig, full_requested: bool) -> tu
     if full_requested:
         return False, "a full run was requested"
     if state is None or not all(table_exists(con, t) for t in (
-            DIGESTS, "stitch.unified_preprocessed_raw", "stitch.blocklist", "stitch.misspelt_nicknames",
+            DIGESTS, STAGED, "stitch.unified_preprocessed_raw", "stitch.blocklist", "stitch.misspelt_nicknames",
             "stitch.initial_key_uses")):
         return False, "first run: no stitched state yet"
     if _digest_type(con) != DIGEST_TYPE:
