@@ -91,7 +91,7 @@ def database_models(name: str, db: Database, orders: bool = True,
         f"{model_name(name, TOUCHED)}.sql": _model_sql(
             name, TOUCHED, "cdp_database_touched_people", {"name": name}),
         f"{model_name(name, STATE)}.sql": _model_sql(
-            name, STATE, "cdp_database_built_records", {"name": name}),
+            name, STATE, "cdp_database_built_records", {"name": name}, "incremental"),
         "schema.yml": GENERATED.format(db=name).replace("--", "#") + yaml.safe_dump(
             _schema_doc(name, db, rules, orders, attributes), sort_keys=False, width=100),
     }

@@ -297,11 +297,15 @@ where m.cdp_id in (select cdp_id from people)
 {%- endmacro %}
 
 {# The records the database's models were built from, written after them; read by the next
-   run's touched_people (not through ref: it is the previous run's table). #}
+   run's touched_people (not through ref: it is the previous run's table). Incremental like the
+   models it records: the touched people's rows are deleted and their current rows inserted, so
+   every record's row is its current one (a record that moved touched both its people), and a
+   run rewrites only the delta's rows, not a row per record. #}
 {% macro cdp_database_built_records(db) -%}
 {%- for m in cdp_database_outputs(db) %}
 -- depends_on: {{ ref(m) }}
 {%- endfor %}
 select *, '{{ cdp_build_fingerprint(cdp_database_outputs(db), ['address_group']) }}' as fingerprint
 from ({{ cdp_database_current_records(db) }})
+{{- cdp_only_touched(db.name ~ '__touched_people') }}
 {%- endmacro %}

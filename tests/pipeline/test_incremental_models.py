@@ -17,7 +17,8 @@ pytestmark = pytest.mark.slow
 
 PEOPLE = {"c1": "P1", "c2": "P1", "c3": "P2", "c4": "P3", "c5": "P4", "c6": "P5"}
 TABLES = ["c360.merged_customers", "c360.merged_customers_provenance", "c360.customer_360",
-          "interactions.transaction_attributes", "interactions.transaction_attributes_extended"]
+          "interactions.transaction_attributes", "interactions.transaction_attributes_extended",
+          "c360.built_records", "interactions.built_orders"]
 SELECT = "+fqn:cdp.databases.* +fqn:cdp.interactions.*"
 
 
