@@ -21,7 +21,8 @@ checks it); each is read once, when the config is loaded, into the config's fiel
 
 Set by cdp for the processes it starts, never read back by it: CDP_CONFIG and DAGSTER_HOME for
 `cdp ui`'s `dagster dev` (child_process_env, below); CDP_WAREHOUSE, CDP_DBT_TARGET,
-CDP_LAKEHOUSE, CDP_LAKEHOUSE_TABLES, CDP_SPARK_MASTER, CDP_SPARK_SHUFFLE_PARTITIONS and
+CDP_LAKEHOUSE, CDP_LAKEHOUSE_TABLES, CDP_SPARK_MASTER, CDP_SPARK_SHUFFLE_PARTITIONS, CDP_DUCKDB_MEMORY_LIMIT,
+CDP_DUCKDB_TEMP_DIRECTORY and
 DBT_INDIRECT_SELECTION for dbt, around each dbt invocation only (cdp/dbt/project.py);
 PYSPARK_PYTHON for Spark's Python workers (cdp/engine/spark/session.py). dbt's profiles.yml also reads
 CDP_SPARK_DRIVER_MEMORY (default 2g) from the environment itself.

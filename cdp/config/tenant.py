@@ -17,7 +17,7 @@ from cdp.config.activation import AnyDestination, LakehouseSync, Orchestration, 
 from cdp.config.analytics import BiSettings, InteractionSettings, PredictiveSettings
 from cdp.config.c360 import RESERVED_SCHEMAS, Database, MergeSettings
 from cdp.config.common import IDENTIFIER, StrictModel, iso_country
-from cdp.config.engine import EngineName, SparkSettings
+from cdp.config.engine import DuckDBSettings, EngineName, SparkSettings
 from cdp.config.segments import Segment, _segment_cycle
 from cdp.config.serving import AuditSettings, DagsterSettings, ProfileApiSettings, WorkspaceSettings
 from cdp.config.sources import Source
@@ -52,6 +52,7 @@ class TenantConfig(StrictModel):
     engine: EngineName = Field(default="duckdb", description="duckdb (embedded) or spark; "
                                                            "$CDP_ENGINE overrides")
     spark: SparkSettings = Field(default_factory=SparkSettings)
+    duckdb: DuckDBSettings = Field(default_factory=DuckDBSettings)
     sources: dict[str, Source]
     stitch: StitchSettings = Field(default_factory=StitchSettings)
     merge: MergeSettings = Field(default_factory=MergeSettings)
@@ -293,6 +294,17 @@ class TenantConfig(StrictModel):
         """The DuckDB file: $CDP_WAREHOUSE (or `cdp run --warehouse`) when the config was loaded
         with one, else the config's `warehouse`."""
         return self._overrides.warehouse or self.resolve(self.warehouse).resolve()
+
+    @property
+    def duckdb_connection_config(self) -> dict[str, str]:
+        """The DuckDB settings (duckdb:) a connection to the warehouse file opens with; the ones
+        left unset are DuckDB's defaults."""
+        out = {}
+        if self.duckdb.memory_limit:
+            out["memory_limit"] = self.duckdb.memory_limit
+        if self.duckdb.temp_directory:
+            out["temp_directory"] = str(self.resolve(self.duckdb.temp_directory))
+        return out
 
     @property
     def dagster_home(self) -> Path:

@@ -148,6 +148,10 @@ def dbt_vars_fingerprint(cfg: TenantConfig) -> str:
 def dbt_env(cfg: TenantConfig) -> dict[str, str]:
     """What profiles.yml and macros/lakehouse.sql read from the dbt process's environment."""
     env = {"CDP_WAREHOUSE": str(cfg.warehouse_path)}
+    duckdb_settings = cfg.duckdb_connection_config
+    env["CDP_DUCKDB_MEMORY_LIMIT"] = duckdb_settings.get("memory_limit", "80%")   # DuckDB's default
+    if "temp_directory" in duckdb_settings:
+        env["CDP_DUCKDB_TEMP_DIRECTORY"] = duckdb_settings["temp_directory"]
     if dbt_engine(cfg) == "spark":
         root = lakehouse_path(cfg)
         spark = cfg.spark
@@ -171,7 +175,8 @@ def warehouse_env(cfg: TenantConfig):
     loaded config, never from the environment read back."""
     env = dbt_env(cfg)
     keys = ("CDP_WAREHOUSE", "CDP_DBT_TARGET", "CDP_LAKEHOUSE", "CDP_LAKEHOUSE_TABLES",
-            "CDP_SPARK_MASTER", "CDP_SPARK_SHUFFLE_PARTITIONS")
+            "CDP_SPARK_MASTER", "CDP_SPARK_SHUFFLE_PARTITIONS", "CDP_DUCKDB_MEMORY_LIMIT",
+            "CDP_DUCKDB_TEMP_DIRECTORY")
     previous = {key: os.environ.get(key) for key in keys}
     for key in keys:
         if key in env:

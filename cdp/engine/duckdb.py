@@ -51,12 +51,16 @@ class DuckDBWarehouse(Warehouse):
 
     location = path
 
+    @property
+    def connection_config(self) -> dict[str, str]:
+        return self.cfg.duckdb_connection_config if self.cfg is not None else {}
+
     def resource(self) -> DuckDBWarehouseResource:
-        return DuckDBWarehouseResource(database=str(self.path))
+        return DuckDBWarehouseResource(database=str(self.path), connection_config=self.connection_config)
 
     @contextlib.contextmanager
     def connect(self):
-        con = duckdb.connect(str(self.path))
+        con = duckdb.connect(str(self.path), config=self.connection_config)
         try:
             yield con
         finally:

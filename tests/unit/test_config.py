@@ -89,6 +89,7 @@ DATABASE_ERRORS = [
      "interactions.as_of_date: Input should be a valid date"),
     (lambda d: d.update(engine="presto"), "engine: Input should be 'duckdb' or 'spark'"),
     (lambda d: d.update(spark={"master": "localhost"}), "spark.master: 'localhost' is not a Spark master URL"),
+    (lambda d: d.update(duckdb={"memory_limit": "lots"}), "duckdb.memory_limit: 'lots' is not a memory size"),
 ] + DATABASE_ERRORS)
 def test_config_errors_name_file_and_field(tmp_path, mutate, expected):
     doc = demo_doc()
@@ -210,3 +211,27 @@ def test_what_a_tenant_builds_follows_from_its_source_kinds(tmp_path):
     assert orders.has(ORDERS) and not orders.has(ORDER_LINES)
     assert orders.builds("bi.fact_sales") and not orders.builds("bi.fact_sales_items")
     assert tenant_scope(load_config(DEFAULT_CONFIG)).left_out_tables() == {}
+
+
+def test_duckdb_settings_reach_cdp_connections_and_dbt(tmp_path):
+    """duckdb: memory_limit and temp_directory apply to the run's connections to the warehouse
+    and are handed to dbt's profile; unset, DuckDB's defaults."""
+    import duckdb
+
+    from cdp.dbt.project import dbt_env
+    from cdp.engine.duckdb import DuckDBWarehouse
+
+    doc = demo_doc()
+    doc["duckdb"] = {"memory_limit": "700MB", "temp_directory": "spill"}
+    cfg = load_config(write(tmp_path, doc), warehouse=str(tmp_path / "w.duckdb"))
+    with DuckDBWarehouse(cfg).connect() as con:
+        limit, temp = con.execute("select current_setting('memory_limit'), current_setting('temp_directory')").fetchone()
+    assert limit.replace(" ", "") in ("667.5MiB", "700.0MB") and temp == str(tmp_path / "spill")
+    assert dbt_env(cfg)["CDP_DUCKDB_MEMORY_LIMIT"] == "700MB"
+    assert dbt_env(cfg)["CDP_DUCKDB_TEMP_DIRECTORY"] == str(tmp_path / "spill")
+    plain = load_config(write(tmp_path, demo_doc()), warehouse=str(tmp_path / "w.duckdb"))
+    assert plain.duckdb_connection_config == {} and dbt_env(plain)["CDP_DUCKDB_MEMORY_LIMIT"] == "80%"
+    with duckdb.connect() as con:
+        default = con.execute("select current_setting('memory_limit')").fetchone()[0]
+    with DuckDBWarehouse(plain).connect() as con:
+        assert con.execute("select current_setting('memory_limit')").fetchone()[0] == default
