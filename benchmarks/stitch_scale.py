@@ -3,6 +3,7 @@ the same settings, wall time and peak memory of each, in one run.
 
     .venv/bin/python -m benchmarks.stitch_scale [--records 1000000] [--seed 3] [--data DIR]
                                                 [--rounds 3] [--reuse-domain] [--ours-only]
+                                                [--duckdb-memory 10GB]
 
 1. generates customer sources for about --records source records (customers only),
 2. materializes the domain tables through Dagster (not timed),
@@ -82,11 +83,13 @@ def main() -> int:
     parser.add_argument("--reuse-domain", action="store_true",
                         help="keep the domain tables already in --data's warehouse")
     parser.add_argument("--ours-only", action="store_true", help="no bare Splink run (10M records)")
+    parser.add_argument("--duckdb-memory", help="the tenant's duckdb.memory_limit (default DuckDB's 80%%)")
     args = parser.parse_args()
 
     root = Path(args.data or tempfile.mkdtemp(prefix="cdp_scale_"))
     root.mkdir(parents=True, exist_ok=True)
-    write_customers_only_tenant(root / "tenant.yaml")
+    write_customers_only_tenant(root / "tenant.yaml",
+                                **({"duckdb": {"memory_limit": args.duckdb_memory}} if args.duckdb_memory else {}))
     config = str(root / "tenant.yaml")
     os.environ.pop("CDP_WAREHOUSE", None)
 
