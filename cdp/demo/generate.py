@@ -35,12 +35,11 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from faker import Faker
 
 from cdp.demo.customers import LOYALTY_SCHEMA, broken_pos_lines, make_customer_sources
 from cdp.demo.keys import DemoKeys
 from cdp.demo.orders import make_orders, make_products
-from cdp.demo.people import Pools, make_people
+from cdp.demo.people import make_people, seeded_world
 from cdp.demo.stream import stream_customer_sources
 from cdp.demo.world import TREES
 
@@ -89,10 +88,7 @@ def generate_demo_data(out_dir, people: int = 2000, seed: int = 42, customers_on
         return stream_customer_sources(out_dir, people, seed, batch_size)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(seed)
-    fake = Faker("en_US")
-    fake.seed_instance(seed)
-    pools = Pools(fake, rng, localities=max(50, min(2000, people // 20)))
+    rng, pools = seeded_world(people, seed)
     taken_emails: set[str] = set()
     keys = DemoKeys(people)
     persons = make_people(people, rng, pools, taken_emails, keys)

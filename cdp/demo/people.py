@@ -70,6 +70,16 @@ class Pools:
                 self.nicknames.setdefault(formal_name.title(), []).append(nick.title())
 
 
+def seeded_world(people: int, seed: int) -> tuple[random.Random, Pools]:
+    """The seeded random stream and the pools (localities, names, streets) a generated set of
+    `people` draws from: one recipe for the one-shot and the streamed generator, so a seed
+    starts both the same way."""
+    rng = random.Random(seed)
+    fake = Faker("en_US")
+    fake.seed_instance(seed)
+    return rng, Pools(fake, rng, localities=max(50, min(2000, people // 20)))
+
+
 def _address(rng: random.Random, pools: Pools, near: Address | None = None) -> Address:
     city, state, zip5 = (near.city, near.state, near.zip5) if near and rng.random() < 0.4 \
         else rng.choice(pools.localities)

@@ -21,16 +21,14 @@ streamed path writes customer sources only.
 from __future__ import annotations
 
 import csv
-import random
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from faker import Faker
 
 from cdp.demo.customers import LOYALTY_SCHEMA, SourceWriter, broken_pos_lines, make_customer_sources
 from cdp.demo.keys import StreamedKeys, TakenEmails
-from cdp.demo.people import Pools, make_people
+from cdp.demo.people import make_people, seeded_world
 
 
 FILE_OF_SOURCE = {"pos_customers": "pos_customers.csv", "ecommerce_customers": "ecommerce_customers.csv",
@@ -97,10 +95,7 @@ def stream_customer_sources(out_dir, people: int, seed: int, batch_size: int) ->
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(seed)
-    fake = Faker("en_US")
-    fake.seed_instance(seed)
-    pools = Pools(fake, rng, localities=max(50, min(2000, people // 20)))
+    rng, pools = seeded_world(people, seed)
     keys = StreamedKeys(people, secret=rng.getrandbits(64))
     taken_emails = TakenEmails()
     files = CustomerFiles(out)
