@@ -166,3 +166,36 @@ def test_bi_star_schema_on_the_demo_graph(warehouse):
     orphans = warehouse.execute("""select count(*) from bi.fact_sales f
                                    left join bi.dim_date d using (date_key) where d.date_key is null""").fetchone()[0]
     assert orphans == 0
+
+
+def test_scoring_in_chunks_gives_the_pairs_of_one_pass(warehouse, demo_tenant, monkeypatch):
+    """Over PREDICT_CHUNK_RECORDS records Stitch scores the pairs in chunks of their left record
+    (so a 10M-record run never holds every wide prediction row at once): the pairs, weights and
+    levels are those of one pass, which are the published unified_scores' model pairs."""
+    import json
+
+    from cdp.engine.duckdb import local_connection
+    from cdp.stages.stitch import model as md
+
+    models = demo_tenant.parent / "stitch_artefacts" / "models"
+    model = json.loads((models / json.loads((models / "current.json").read_text())["file"]).read_text())
+    con = local_connection()
+    con.register("incoming", warehouse.execute("select * from stitch.unified_preprocessed_raw").to_arrow_table())
+    con.execute("create temp table prepared as select * from incoming")
+    records = con.execute("select count(*) from prepared").fetchall()[0][0]
+    threshold = 0.01
+
+    def scored(out):
+        n = md.score_pairs(con, "prepared", model, threshold, out=out)
+        frame = con.execute(f"select * exclude (match_key) from {out}").df()
+        return n, frame.sort_values(["unique_id_l", "unique_id_r"]).reset_index(drop=True)
+
+    one_n, one_pass = scored("one_pass")
+    monkeypatch.setattr(md, "PREDICT_CHUNK_RECORDS", records // 4 + 1)
+    chunked_n, chunked = scored("chunked")
+    assert one_n == chunked_n > 100
+    assert list(one_pass.columns) == list(chunked.columns) and any(c.startswith("gamma_") for c in chunked)
+    pd.testing.assert_frame_equal(one_pass, chunked, check_exact=False, rtol=1e-9)
+    published = warehouse.execute("select count(*) from stitch.unified_scores "
+                                  "where match_probability is not null").fetchall()[0][0]
+    assert published == one_n

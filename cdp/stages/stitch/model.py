@@ -473,14 +473,36 @@ def model_summary(model: dict) -> dict:
 
 # ---- scoring ------------------------------------------------------------------------------------
 
-def score_pairs(con, table: str, model: dict, threshold: float, out: str = "scores") -> None:
-    """Candidate pairs (blocking rules) of `table` scored by the trained model, as view `out`
-    of con over Splink's predictions (which stay in the scratch catalog until it is detached)."""
+# records on the left side of one prediction chunk: more are scored in parts
+PREDICT_CHUNK_RECORDS = 1_000_000
+
+
+def score_pairs(con, table: str, model: dict, threshold: float, out: str = "scores") -> int:
+    """Temp table `out`: the candidate pairs (blocking rules) of `table` scored by the trained
+    model - the two ids, match weight and probability, match key and the level of each
+    comparison. Splink's own prediction rows also carry both records' compared values (~30
+    columns, which its comparison levels need); nothing here reads them, so each chunk's pairs
+    are kept thin and its Splink table dropped before the next. Over PREDICT_CHUNK_RECORDS
+    records the pairs are scored in chunks of their left record (Splink's predict_chunk):
+    at 10M records the wide predictions of one pass spilled tens of GB. Returns the pairs."""
+    engine = warehouse_of(con)
+    records = con.execute(f"select count(*) from {table}").fetchall()[0][0]
+    chunks = max(1, -(-records // PREDICT_CHUNK_RECORDS))
     with splink_scratch(con):
         linker, _ = _linker(con, table, model)
-        predictions = linker.inference.predict(threshold_match_probability=threshold)
-    splink_table = warehouse_of(con).splink_table(predictions.physical_name)
-    con.execute(f"create or replace temp view {out} as select * from {splink_table}")
+        for chunk in range(1, chunks + 1):
+            predictions = linker.inference.predict_chunk(
+                left_chunk=(chunk, chunks), right_chunk=(1, 1),
+                threshold_match_probability=threshold, warning_mode="never")
+            scored = engine.splink_table(predictions.physical_name)
+            gammas = [r[0] for r in con.execute(f"describe {scored}").fetchall() if r[0].startswith("gamma_")]
+            con.execute(f"""
+                {"create or replace temp table " + out + " as" if chunk == 1 else "insert into " + out}
+                select unique_id_l, unique_id_r, match_weight, match_probability,
+                       match_key::varchar as match_key{"".join(", " + g for g in gammas)}
+                from {scored}""")
+            predictions.drop_table_from_database_and_remove_from_cache()
+    return con.execute(f"select count(*) from {out}").fetchall()[0][0]
 
 
 def save_model_charts(model: dict, folder: Path) -> dict[str, Path]:
