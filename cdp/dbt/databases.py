@@ -166,7 +166,7 @@ def _schema_doc(name: str, db: Database, rules: dict, orders: bool = True,
                         "columns": [{"name": "record_key", "description": "'source|pk'"},
                                     {"name": "component", "description":
                                      "The lowest record key of the record's component."}]}]}]
-    return {**doc, "models": [
+    models = [
         {"name": model_name(name, "unified_records"),
          "description": f"{about}: every source customer record with its person id in this "
                         f"database. People are {people}.",
@@ -197,7 +197,31 @@ def _schema_doc(name: str, db: Database, rules: dict, orders: bool = True,
               "data_tests": ["not_null"]}]},
         _customer_360_doc(name, about, ref_merged, orders),
         *_state_docs(name, about),
-    ]}
+    ]
+    scoped = {model_name(name, t) for t in (*INCREMENTAL, STATE)}
+    return {**doc, "models": [_scoped_to_touched(m, touched_only(name)) if m["name"] in scoped else m
+                              for m in models]}
+
+
+def touched_only(name: str) -> str:
+    """The `where` of the data tests of database `name`'s incremental models: the rows of the
+    people this run recomputed (touched_people), and any row without a person. The other rows
+    are as the run before left them, when the same tests passed on them; touched_people lists
+    every person when the models rebuild whole, so a whole rebuild tests every row. A row can
+    only break uniqueness with a row of its own person, who is touched if either row is new."""
+    return f"cdp_id is null or cdp_id in (select cdp_id from {name}.{TOUCHED})"
+
+
+def _scoped_to_touched(model: dict, where: str) -> dict:
+    """The model's column data tests, each configured with `where`."""
+    def scoped(test):
+        if isinstance(test, str):
+            return {test: {"config": {"where": where}}}
+        (kind, spec), = test.items()
+        return {kind: {**spec, "config": {**spec.get("config", {}), "where": where}}}
+
+    return {**model, "columns": [{**c, "data_tests": [scoped(t) for t in c["data_tests"]]} if "data_tests" in c
+                                 else c for c in model["columns"]]}
 
 
 def _state_docs(name: str, about: str) -> list[dict]:

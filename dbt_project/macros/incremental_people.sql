@@ -90,14 +90,18 @@
 
 
 {# The people whose rows changed since the state was written: rows (row_key, cdp_id, digest)
-   of `current_sql` against the state table `state_name` in this model's schema. Without a
-   state every current person is touched. #}
-{% macro cdp_touched_people(current_sql, row_key, state_name) -%}
+   of `current_sql` against the state table `state_name` in this model's schema. Every current
+   person is touched without a state, and when the scope's models rebuild whole (`scope`, as
+   in their meta: --full-refresh, or a state written by other model code or settings): the
+   scope's data tests check the touched people's rows only, so after a whole rebuild they
+   check every row. #}
+{% macro cdp_touched_people(current_sql, row_key, state_name, scope=none) -%}
     {%- set state = adapter.get_relation(this.database, this.schema, state_name) if execute else none -%}
+    {%- set whole = state is none or (scope is not none and (flags.FULL_REFRESH or cdp_state_outdated(scope))) -%}
 with current_rows as {{ cdp_materialized_cte() }} (
     {{ current_sql }}
 )
-{%- if state is none %}
+{%- if whole %}
 select distinct cdp_id from current_rows where cdp_id is not null
 {%- else %},
 

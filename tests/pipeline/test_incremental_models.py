@@ -28,6 +28,15 @@ def dbt(cfg, *extra: str) -> None:
                               target_path=target, raise_on_error=True).wait()
 
 
+def dbt_test(cfg, model: str) -> bool:
+    """Whether the data tests of `model` pass."""
+    with warehouse_env(cfg), dbt_target(cfg, "test") as target:
+        run = dbt_resource(cfg).cli(["test", "--quiet", "--select", model, "--indirect-selection", "cautious",
+                                     *dbt_vars_arg(cfg)],
+                                    target_path=target, raise_on_error=False).wait()
+        return run.is_successful()
+
+
 def seed(cfg) -> None:
     """The tiny tenant's domain tables, and a Stitch output with every customer column: the four
     customers and two more people of their own (P4 buys later, P5 never changes)."""
@@ -95,6 +104,15 @@ def test_incremental_run_equals_a_full_rebuild(tiny_cfg, tmp_path):
         assert con.execute("select order_count from c360.customer_360 where cdp_id = 'P4'").fetchone()[0] == 1
         assert con.execute("select email from c360.customer_360 where cdp_id = 'P1'").fetchone()[0] == "ann.new@example.com"
         con.execute("update c360.merged_customers set record_count = ? where cdp_id = 'P5'", [before])
+    # the incremental models' data tests check the touched people's rows (and any without a
+    # person): a duplicate of a touched person fails them
+    assert dbt_test(cfg, "c360__customer_360")
+    with duckdb.connect(str(cfg.warehouse_path)) as con:
+        con.execute("insert into c360.customer_360 select * from c360.customer_360 where cdp_id = 'P1'")
+    assert not dbt_test(cfg, "c360__customer_360")
+    with duckdb.connect(str(cfg.warehouse_path)) as con:
+        con.execute("delete from c360.customer_360 where rowid = "
+                    "(select max(rowid) from c360.customer_360 where cdp_id = 'P1')")
     full = tmp_path / "full"
     full.mkdir()
     shutil.copy(cfg.warehouse_path, full / "warehouse.duckdb")
@@ -104,6 +122,10 @@ def test_incremental_run_equals_a_full_rebuild(tiny_cfg, tmp_path):
     full_cfg = load_config(full / "tenant.yaml")
     prepare_manifest(full_cfg)
     dbt(full_cfg, "--full-refresh")
+    with duckdb.connect(str(full / "warehouse.duckdb"), read_only=True) as con:
+        # a whole rebuild touches (and so tests) every person, though a state was there
+        assert {r[0] for r in con.execute("select cdp_id from c360.touched_people").fetchall()} == \
+            {"P1", "P3", "P4", "P5"}
     with duckdb.connect(str(cfg.warehouse_path)) as con:
         con.execute(f"attach '{full / 'warehouse.duckdb'}' as full_build (read_only)")
         assert {t: differences(con, t) for t in TABLES} == {t: 0 for t in TABLES}
@@ -121,3 +143,5 @@ def test_a_model_change_rebuilds_whole(tiny_cfg):
     dbt(cfg)  # no record changed, but the merge rules did: the state's fingerprint differs
     with duckdb.connect(str(cfg.warehouse_path), read_only=True) as con:
         assert con.execute("select record_count from c360.merged_customers where cdp_id = 'P5'").fetchone()[0] == 1
+        # ... and every person is touched, so the models' data tests check every row
+        assert con.execute("select count(*) from c360.touched_people").fetchone()[0] == len(set(PEOPLE.values()))
