@@ -264,3 +264,42 @@ def test_deterministic_and_threshold_stitch_modes(built):
     assert o["record_count"] == 2 and o["email"] == "a@x.com"
     # most_frequent tie (Jon 1 : Jonathan 1): the value of the most recent record
     assert (o["given_name"], o["given_name__from"]) == ("Jon", "pos_customers|1")
+
+
+def test_record_components_after_changed_links_equal_a_full_recomputation(tmp_path):
+    """The second run re-clusters only the Stitch clusters a changed link touches, and its
+    components equal those found from scratch: links appeared (two components join), went (one
+    splits), a record left with its link, a new cluster arrived; an untouched one is left alone."""
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    con.execute("create schema stitch")
+    con.execute("create table stitch.unified_coalesced (cdp_id varchar, source varchar, pk varchar)")
+    con.execute("""create table stitch.unified_scores (source_l varchar, pk_l varchar, source_r varchar,
+                   pk_r varchar, match_probability double, deterministic_rule varchar, label varchar,
+                   linked boolean, same_cdp_id boolean)""")
+
+    def state(clusters: dict[str, list[str]], links: list[tuple[str, str]]):
+        con.execute("delete from stitch.unified_coalesced; delete from stitch.unified_scores")
+        con.executemany("insert into stitch.unified_coalesced values (?, 's', ?)",
+                        [(c, pk) for c, pks in clusters.items() for pk in pks])
+        con.executemany("insert into stitch.unified_scores values ('s', ?, 's', ?, 0.99, 'email', null, true, true)",
+                        links)
+
+    def components():
+        return con.execute("select record_key, component from ops.record_components order by 1").fetchall()
+
+    state({"A": ["a1", "a2", "a3", "a4"], "B": ["b1", "b2"], "C": ["c1", "c2"], "F": ["f1", "f2"]},
+          [("a1", "a2"), ("a3", "a4"), ("b1", "b2"), ("c1", "c2"), ("f1", "f2")])
+    first = write_record_components(con, "ops", "deterministic")
+    assert not first["incremental"] and first["components"] == 5
+    state({"A": ["a1", "a2", "a3", "a4"], "B": ["b1"], "D": ["b2"], "C": ["c1"], "E": ["e1", "e2"],
+           "F": ["f1", "f2"]},
+          [("a1", "a2"), ("a3", "a4"), ("a2", "a3"), ("e1", "e2"), ("f1", "f2")])
+    second = write_record_components(con, "ops", "deterministic")
+    assert second["incremental"]
+    incremental = components()
+    assert dict(incremental)["s|a4"] == "s|a1" and "s|b1" not in dict(incremental)
+    assert second["reclustered_records"] == 6  # a1-a4 and e1-e2 (B and C have no links left); F not
+    con.execute("drop table ops.record_links")
+    assert not write_record_components(con, "ops", "deterministic")["incremental"]
+    assert components() == incremental
+    con.close()

@@ -25,7 +25,7 @@ from __future__ import annotations
 import dagster as dg
 
 from cdp.config import TenantConfig
-from cdp.engine import WarehouseResource, splink_db_api
+from cdp.engine import WarehouseResource, splink_db_api, warehouse_of
 from cdp.dbt.databases import COMPONENTS, links_its_own_way
 from cdp.dbt.project import build_dbt_assets, manifest_for
 from cdp.engine.tables import preview_md
@@ -45,39 +45,101 @@ def database_links_sql(stitch_mode: str | float) -> str:
           and (deterministic_rule is not null or label = 'match'{score})"""
 
 
+LINKS = "record_links"   # <db>.record_links: the links the components were last found from
+
+
 def write_record_components(con, name: str, stitch_mode: str | float) -> dict[str, int]:
-    """Replace table <name>.record_components (record_key, component): every record with at least
-    one link of the database, and its connected component, named by the component's lowest
-    record key. Records without a link are components of their own and are not listed. Splink's
+    """Table <name>.record_components (record_key, component): every record with at least one
+    link of the database, and its connected component, named by the component's lowest record
+    key. Records without a link are components of their own and are not listed. Splink's
     connected components (iterative min-label propagation over the links: linear in the links
-    per round, never pairs of a component's records) on the connection's engine. Returns counts
-    for the asset's metadata."""
+    per round, never pairs of a component's records) on the connection's engine.
+
+    The links found are kept in <name>.record_links. When the last run's are there (for the
+    same stitch_mode), only the Stitch clusters that a changed link touches are re-clustered: a
+    link lies inside one Stitch cluster, so a component that no changed link reaches, directly
+    or through the old component of one of its ends, is what it was. Returns counts for the
+    asset's metadata (`reclustered_records`: the records whose components were found again)."""
+    schema = f'"{name}"'
+    con.execute(f"create schema if not exists {schema}")
+    con.execute(f"create or replace temp table _db_links as {database_links_sql(stitch_mode)}")
+    mode = str(stitch_mode)
+    engine = warehouse_of(con)
+    previous = (engine.table_exists(con, name, LINKS) and engine.table_exists(con, name, COMPONENTS)
+                and con.execute(f"select count(*) = 0 or bool_and(links_of = ?) from {schema}.{LINKS}",
+                                [mode]).fetchall()[0][0])
+    if previous:
+        scope = _changed_clusters(con, schema)
+        links = (f"select * from _db_links where record_key_l in (select record_key from {scope})")
+    else:
+        scope, links = None, "select * from _db_links"
+    con.execute(f"create or replace temp table _db_scope_links as {links}")
+    con.execute("""create or replace temp table _db_nodes as
+                   select record_key_l as record_key from _db_scope_links
+                   union select record_key_r from _db_scope_links""")
+    _cluster(con)
+    if scope is None:
+        con.execute(f"create or replace table {schema}.{COMPONENTS} as "
+                    "select record_key, component from _db_components")
+    else:
+        con.execute(f"delete from {schema}.{COMPONENTS} where record_key in (select record_key from {scope})")
+        con.execute(f"insert into {schema}.{COMPONENTS} select record_key, component from _db_components")
+    con.execute(f"create or replace table {schema}.{LINKS} as "
+                "select record_key_l, record_key_r, ? as links_of from _db_links", [mode])
+    reclustered = con.execute("select count(*) from _db_components").fetchall()[0][0]
+    links_n, records, parts, largest = con.execute(f"""
+        select (select count(*) from _db_links), count(*), count(distinct component),
+               coalesce(max(size), 0)
+        from (select component, count(*) over (partition by component) as size
+              from {schema}.{COMPONENTS})""").fetchone()
+    for temp in ("_db_links", "_db_scope_links", "_db_nodes", "_db_components", "_db_changed", "_db_scope"):
+        con.execute(f"drop table if exists {temp}")
+    return {"links": int(links_n), "linked_records": int(records), "components": int(parts),
+            "largest_component": int(largest), "reclustered_records": int(reclustered),
+            "incremental": bool(previous)}
+
+
+def _changed_clusters(con, schema: str) -> str:
+    """Temp table _db_scope (record_key): the records whose components are found again - every
+    record of a Stitch cluster now holding an end of a link that appeared or went, or a member of
+    such an end's old component - and the ends and old members themselves (a deleted record's
+    row goes)."""
+    con.execute(f"""
+        create or replace temp table _db_changed as
+        select record_key_l, record_key_r from (
+            (select record_key_l, record_key_r from _db_links
+             except select record_key_l, record_key_r from {schema}.{LINKS})
+            union all
+            (select record_key_l, record_key_r from {schema}.{LINKS}
+             except select record_key_l, record_key_r from _db_links))""")
+    con.execute(f"""
+        create or replace temp table _db_scope as
+        with ends as (select record_key_l as record_key from _db_changed
+                      union select record_key_r from _db_changed),
+        reached as (select record_key from ends
+                    union select c.record_key from {schema}.{COMPONENTS} c
+                    where c.component in (select o.component from {schema}.{COMPONENTS} o
+                                          join ends using (record_key))),
+        clusters as (select distinct u.cdp_id from stitch.unified_coalesced u
+                     where u.source || '|' || u.pk in (select record_key from reached))
+        select record_key from reached
+        union select u.source || '|' || u.pk from stitch.unified_coalesced u
+        where u.cdp_id in (select cdp_id from clusters)""")
+    return "_db_scope"
+
+
+def _cluster(con) -> None:
+    """_db_components (record_key, component) of the graph _db_nodes / _db_scope_links."""
     from splink.clustering import cluster_pairwise_predictions_at_threshold
 
     from cdp.stages.stitch.model import splink_scratch
 
-    con.execute(f"create or replace temp table _db_links as {database_links_sql(stitch_mode)}")
-    con.execute("""create or replace temp table _db_nodes as
-                   select record_key_l as record_key from _db_links
-                   union select record_key_r from _db_links""")
     with splink_scratch(con):
         components = cluster_pairwise_predictions_at_threshold(
-            "_db_nodes", "_db_links", splink_db_api(con), node_id_column_name="record_key")
+            "_db_nodes", "_db_scope_links", splink_db_api(con), node_id_column_name="record_key")
         con.execute("create or replace temp table _db_components as select record_key, "
                     f"cast(cluster_id as varchar) as component from {components.physical_name}")
         components.drop_table_from_database_and_remove_from_cache()
-    con.execute(f'create schema if not exists "{name}"')
-    con.execute(f'create or replace table "{name}"."{COMPONENTS}" as '
-                "select record_key, component from _db_components")
-    links, records, parts, largest = con.execute("""
-        select (select count(*) from _db_links), count(*), count(distinct component),
-               coalesce(max(size), 0)
-        from (select component, count(*) over (partition by component) as size from _db_components)
-        """).fetchone()
-    for temp in ("_db_links", "_db_nodes", "_db_components"):
-        con.execute(f"drop table if exists {temp}")
-    return {"links": int(links), "linked_records": int(records), "components": int(parts),
-            "largest_component": int(largest)}
 
 
 def build_record_component_assets(cfg: TenantConfig) -> list:
