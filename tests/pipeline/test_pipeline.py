@@ -199,3 +199,27 @@ def test_scoring_in_chunks_gives_the_pairs_of_one_pass(warehouse, demo_tenant, m
     published = warehouse.execute("select count(*) from stitch.unified_scores "
                                   "where match_probability is not null").fetchall()[0][0]
     assert published == one_n
+
+
+def test_incremental_scoring_narrowed_to_candidates_gives_the_pairs_of_every_record(warehouse, demo_tenant):
+    """An incremental run scores its delta against the records some blocking rule could pair
+    with it (candidates_sql: one scan, a membership test per equality pattern): the pairs are
+    those of scoring the delta against every record."""
+    import json
+
+    from cdp.engine.duckdb import local_connection
+    from cdp.stages.stitch import incremental as inc
+
+    models = demo_tenant.parent / "stitch_artefacts" / "models"
+    model = json.loads((models / json.loads((models / "current.json").read_text())["file"]).read_text())
+    con = local_connection()
+    con.register("incoming", warehouse.execute("select * from stitch.unified_preprocessed_raw").to_arrow_table())
+    con.execute("create temp table prepared as select * from incoming")
+    con.execute(f"create temp table {inc.DELTA} as select * from prepared using sample 150 rows (reservoir, 11)")
+    rules = [r["blocking_rule"] if isinstance(r, dict) else r for r in model["blocking_rules_to_generate_predictions"]]
+    assert inc.candidates_sql(rules) is not None
+    narrowed = inc.score_delta(con, model, 0.0, out="narrowed")
+    everyone = inc.score_delta(con, model, 0.0, out="everyone", narrow=False)
+    assert narrowed == everyone > 50
+    assert con.execute("select count(*) from (select unique_id_l, unique_id_r, match_weight from narrowed "
+                       "except select unique_id_l, unique_id_r, match_weight from everyone)").fetchall()[0][0] == 0

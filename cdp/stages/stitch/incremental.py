@@ -59,7 +59,8 @@ def score_delta(con, model: dict, threshold: float, out: str = "_incr_scores", n
         db_api = engine.splink_db_api(con)
         linker = Linker([db_api.register(DELTA, table_name="delta_records"),
                          db_api.register(others, table_name="all_records")],
-                        engine.splink_model(settings), log_level=logging.ERROR)
+                        engine.splink_model(settings), log_level=logging.ERROR,
+                        validate_settings=False)  # validated against these columns when trained
         # over every record (not the two inputs stacked), for the delta's values
         register_term_frequencies(con, linker, db_api, model, "prepared", f"select * from {DELTA}",
                                   prefix="_incr_tf")
@@ -83,8 +84,9 @@ EQUALITY = re.compile(r"^\(?\s*([lr])\.(\w+)\s*=\s*([lr])\.(\w+)\s*\)?$")
 def candidates_sql(rules: list[str]) -> str | None:
     """SQL: unique_id of every record that some blocking rule could pair with a delta record -
     each rule's top-level equalities (l.a = r.b) checked either way round, a superset of the
-    rule. None when a rule has no such equality or an 'or' at its top level (then every record
-    is a candidate)."""
+    rule - in one scan of the records (a membership test per equality pattern, not a semi-join
+    and a scan each: ~30 patterns at 1M records took 1.8 s as scans, 1.2 s as one). None when a
+    rule has no such equality or an 'or' at its top level (then every record is a candidate)."""
     patterns = set()
     for rule in rules:
         if re.search(r"\bor\b", re.sub(r"\([^()]*\)", "", rule), flags=re.IGNORECASE):
@@ -98,9 +100,20 @@ def candidates_sql(rules: list[str]) -> str | None:
             return None
         patterns.add(tuple(sorted((right, left) for left, right in terms)))  # (the other's column, the delta's)
         patterns.add(tuple(sorted((left, right) for left, right in terms)))
-    return " union ".join(
-        f"select p.unique_id from prepared p semi join {DELTA} d on "
-        + " and ".join(f"p.{other} = d.{mine}" for other, mine in pattern) for pattern in sorted(patterns))
+    return "select p.unique_id from prepared p where " + "\n or ".join(
+        _member_of_delta(pattern) for pattern in sorted(patterns))
+
+
+def _member_of_delta(pattern: tuple) -> str:
+    """SQL on record p: its columns equal, pairwise, those of some delta record (no null among
+    them: an equality with a null never blocks a pair)."""
+    if len(pattern) == 1:
+        (other, mine), = pattern
+        return f"p.{other} in (select d.{mine} from {DELTA} d where d.{mine} is not null)"
+    mine = ", ".join(f"k{i} := d.{m}" for i, (_, m) in enumerate(pattern))
+    other = ", ".join(f"k{i} := p.{o}" for i, (o, _) in enumerate(pattern))
+    present = " and ".join(f"d.{m} is not null" for _, m in pattern)
+    return f"struct_pack({other}) in (select struct_pack({mine}) from {DELTA} d where {present})"
 
 
 def _uid(side: str = "") -> str:
