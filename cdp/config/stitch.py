@@ -52,8 +52,10 @@ class StitchSettings(StrictModel):
     max_pairs_per_record: float = Field(
         default=20, gt=0,
         description="a blocking rule is used for prediction only if it yields at most this many "
-                    "candidate pairs per record (a broad rule such as 'same birth date' helps on "
-                    "small data and is skipped where it would compare too many pairs)")
+                    "candidate pairs per record, and with the rules kept before it (strict rules "
+                    "first) too, whose pairs may always reach a million in all (a broad rule such "
+                    "as 'same birth date' helps on small data and is skipped where it would "
+                    "compare too many pairs)")
     max_cluster_size: int = Field(default=25, ge=2,
                                   description="clusters larger than this are flagged by an asset check")
     detailed_examples: int = Field(default=50, ge=0,

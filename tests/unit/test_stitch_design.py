@@ -127,19 +127,12 @@ def test_email_only_sign_ups_stitch_and_say_what_they_could_not_train(tmp_path, 
 # ---- a training step the data cannot support ----------------------------------------------------
 
 @pytest.mark.slow
-def test_a_failed_training_step_leaves_the_model_as_before_it(tmp_path, febrl1):
-    """An EM session with no pair to learn from raises inside Splink after it has begun changing
-    the linker's settings; it is skipped and the model is exactly the one trained without it."""
-    from cdp.config import TenantConfig
-    from cdp.stages.stitch.design import Rule, choose_design
-    from cdp.stages.stitch.model import train_model
+def _prepared_febrl(con, records) -> None:
+    """Temp table `prepared`: FEBRL records preprocessed as Stitch reads them."""
     from cdp.stages.stitch.preprocess import prepare_for_matching
 
-    cfg = load_config(write_tenant(tmp_path, {"people": (febrl1, FEBRL_COLUMNS)}))
-    assert isinstance(cfg, TenantConfig)
-    con = duckdb.connect()
-    records = febrl1.rename(columns={"rec_id": "pk", "date_of_birth": "birthdate", "postcode": "postal",
-                                     "suburb": "city", "address_1": "address"})
+    records = records.rename(columns={"rec_id": "pk", "date_of_birth": "birthdate", "postcode": "postal",
+                                      "suburb": "city", "address_1": "address"})
     records["birthdate"] = pd.to_datetime(records["birthdate"], format="%Y%m%d", errors="coerce").dt.date
     con.register("_records", records)
     con.execute("""create temp table _stitch_records as
@@ -149,6 +142,42 @@ def test_a_failed_training_step_leaves_the_model_as_before_it(tmp_path, febrl1):
                null::varchar as loyalty_id from _records""")
     prepare_for_matching(con, pd.DataFrame({"field": [], "value": []}, dtype=str), "prepared_raw")
     con.execute("create temp table prepared as select * from prepared_raw")  # as the asset reads it
+
+
+def test_blocking_rules_keep_their_pairs_together_within_the_budget(tmp_path, febrl1, monkeypatch):
+    """max_pairs_per_record bounds each rule and the sum of the kept rules (strict first; the sum
+    may always reach MIN_PAIR_BUDGET): a rule that would take the sum over it is left out, saying
+    how many pairs the rules before it kept."""
+    from cdp.stages.stitch import design as ds
+
+    con = duckdb.connect()
+    _prepared_febrl(con, febrl1)
+    cfg = load_config(write_tenant(tmp_path, {"people": (febrl1, FEBRL_COLUMNS)}))
+    everything = ds.choose_design(con, "prepared", cfg)
+    assert not [r for r in everything.rules_left_out if "together" in r["why"]]  # small data: the floor
+    total = sum(r.pairs for r in everything.blocking_rules if r.pairs)
+    monkeypatch.setattr(ds, "MIN_PAIR_BUDGET", 0)
+    cfg.stitch.max_pairs_per_record = total / 2 / everything.records
+    budget = cfg.stitch.max_pairs_per_record * everything.records
+    tight = ds.choose_design(con, "prepared", cfg)
+    kept = sum(r.pairs for r in tight.blocking_rules if r.pairs)
+    assert 0 < kept <= budget
+    for_the_sum = [r for r in tight.rules_left_out if "together" in r["why"]]
+    assert for_the_sum and all(r["pairs"] <= budget for r in for_the_sum)
+    assert all(kept + r["pairs"] > budget for r in for_the_sum)
+
+
+def test_a_failed_training_step_leaves_the_model_as_before_it(tmp_path, febrl1):
+    """An EM session with no pair to learn from raises inside Splink after it has begun changing
+    the linker's settings; it is skipped and the model is exactly the one trained without it."""
+    from cdp.config import TenantConfig
+    from cdp.stages.stitch.design import Rule, choose_design
+    from cdp.stages.stitch.model import train_model
+
+    cfg = load_config(write_tenant(tmp_path, {"people": (febrl1, FEBRL_COLUMNS)}))
+    assert isinstance(cfg, TenantConfig)
+    con = duckdb.connect()
+    _prepared_febrl(con, febrl1)
     design = choose_design(con, "prepared", cfg)
     assert len(design.em_sessions) >= 2
     good, _, skipped = train_model(con, "prepared", cfg, design)

@@ -7,8 +7,12 @@ Read off the preprocessed records (counts, never rows in Python):
 * evidence: a match column is used when at least MIN_SHARE of the records carry it;
 * blocking rules: every rule whose columns are present, from the strict (an identifier, an
   email) to the broad (one birth date, one postal code); a rule is kept for prediction only when
-  the pairs it yields stay within `stitch.max_pairs_per_record` per record - a broad rule helps
-  small data and is left out where it would compare too many pairs;
+  the pairs of the rules kept so far and its own stay within `stitch.max_pairs_per_record` per
+  record (and each rule's own pairs too; the sum may always reach MIN_PAIR_BUDGET) - a broad
+  rule helps small data and is left out where it would compare too many pairs. The budget is on
+  the sum: a rule on common values (one name, a name and a postal code) yields
+  pairs that grow with the square of the records, so a budget per rule let the kept rules
+  together compare ~35 pairs per record at 10M records against ~13 at 1M;
 * the prior (lambda): estimated from the near-deterministic rules the tenant's columns allow;
 * EM sessions: blocked on columns the data has, each with enough pairs to learn from, so that
   every comparison is estimated in some session that does not block on it;
@@ -27,6 +31,9 @@ from cdp.config import TenantConfig
 
 # a column carried by fewer records than this share is not evidence worth a comparison
 MIN_SHARE = 0.01
+# the blocking rules together may always yield this many candidate pairs (a second or two of
+# scoring): the budget keeps scoring linear in large data, it does not take rules from small data
+MIN_PAIR_BUDGET = 1_000_000
 # an EM session needs this many candidate pairs to learn m from (fewer: skipped, with the count)
 MIN_EM_PAIRS = 50
 # ... and is left out above this many (EM iterates over every pair; the broadest rule suffices)
@@ -222,7 +229,8 @@ def choose_design(con, table: str, cfg: TenantConfig) -> Design:
     names = set(present)
 
     budget = st.max_pairs_per_record * max(records, 1)
-    blocking, left_out = [], []
+    total_budget = max(budget, MIN_PAIR_BUDGET)
+    blocking, left_out, kept_pairs = [], [], 0
     for name, sql, cols in _candidate_blocking_rules(names, used_ids):
         pairs = swapped_pairs(con, table) if sql else pairs_sharing(con, table, cols)
         if pairs == 0:
@@ -230,8 +238,13 @@ def choose_design(con, table: str, cfg: TenantConfig) -> Design:
         elif pairs > budget:
             left_out.append({"rule": name, "pairs": pairs,
                              "why": f"over max_pairs_per_record ({st.max_pairs_per_record:g} x {records:,} records)"})
+        elif kept_pairs + pairs > total_budget:
+            left_out.append({"rule": name, "pairs": pairs,
+                             "why": f"the rules kept before it yield {kept_pairs:,} pairs: together over "
+                                    f"max_pairs_per_record ({st.max_pairs_per_record:g} x {records:,} records)"})
         else:
             blocking.append(Rule(name, sql or _sql_of(cols), pairs))
+            kept_pairs += pairs
     if {"email", "given_name", "surname", "postal"} <= names:
         blocking += _name_in_email_rules()
 
