@@ -192,6 +192,7 @@ def test_scoring_in_chunks_gives_the_pairs_of_one_pass(warehouse, demo_tenant, m
 
     one_n, one_pass = scored("one_pass")
     monkeypatch.setattr(md, "PREDICT_CHUNK_RECORDS", records // 4 + 1)
+    monkeypatch.setattr(md, "CHUNK_ABOVE", 0)
     chunked_n, chunked = scored("chunked")
     assert one_n == chunked_n > 100
     assert list(one_pass.columns) == list(chunked.columns) and any(c.startswith("gamma_") for c in chunked)

@@ -473,8 +473,11 @@ def model_summary(model: dict) -> dict:
 
 # ---- scoring ------------------------------------------------------------------------------------
 
-# records on the left side of one prediction chunk: more are scored in parts
+# records on the left side of one prediction chunk, once there are more than CHUNK_ABOVE records
+# (each chunk blocks again: at 1,000,739 records two chunks cost 6 s more than one pass, whose
+# wide rows fit in memory there; at 10M one pass spilled ~40 GB)
 PREDICT_CHUNK_RECORDS = 1_000_000
+CHUNK_ABOVE = 2_000_000
 
 
 def score_pairs(con, table: str, model: dict, threshold: float, out: str = "scores") -> int:
@@ -482,12 +485,12 @@ def score_pairs(con, table: str, model: dict, threshold: float, out: str = "scor
     model - the two ids, match weight and probability, match key and the level of each
     comparison. Splink's own prediction rows also carry both records' compared values (~30
     columns, which its comparison levels need); nothing here reads them, so each chunk's pairs
-    are kept thin and its Splink table dropped before the next. Over PREDICT_CHUNK_RECORDS
-    records the pairs are scored in chunks of their left record (Splink's predict_chunk):
+    are kept thin and its Splink table dropped before the next. Over CHUNK_ABOVE records the
+    pairs are scored in chunks of PREDICT_CHUNK_RECORDS left records (Splink's predict_chunk):
     at 10M records the wide predictions of one pass spilled tens of GB. Returns the pairs."""
     engine = warehouse_of(con)
     records = con.execute(f"select count(*) from {table}").fetchall()[0][0]
-    chunks = max(1, -(-records // PREDICT_CHUNK_RECORDS))
+    chunks = max(1, -(-records // PREDICT_CHUNK_RECORDS)) if records > CHUNK_ABOVE else 1
     with splink_scratch(con):
         linker, _ = _linker(con, table, model)
         for chunk in range(1, chunks + 1):
