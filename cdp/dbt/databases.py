@@ -34,11 +34,17 @@ def model_name(db: str, table: str) -> str:
     return f"{db}__{table}"
 
 
+def _scope(db: str) -> dict:
+    """The scope of database `db`'s incremental models (macros/incremental_people.sql): in their
+    meta, and handed to its touched_people, which lists every person when they rebuild whole."""
+    return {"schema": db, "state": STATE, "vars": list(STATE_VARS),
+            "models": [model_name(db, t) for t in INCREMENTAL]}
+
+
 def _incremental_config(db: str) -> str:
     """dbt config of a per-person incremental model of database `db`: delete+insert on cdp_id
     after a pre-hook deleted the touched people; on Spark a table (incremental_people.sql)."""
-    scope = json.dumps({"schema": db, "state": STATE, "vars": list(STATE_VARS),
-                        "models": [model_name(db, t) for t in INCREMENTAL]}, sort_keys=True)
+    scope = json.dumps(_scope(db), sort_keys=True)
     return ("cdp_incremental_materialization(), incremental_strategy='delete+insert', "
             "unique_key='cdp_id', on_schema_change='fail', "
             "pre_hook=\"{{ cdp_forget_touched_people() }}\", "
@@ -89,7 +95,7 @@ def database_models(name: str, db: Database, orders: bool = True,
         f"{model_name(name, 'customer_360')}.sql": _model_sql(
             name, "customer_360", "cdp_customer_360", c360_settings, "incremental"),
         f"{model_name(name, TOUCHED)}.sql": _model_sql(
-            name, TOUCHED, "cdp_database_touched_people", {"name": name}),
+            name, TOUCHED, "cdp_database_touched_people", {"name": name, "scope": _scope(name)}),
         f"{model_name(name, STATE)}.sql": _model_sql(
             name, STATE, "cdp_database_built_records", {"name": name}, "incremental"),
         "schema.yml": GENERATED.format(db=name).replace("--", "#") + yaml.safe_dump(

@@ -286,21 +286,15 @@ where m.cdp_id in (select cdp_id from people)
                 db.name ~ '__customer_360']) -}}
 {%- endmacro %}
 
-{# The scope of the database's incremental models, as their meta carries it (cdp/dbt/databases.py). #}
-{% macro cdp_database_scope(db) -%}
-    {{- return({'schema': db.name, 'state': 'built_records', 'models': cdp_database_outputs(db),
-                'vars': ['address_group']}) -}}
-{%- endmacro %}
-
 {% macro cdp_database_current_records(db) -%}
     select source || '|' || pk as record_key, cdp_id, {{ cdp_row_digest('r') }} as digest
     from {{ ref(db.name ~ '__unified_records') }} r
 {%- endmacro %}
 
-{# The people of the database a run touched: records that joined, left, changed or moved. #}
+{# The people of the database a run touched: records that joined, left, changed or moved.
+   `db.scope` is the scope of its incremental models (cdp/dbt/databases.py). #}
 {% macro cdp_database_touched_people(db) -%}
-{{ cdp_touched_people(cdp_database_current_records(db), 'record_key', 'built_records',
-                      cdp_database_scope(db)) }}
+{{ cdp_touched_people(cdp_database_current_records(db), 'record_key', 'built_records', db.scope) }}
 {%- endmacro %}
 
 {# The records the database's models were built from, written after them; read by the next
