@@ -168,20 +168,28 @@ def test_bi_star_schema_on_the_demo_graph(warehouse):
     assert orphans == 0
 
 
-def test_scoring_in_chunks_gives_the_pairs_of_one_pass(warehouse, demo_tenant, monkeypatch):
-    """Over PREDICT_CHUNK_RECORDS records Stitch scores the pairs in chunks of their left record
-    (so a 10M-record run never holds every wide prediction row at once): the pairs, weights and
-    levels are those of one pass, which are the published unified_scores' model pairs."""
+def _scoring_inputs(warehouse, demo_tenant):
+    """The demo's saved model, and a local connection holding its preprocessed records as temp
+    table `prepared` (as the stitch assets read them)."""
     import json
 
     from cdp.engine.duckdb import local_connection
-    from cdp.stages.stitch import model as md
 
     models = demo_tenant.parent / "stitch_artefacts" / "models"
     model = json.loads((models / json.loads((models / "current.json").read_text())["file"]).read_text())
     con = local_connection()
     con.register("incoming", warehouse.execute("select * from stitch.unified_preprocessed_raw").to_arrow_table())
     con.execute("create temp table prepared as select * from incoming")
+    return model, con
+
+
+def test_scoring_in_chunks_gives_the_pairs_of_one_pass(warehouse, demo_tenant, monkeypatch):
+    """Over PREDICT_CHUNK_RECORDS records Stitch scores the pairs in chunks of their left record
+    (so a 10M-record run never holds every wide prediction row at once): the pairs, weights and
+    levels are those of one pass, which are the published unified_scores' model pairs."""
+    from cdp.stages.stitch import model as md
+
+    model, con = _scoring_inputs(warehouse, demo_tenant)
     records = con.execute("select count(*) from prepared").fetchall()[0][0]
     threshold = 0.01
 
@@ -206,16 +214,9 @@ def test_incremental_scoring_narrowed_to_candidates_gives_the_pairs_of_every_rec
     """An incremental run scores its delta against the records some blocking rule could pair
     with it (candidates_sql: one scan, a membership test per equality pattern): the pairs are
     those of scoring the delta against every record."""
-    import json
-
-    from cdp.engine.duckdb import local_connection
     from cdp.stages.stitch import incremental as inc
 
-    models = demo_tenant.parent / "stitch_artefacts" / "models"
-    model = json.loads((models / json.loads((models / "current.json").read_text())["file"]).read_text())
-    con = local_connection()
-    con.register("incoming", warehouse.execute("select * from stitch.unified_preprocessed_raw").to_arrow_table())
-    con.execute("create temp table prepared as select * from incoming")
+    model, con = _scoring_inputs(warehouse, demo_tenant)
     con.execute(f"create temp table {inc.DELTA} as select * from prepared using sample 150 rows (reservoir, 11)")
     rules = [r["blocking_rule"] if isinstance(r, dict) else r for r in model["blocking_rules_to_generate_predictions"]]
     assert inc.candidates_sql(rules) is not None
