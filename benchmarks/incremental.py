@@ -2,7 +2,7 @@
 and the whole pipeline from the delivery folders to the customer 360 databases.
 
     .venv/bin/python -m benchmarks.incremental [--records 1000000] [--deltas 5] [--share 0.01]
-                                               [--seed 3] [--data DIR] [--work DIR]
+                                               [--seed 3] [--data DIR] [--work DIR] [--keep-states]
 
 1. a customers-only tenant of about --records source records (generated with ground truth, or
    the files of --data copied: the originals are never changed); the people of a reserve are
@@ -24,6 +24,8 @@ and the whole pipeline from the delivery folders to the customer 360 databases.
    wall time of the whole run and of its Stitch steps;
 4. after the last delivery: the share of records whose cdp_id equals the full rebuild's, the
    pairwise F1 of both against the truth, and whether every customer_360 row is equal.
+With --keep-states the incremental tenant's folder is copied to inc_before_<n>/ before delivery n
+is processed: copy it back over inc/ to replay that delivery (profiling one step, not a figure).
 Targets: incremental Stitch <= 10% of the full Stitch's time, the whole incremental pipeline <= 15%
 of a full one, >= 99.9% same cdp_id, F1 within 0.002.
 """
@@ -262,6 +264,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--data", help="a folder of generated customer sources to start from (copied)")
     parser.add_argument("--work", help="working folder (default: a temp dir)")
+    parser.add_argument("--keep-states", action="store_true",
+                        help="copy inc/ to inc_before_<n>/ before each delivery (for replaying one)")
     args = parser.parse_args()
 
     root = Path(args.work or tempfile.mkdtemp(prefix="cdp_incremental_")).resolve()
@@ -295,6 +299,9 @@ def main() -> int:
         from cdp.demo.generate import perturb_demo_data
         perturb_demo_data(data, share=args.share - new_share, seed=args.seed * 100 + n)
         delivered = deliver(data, root, n)
+        if args.keep_states:
+            shutil.rmtree(root / f"inc_before_{n}", ignore_errors=True)
+            shutil.copytree(root / "inc", root / f"inc_before_{n}")
         inc, _ = run_measured(PIPELINE_JOB, str(inc_cfg))
         drop_databases(root / "full" / "warehouse.duckdb", full_cfg)
         full, _ = run_measured(PIPELINE_JOB, str(full_cfg))

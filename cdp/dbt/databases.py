@@ -41,13 +41,15 @@ def _scope(db: str) -> dict:
             "models": [model_name(db, t) for t in INCREMENTAL]}
 
 
-def _incremental_config(db: str) -> str:
-    """dbt config of a per-person incremental model of database `db`: delete+insert on cdp_id
-    after a pre-hook deleted the touched people; on Spark a table (incremental_people.sql)."""
+def _incremental_config(db: str, key: str = "cdp_id", forget: str = "cdp_forget_touched_people") -> str:
+    """dbt config of an incremental model of database `db`: delete+insert on `key` after the
+    pre-hook `forget` deleted what no longer has rows (the touched people; for unified_records
+    the Stitch clusters gone); rebuilt whole when the scope's state is outdated; on Spark a table
+    (incremental_people.sql)."""
     scope = json.dumps(_scope(db), sort_keys=True)
     return ("cdp_incremental_materialization(), incremental_strategy='delete+insert', "
-            "unique_key='cdp_id', on_schema_change='fail', "
-            "pre_hook=\"{{ cdp_forget_touched_people() }}\", "
+            f"unique_key='{key}', on_schema_change='fail', "
+            f"pre_hook=\"{{{{ {forget}() }}}}\", "
             f"meta={{'cdp_incremental': fromjson('{scope}')}}")
 
 
@@ -55,7 +57,9 @@ def _model_sql(db: str, table: str, macro: str, settings: dict, materialized: st
     args = json.dumps(settings, sort_keys=True)
     # a view is a view where the engine keeps it (DuckDB); on Spark a table (macros/cross_engine.sql)
     how = {"view": "cdp_view_materialization()",
-           "incremental": _incremental_config(db)}.get(materialized, f"'{materialized}'")
+           "incremental": _incremental_config(db),
+           "incremental_records": _incremental_config(db, "stitch_cdp_id", "cdp_forget_gone_clusters"),
+           }.get(materialized, f"'{materialized}'")
     return (GENERATED.format(db=db)
             + f"{{{{ config(schema='{db}', alias='{table}', materialized={how}) }}}}\n"
             + f"{{{{ {macro}(fromjson('{args}')) }}}}\n")
@@ -85,7 +89,7 @@ def database_models(name: str, db: Database, orders: bool = True,
     files = {
         f"{model_name(name, 'unified_records')}.sql": _model_sql(
             name, "unified_records", "cdp_database_records", {"name": name, "stitch_mode": mode},
-            materialized="view" if mode == "probabilistic" else "table"),
+            materialized="view" if mode == "probabilistic" else "incremental_records"),
         f"{model_name(name, 'merged_customers')}.sql": _model_sql(
             name, "merged_customers", "cdp_merged_customers", {"name": name, "rules": rules, **attrs},
             "incremental"),
@@ -182,7 +186,11 @@ def _schema_doc(name: str, db: Database, rules: dict, orders: bool = True,
               "data_tests": ["not_null"]},
              {"name": "stitch_cdp_id", "description": "Stitch's cdp_id of the record.",
               "data_tests": ["not_null"]},
-             {"name": "pk", "data_tests": ["not_null"]}]},
+             {"name": "pk", "data_tests": ["not_null"]},
+             *([] if mode == "probabilistic" else [{
+                 "name": "component", "description": f"The record's part of its Stitch cluster in {name}: "
+                                                     "the lowest record key of its connected component of "
+                                                     "the database's links (its own key without a link)."}])]},
         {"name": model_name(name, "merged_customers"),
          "description": f"{about}: one row per person, each field merged from the person's records "
                         "by its rule (dbt macros in macros/merge_rules.sql); street, city, state, "

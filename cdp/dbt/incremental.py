@@ -34,5 +34,8 @@ def how_built(props: Mapping[str, Any], spark: bool) -> str | None:
     if spark:
         return ("full rebuild: on Spark the table is rewritten whole each run (dbt-spark's "
                 "parquet tables cannot delete or merge rows)")
-    return ("incremental: only the people in touched_people recomputed (delete+insert on "
-            "cdp_id); whole on a first build, --full-refresh or a model or settings change")
+    whole = "whole on a first build, --full-refresh or a model or settings change"
+    if props.get("config", {}).get("unique_key") == "stitch_cdp_id":  # a linking database's unified_records
+        return ("incremental: only the Stitch clusters whose records or components changed "
+                f"recomputed (delete+insert on stitch_cdp_id); {whole}")
+    return f"incremental: only the people in touched_people recomputed (delete+insert on cdp_id); {whole}"

@@ -39,7 +39,10 @@
   The parts - connected components of the links, named by their lowest record key - are found
   before dbt by the Python asset <db>/record_components (Splink's clustering, on DuckDB or
   Spark: a loop no SQL model runs on both); a record it does not list has no link and is a part
-  of its own.
+  of its own. Each row carries its `component`.
+  Such a database's unified_records is incremental (on DuckDB): it compares the Stitch records
+  and their components with its own rows, and finds the parts again only in the Stitch clusters
+  where something differs (a database's part never crosses a Stitch cluster).
 #}
 {% macro cdp_database_records(db) -%}
 {%- if db.stitch_mode == 'probabilistic' -%}
@@ -51,26 +54,63 @@ with records as (
 ),
 
 components as (
-    select r.record_key, coalesce(c.component, r.record_key) as component
+    select r.record_key, r.cdp_id, coalesce(c.component, r.record_key) as component
     from records r
     left join {{ source(db.name, 'record_components') }} c on c.record_key = r.record_key
 ),
+{%- if is_incremental() %}
+{%- set columns = adapter.get_columns_in_relation(source('stitch', 'unified_coalesced')) | map(attribute='name')
+                  | reject('equalto', 'cdp_id') | list %}
+
+{#- the Stitch clusters whose records joined, left, changed content, Stitch cluster or
+    component since this table was built (the old and the new cluster of each): only their
+    parts are found again; the other rows stay as they are #}
+changed as (
+    select b.stitch_cdp_id as old_id, n.cdp_id as new_id
+    from {{ this }} b
+    full join (select r.*, c.component from records r join components c using (record_key)) n
+      on n.source = b.source and n.pk = b.pk
+    where b.stitch_cdp_id is distinct from n.cdp_id or b.component is distinct from n.component
+       or ({% for c in columns %}b.{{ c }}{{ ', ' if not loop.last }}{% endfor %})
+          is distinct from ({% for c in columns %}n.{{ c }}{{ ', ' if not loop.last }}{% endfor %})
+),
+
+touched as {{ cdp_materialized_cte() }} (
+    select old_id as cdp_id from changed where old_id is not null
+    union
+    select new_id from changed where new_id is not null
+),
+{%- endif %}
 
 parts as (
-    select r.cdp_id, c.component,
-           row_number() over (partition by r.cdp_id order by count(*) desc, c.component) as part_rank
-    from records r join components c using (record_key)
-    group by r.cdp_id, c.component
+    select c.cdp_id, c.component,
+           row_number() over (partition by c.cdp_id order by count(*) desc, c.component) as part_rank
+    from components c
+    {%- if is_incremental() %}
+    where c.cdp_id in (select cdp_id from touched)
+    {%- endif %}
+    group by c.cdp_id, c.component
 )
 
 select case when p.part_rank = 1 then r.cdp_id
             else {{ cdp_uuid_from_text("r.cdp_id || '|' || c.component") }} end as cdp_id,
        r.cdp_id as stitch_cdp_id,
-       {{ cdp_star_except('r', ['cdp_id', 'record_key']) }}
+       {{ cdp_star_except('r', ['cdp_id', 'record_key']) }},
+       c.component
 from records r
 join components c using (record_key)
 join parts p on p.cdp_id = r.cdp_id and p.component = c.component
 {%- endif -%}
+{%- endmacro %}
+
+{# Pre-hook of a linking database's incremental unified_records: the rows of Stitch clusters
+   that no longer exist (merged into another, or every record gone) are deleted; the rows of a
+   touched cluster that still exists are replaced by delete+insert on stitch_cdp_id. #}
+{% macro cdp_forget_gone_clusters() -%}
+    {%- if is_incremental() -%}
+    delete from {{ this }} b where not exists (
+        select 1 from {{ source('stitch', 'unified_coalesced') }} u where u.cdp_id = b.stitch_cdp_id)
+    {%- endif -%}
 {%- endmacro %}
 
 
