@@ -28,8 +28,9 @@ from cdp.stages.stitch.design import choose_design
 from cdp.stages.stitch.model import (ModelStore, household_veto, model_design, model_summary, save_model_charts, save_waterfall_chart,
                     score_pairs, settings_fingerprint, train_model)
 from cdp.stages.stitch.preprocess import build_blocklist, prepare_for_matching, stage_customer_records
-from cdp.stages.stitch.publish import (borderline_pairs, check_specs, every_domain_record_once, no_implausible_clusters,
-                                      write_coalesced, write_detailed_examples, write_scores)
+from cdp.stages.stitch.publish import (CLUSTER_SIZES, borderline_pairs, check_specs, count_cluster_sizes,
+                                      every_domain_record_once, no_implausible_clusters, write_coalesced,
+                                      write_detailed_examples, write_scores)
 
 GROUP = "stitch"
 KEY = {name: dg.AssetKey(["stitch", name]) for name in (
@@ -315,9 +316,7 @@ def _match(context, cfg: TenantConfig, con, model: dict, model_version: int, art
     history_rows = con.execute("select count(*) from stitch.cdp_id_history").fetchall()[0][0]
     history_preview = con.execute("select * from stitch.cdp_id_history "
                                   "order by valid_from desc, source, pk limit 5").df()
-    records, people, largest = con.execute(
-        "select coalesce(sum(n), 0), count(*), coalesce(max(n), 0) from (select cdp_id, "
-        "count(*) n from stitch.unified_coalesced group by cdp_id)").fetchall()[0]
+    records, people, largest = count_cluster_sizes(con)
     counts = {t: con.execute(f"select count(*) from stitch.{t}").fetchall()[0][0]
               for t in ("unified_changes_clusters", "unified_changes_pks", "detailed_examples")}
     example_clusters = con.execute("select count(distinct cdp_id) from stitch.detailed_examples").fetchall()[0][0]
@@ -356,7 +355,8 @@ def _match(context, cfg: TenantConfig, con, model: dict, model_version: int, art
                           f"select * from {stm.RECONCILIATION} order by unique_id limit 5").df(),
                           raw=cfg.dagster.raw_previews)))
     yield every_domain_record_once(con, cfg)
-    yield no_implausible_clusters(con, cfg)
+    yield no_implausible_clusters(con, cfg, sizes_counted=True)
+    con.execute(f"drop table if exists {CLUSTER_SIZES}")
 
 
 class Stopwatch:

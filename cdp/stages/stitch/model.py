@@ -556,11 +556,16 @@ def register_term_frequencies(con, linker, db_api, model: dict, table: str, need
     instead of tabulating whole columns or the inputs Splink was handed."""
     columns = sorted({lvl["tf_adjustment_column"] for comp in model["comparisons"]
                       for lvl in comp["comparison_levels"] if lvl.get("tf_adjustment_column")})
+    if not columns:
+        return
+    # every column's non-null count in one pass over the records, not one pass per column
+    present = dict(zip(columns, con.execute(
+        f"select {', '.join(f'count({c})' for c in columns)} from {table}").fetchone()))
     for column in columns:
         name = f"{prefix}_{column}"
         con.execute(f"""
             create or replace table {name} as
-            select {column}, cast(count(*) as float8) / (select count({column}) from {table}) as tf_{column}
+            select {column}, cast(count(*) as float8) / {max(int(present[column]), 1)} as tf_{column}
             from {table}
             where {column} in (select {column} from ({needed}))
             group by {column}""", list(params))
