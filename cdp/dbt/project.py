@@ -441,6 +441,8 @@ def build_dbt_assets(cfg: TenantConfig, manifest: Path, folder: str,
     @dbt_assets(manifest=load_manifest(manifest), select=f"fqn:cdp.{folder}.*", exclude=exclude,
                 name=name, dagster_dbt_translator=TRANSLATOR)
     def _models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
+        if isinstance(warehouse, WarehouseResource):  # (tests may bind dagster-duckdb's own)
+            warehouse.release()  # dbt opens the warehouse in its own process
         with warehouse_env(cfg), buildable_tests_only(), dbt_target(cfg, f"{name}-{context.run.run_id[:8]}") as own:
             invocation = dbt.cli(["build", *dbt_vars_arg(cfg)], context=context, target_path=own)
             # dbt holds the DuckDB file while it runs: collect its events, then add row counts

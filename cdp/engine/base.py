@@ -205,3 +205,7 @@ class WarehouseResource(dg.ConfigurableResource):
     @abc.abstractmethod
     def get_connection(self) -> contextlib.AbstractContextManager:
         """A connection for the duration of a `with` block (closed after it)."""
+
+    def release(self) -> None:
+        """Let another process open the warehouse now (a dbt step): an engine that keeps it
+        open across a run's steps closes it here; the next connection opens it again."""
