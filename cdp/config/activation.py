@@ -12,9 +12,14 @@ from cdp.config.common import IDENTIFIER, StrictModel, check_schema_tables
 
 
 class Destination(StrictModel):
-    kind: Literal["file"] = "file"
+    kind: Literal["file"] = Field(
+        default="file", description="a file drop into `path` (the kind when none is given): one file "
+                                    "per new version of what it sends, named <tenant>__<destination "
+                                    "or orchestration>__<UTC time>__<run id>.<format>, written under a "
+                                    "temporary name and renamed into place")
     table: str = Field(default="c360.customer_360", description="schema.table to export")
-    format: Literal["csv", "parquet"] = "csv"
+    format: Literal["csv", "parquet"] = Field(default="csv",
+                                              description="file format; csv has a header row")
     path: str = Field(description="folder the files are dropped into, relative to the config file")
     columns: list[str] | None = Field(default=None, description="columns to send; all when omitted")
     gzip: bool = Field(default=False, description="gzip the file (csv.gz; parquet with gzip codec)")
@@ -48,7 +53,9 @@ class LakehouseSync(StrictModel):
 
 
 class Postgres(StrictModel):
-    kind: Literal["postgres"]
+    kind: Literal["postgres"] = Field(
+        description="BI Connect: `tables` are published to PostgreSQL, all swapped in in one "
+                    "transaction, unless none changed since the last publish")
     url_env: str = Field(description="environment variable holding the PostgreSQL URL "
                                      "(postgresql://user:password@host:port/db); never the URL itself")
     tables: list[str] = Field(
@@ -63,13 +70,18 @@ class Postgres(StrictModel):
 
 
 class Webhook(StrictModel):
-    kind: Literal["webhook"]
+    kind: Literal["webhook"] = Field(
+        description="records are POSTed to `url` as JSON batches; only orchestrations send to a "
+                    "webhook (one no orchestration names sends nothing)")
     url: str = Field(description="http(s) URL the records are POSTed to as JSON batches")
     batch_size: int = Field(default=500, ge=1, le=100_000, description="records per request")
     max_retries: int = Field(default=5, ge=0, le=20,
                              description="retries of a batch on connection errors, 429 and 5xx")
     backoff_seconds: float = Field(default=0.5, ge=0, description="first retry delay; doubles each retry")
-    timeout_seconds: float = Field(default=30, gt=0)
+    timeout_seconds: float = Field(default=30, gt=0,
+                                   description="seconds to wait to connect, and for each read or write "
+                                               "of a request; a timeout is retried like a connection "
+                                               "error")
 
     @field_validator("url")
     @classmethod
@@ -83,7 +95,10 @@ class Orchestration(StrictModel):
     """Sends a segment's members or a saved query's rows to a destination whenever they change."""
     segment: str | None = Field(default=None, description="a segment: sends its members' customer 360 rows")
     query: str | None = Field(default=None, description="a saved query (file stem): sends its rows")
-    destination: str
+    destination: str = Field(
+        description="name of the destination the rows go to (file, postgres: as table "
+                    "orchestrations.<name>, or webhook). A destination an orchestration names receives "
+                    "only orchestrations' rows: its own `table` or `tables` are not exported")
     fields: dict[str, str] = Field(default_factory=dict,
                                    description="field sent -> column of the segment/query; all columns when empty")
     campaign: str | None = Field(default=None, description="campaign name in campaign_recipients; "

@@ -31,5 +31,8 @@ class BiSettings(StrictModel):
     fiscal_year_start_month: int = Field(default=1, ge=1, le=12,
                                          description="month the fiscal year starts (2 = February)")
     holiday_country: str = Field(default="US", description="country code for dim_date.is_holiday")
-    calendar_start_year: int = Field(default=1970, ge=1900, le=2100)
+    calendar_start_year: int = Field(default=1970, ge=1900, le=2100,
+                                     description="dim_date and the holiday calendar start on January "
+                                                 "1st of this year (with calendar_years: 1970-2054 by "
+                                                 "default)")
     calendar_years: int = Field(default=85, ge=1, le=200, description="years in dim_date")

@@ -20,7 +20,15 @@ GROUP_RULES = ("source_priority", "most_recent", "most_frequent", "longest", "fi
 
 
 class MergeRule(StrictModel):
-    rule: MergeRuleName = "most_recent"
+    rule: MergeRuleName = Field(
+        default="most_recent",
+        description="the field takes the value of the person's first record, in this rule's order, "
+                    "that has one. source_priority: records of `sources` first, in list order, then "
+                    "`fallback`; most_recent: latest update time (then create time); first_seen: "
+                    "earliest create time; most_frequent: the value most records carry; longest: the "
+                    "longest value; max / min: largest / smallest (dates: latest / earliest); "
+                    "all_values (fields only): every distinct value in <field>__all, the primary one "
+                    "by `fallback`")
     sources: list[str] = Field(default_factory=list,
                                description="for source_priority: sources in order of trust")
     fallback: FallbackRuleName = Field(
@@ -30,8 +38,16 @@ class MergeRule(StrictModel):
 
 
 class MergeSettings(StrictModel):
-    default: MergeRule = Field(default_factory=MergeRule)
-    fields: dict[str, MergeRule] = Field(default_factory=dict)
+    default: MergeRule = Field(default_factory=MergeRule,
+                               description="the rule of every profile field and attribute without one "
+                                           "in `fields` (not all_values); the address group takes "
+                                           "most_recent instead of max or min")
+    fields: dict[str, MergeRule] = Field(
+        default_factory=dict,
+        description="a field's own rule: a profile field (given_name, surname, email, phone, "
+                    "birthdate, gender, loyalty_id), address_group (street, city, state, postal and "
+                    "country, taken together from one record) or attr_<attribute>. full_name is "
+                    "built from the merged given_name and surname")
 
     @field_validator("default")
     @classmethod
@@ -80,13 +96,17 @@ RESERVED_SCHEMAS = ("domain", "stitch", "interactions", "custom", "activation", 
 
 class Database(StrictModel):
     """A customer 360 database: its own schema, merge rules and way of grouping records."""
-    description: str = ""
+    description: str = Field(default="", description="free text shown with the database in the "
+                                                     "workspace's customer 360 page and in the dbt docs "
+                                                     "of its models")
     stitch_mode: StitchMode | float = Field(
         default="probabilistic",
         description="probabilistic: the cdp_id of Stitch; deterministic: only records linked by a "
                     "deterministic rule or an analyst's match label are one person; a number: "
                     "links at or above that match probability (>= stitch.match_threshold) count")
-    merge: MergeSettings = Field(default_factory=MergeSettings)
+    merge: MergeSettings = Field(default_factory=MergeSettings,
+                                 description="how each profile field is chosen among a person's "
+                                             "records in this database")
 
     @field_validator("stitch_mode")
     @classmethod

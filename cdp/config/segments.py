@@ -21,16 +21,30 @@ class SegmentRule(StrictModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     table: str = Field(default="c360.customer_360", description="schema.table holding cdp_id and the column")
-    column: Optional[str] = None
-    op: Optional[Literal[SEGMENT_OPS]] = None
-    value: Any = None
+    column: Optional[str] = Field(
+        default=None, description="a condition: the column of `table` tested with `op` and `value`. "
+                                  "Save for is_null, a person whose value is null does not meet it; "
+                                  "on a table with several rows per person, one row meeting it (and "
+                                  "`where`) is enough")
+    op: Optional[Literal[SEGMENT_OPS]] = Field(
+        default=None, description="a condition's test: a comparison with `value`; between: inclusive; "
+                                  "in: any of the listed values; is_null / not_null; contains: an "
+                                  "element of a list column, else a case-insensitive substring of the "
+                                  "column's value as text")
+    value: Any = Field(default=None, description="what the column is compared with: one number, text, "
+                                                 "date or boolean; [low, high] for between; a non-empty "
+                                                 "list for in; omitted for is_null and not_null")
     where: dict[str, Scalar] = Field(default_factory=dict,
                                      description="column = value filters on the same row, e.g. "
                                                  "{product_category: Bakery} on the propensity table")
     segment: Optional[str] = Field(default=None, description="another segment's name")
-    all: Optional[list["SegmentRule"]] = None
-    any: Optional[list["SegmentRule"]] = None
-    not_: Optional["SegmentRule"] = Field(default=None, alias="not")
+    all: Optional[list["SegmentRule"]] = Field(default=None,
+                                               description="rules that must all hold (and)")
+    any: Optional[list["SegmentRule"]] = Field(default=None,
+                                               description="rules of which at least one must hold (or)")
+    not_: Optional["SegmentRule"] = Field(
+        default=None, alias="not",
+        description="a rule that must not hold; a person for whom it is unknown (a null value) is in")
 
     @model_validator(mode="after")
     def _one_form(self) -> "SegmentRule":
@@ -69,7 +83,8 @@ def _is_scalar(v) -> bool:
 
 
 class Segment(SegmentRule):
-    description: str = ""
+    description: str = Field(default="", description="free text about the audience, shown and edited "
+                                                     "in the workspace's segment form")
 
 
 def _segment_cycle(segments: dict[str, Segment]) -> list[str] | None:

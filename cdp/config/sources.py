@@ -35,7 +35,11 @@ class Source(StrictModel):
     path: str = Field(description="CSV or Parquet file, a lakehouse folder of Parquet files (hive "
                                   "partitions too) or a Delta table, or with deliveries: the folder "
                                   "of delivery files; relative to the config file's folder")
-    kind: SourceKind
+    kind: SourceKind = Field(
+        description="what a row is: a customer record (customers: Stitch resolves them into people), "
+                    "an order (transactions), an order line (transaction_items) or a product "
+                    "(products); it decides which semantic tags the columns may carry and which are "
+                    "required (see Semantic tags)")
     format: Literal["csv", "parquet", "delta"] | None = Field(
         default=None, description="defaults to the path's suffix; set parquet or delta for a folder")
     columns: dict[str, str] = Field(description="source column -> semantic tag")
@@ -51,7 +55,9 @@ class Source(StrictModel):
         default=None, description="the source arrives as a folder of delivery files (path: the "
                                   "folder), each applied once, in file-name order, to the records "
                                   "kept so far (DuckDB engine only)")
-    description: str = ""
+    description: str = Field(default="", description="free text describing the source in its Dagster "
+                                                     "asset and in dbt's docs of domain.<name>; when "
+                                                     "empty, the source's name is used")
     encoding: str | None = Field(
         default=None, description="text encoding of a CSV file (utf-8, cp1252, latin-1, utf-16...); "
                                   "default: a byte order mark, else UTF-8, else the legacy code page "

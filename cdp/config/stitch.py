@@ -12,10 +12,19 @@ from cdp.config.common import StrictModel
 
 
 class Blocklist(StrictModel):
-    emails: list[str] = Field(default_factory=list)
-    phones: list[str] = Field(default_factory=list)
+    emails: list[str] = Field(default_factory=list,
+                              description="emails never used as evidence (placeholders such as "
+                                          "none@none.com), compared as the sources standardise emails; "
+                                          "also left out of the Profile API's lookups")
+    phones: list[str] = Field(default_factory=list,
+                              description="phone numbers never used as evidence (a store's phone), read "
+                                          "as the sources standardise phones, in the tenant's country; "
+                                          "also left out of the Profile API's lookups")
     addresses: list[str] = Field(default_factory=list, description="street lines, e.g. a store's address")
-    names: list[str] = Field(default_factory=list)
+    names: list[str] = Field(default_factory=list,
+                             description="names never used as evidence (test, unknown), removed as a "
+                                         "given name or a surname alike, case-insensitively; a blocked "
+                                         "given name takes its nickname alias with it")
     max_people_per_value: int = Field(
         default=5, ge=2,
         description="an email, phone or address carried by more different people than this is junk")
@@ -31,9 +40,19 @@ class StitchSettings(StrictModel):
                                    description="pairs at or above this match probability are linked")
     score_threshold: float = Field(default=0.01, ge=0, lt=1,
                                    description="pairs below this probability are not kept in unified_scores")
-    u_sampling_max_pairs: int = Field(default=2_000_000, ge=10_000)
-    seed: int = 42
-    blocklist: Blocklist = Field(default_factory=Blocklist)
+    u_sampling_max_pairs: int = Field(
+        default=2_000_000, ge=10_000,
+        description="random record pairs Splink samples to estimate the u probabilities when the "
+                    "model is trained: more is steadier and slower. A saved model is reused, so a "
+                    "change takes effect when it is next trained (no saved model, a changed design "
+                    "or retrain)")
+    seed: int = Field(default=42, description="random seed of Splink's u sampling when the model is "
+                                              "trained and of the random clusters sampled into "
+                                              "stitch.detailed_examples")
+    blocklist: Blocklist = Field(default_factory=Blocklist,
+                                 description="junk values never used as evidence: those listed, plus "
+                                             "the emails, phones and addresses detected as shared by too "
+                                             "many people (stitch.blocklist lists both)")
     labels: str | None = Field(
         default=None, description="CSV of analyst labels (source_l, pk_l, source_r, pk_r, label: "
                                   "match|no_match, note), relative to the config; overrides the model")

@@ -41,7 +41,10 @@ class Overrides(BaseModel):
 
 
 class TenantConfig(StrictModel):
-    tenant: str
+    tenant: str = Field(description="the tenant's name, a lowercase identifier ([a-z][a-z0-9_]*): it "
+                                    "begins the name of every file a file destination drops, is shown "
+                                    "in the titles of the Spark app, the Profile API and the workspace, "
+                                    "and seeds the cdp_ids Stitch issues to new people")
     country: str = Field(default=DEFAULT_COUNTRY,
                          description="ISO 3166-1 alpha-2 country of the tenant's customers: how phones, "
                                      "postcodes, states and street lines are read when neither the record "
@@ -51,25 +54,49 @@ class TenantConfig(StrictModel):
                            description="DuckDB file, relative to the config file")
     engine: EngineName = Field(default="duckdb", description="duckdb (embedded) or spark; "
                                                            "$CDP_ENGINE overrides")
-    spark: SparkSettings = Field(default_factory=SparkSettings)
-    duckdb: DuckDBSettings = Field(default_factory=DuckDBSettings)
-    sources: dict[str, Source]
-    stitch: StitchSettings = Field(default_factory=StitchSettings)
-    merge: MergeSettings = Field(default_factory=MergeSettings)
+    spark: SparkSettings = Field(default_factory=SparkSettings,
+                                 description="where and how Spark runs (engine: spark only)")
+    duckdb: DuckDBSettings = Field(default_factory=DuckDBSettings,
+                                   description="memory and spill folder of the DuckDB connections to "
+                                               "the warehouse file (cdp's and dbt's)")
+    sources: dict[str, Source] = Field(
+        description="the tenant's data files by name; a name is a lowercase identifier and becomes "
+                    "the table domain.<name>. At least one source must have kind customers")
+    stitch: StitchSettings = Field(default_factory=StitchSettings,
+                                   description="identity resolution: which customer records are one "
+                                               "person (cdp_id)")
+    merge: MergeSettings = Field(default_factory=MergeSettings,
+                                 description="merge rules of the c360 database when `databases` does "
+                                             "not list c360 (when it does, set them in "
+                                             "databases.c360.merge and leave this out)")
     databases: dict[str, Database] = Field(
         default_factory=dict,
         description="customer 360 databases by name (each its own schema); 'c360' is added from "
                     "`merge` when not listed")
-    destinations: dict[str, AnyDestination] = Field(default_factory=dict)
-    interactions: InteractionSettings = Field(default_factory=InteractionSettings)
-    predictive: PredictiveSettings = Field(default_factory=PredictiveSettings)
-    bi: BiSettings = Field(default_factory=BiSettings)
+    destinations: dict[str, AnyDestination] = Field(
+        default_factory=dict,
+        description="where outputs are sent, by name (a lowercase identifier): a file drop (the kind "
+                    "when none is given), a PostgreSQL database or a webhook")
+    interactions: InteractionSettings = Field(default_factory=InteractionSettings,
+                                              description="the purchase attributes computed from the "
+                                                          "transactions sources")
+    predictive: PredictiveSettings = Field(default_factory=PredictiveSettings,
+                                           description="the CLV and category propensity models "
+                                                       "trained on the purchase history")
+    bi: BiSettings = Field(default_factory=BiSettings,
+                           description="the calendar (bi.dim_date) and holidays of the BI star schema")
     rebuild_cron: str = Field(default="0 3 * * *", description="daily rebuild schedule")
     queries: QuerySettings | None = Field(default=None, description="saved Presto SQL queries")
-    profile_api: ProfileApiSettings = Field(default_factory=ProfileApiSettings)
-    workspace: WorkspaceSettings = Field(default_factory=WorkspaceSettings)
-    audit: AuditSettings = Field(default_factory=AuditSettings)
-    dagster: DagsterSettings = Field(default_factory=DagsterSettings)
+    profile_api: ProfileApiSettings = Field(default_factory=ProfileApiSettings,
+                                            description="the Profile API of `cdp serve`: its API keys "
+                                                        "and the serving copy it reads")
+    workspace: WorkspaceSettings = Field(default_factory=WorkspaceSettings,
+                                         description="the analyst workspace of `cdp serve`: users, "
+                                                     "sessions and query limits")
+    audit: AuditSettings = Field(default_factory=AuditSettings,
+                                 description="the audit log of the workspace and the Profile API")
+    dagster: DagsterSettings = Field(default_factory=DagsterSettings,
+                                     description="what Dagster's metadata and UI show")
     segments: dict[str, Segment] = Field(default_factory=dict, description="audiences, see segments.py")
     orchestrations: dict[str, Orchestration] = Field(default_factory=dict,
                                                      description="segment/query -> destination bindings")
