@@ -231,3 +231,33 @@ def test_a_delta_pair_scores_as_in_a_full_run(stitched_once, tmp_path):
         con.close()
     # c03-c04 agree on a given name, whose term frequency the two stacked inputs would double count
     assert len(full) >= 2 and sorted(incremental) == sorted(full)
+
+
+def test_the_record_check_counts_a_missing_a_duplicated_and_an_extra_record(stitched_once, tmp_path):
+    """every_domain_record_once passes on the stitched tables by their fingerprints, and where
+    they differ counts each kind of fault exactly - a swap that keeps the row count included."""
+    from cdp.stages.stitch.publish import every_domain_record_once
+
+    shutil.copytree(stitched_once, tmp_path / "t", symlinks=True)
+    cfg = load_config(tmp_path / "t" / "tenant.yaml")
+    con = duckdb.connect(str(cfg.warehouse_path))
+
+    def counts():
+        result = every_domain_record_once(con, cfg)
+        return result.passed, {k: v.value for k, v in result.metadata.items()}
+
+    try:
+        clean = counts()
+        con.execute("update stitch.unified_coalesced set pk = 'c98' where pk = 'c05'")
+        swapped = counts()
+        con.execute("update stitch.unified_coalesced set pk = 'c05' where pk = 'c98'")
+        con.execute("delete from stitch.unified_coalesced where pk = 'c01'")
+        con.execute("insert into stitch.unified_coalesced select * from stitch.unified_coalesced where pk = 'c02'")
+        con.execute("insert into stitch.unified_coalesced by name "
+                    "select * replace ('c99' as pk) from stitch.unified_coalesced where pk = 'c03'")
+        faulty = counts()
+    finally:
+        con.close()
+    assert clean == (True, {"domain_records_missing": 0, "records_duplicated": 0, "records_not_in_domain": 0})
+    assert swapped == (False, {"domain_records_missing": 1, "records_duplicated": 0, "records_not_in_domain": 1})
+    assert faulty == (False, {"domain_records_missing": 1, "records_duplicated": 1, "records_not_in_domain": 1})

