@@ -77,7 +77,10 @@ def run_measured(code: str, *args: str, env: dict[str, str] | None = None, tree_
     """Run code in a fresh Python from the repository root (its own peak RSS); return the JSON of
     its last output line and the wall seconds (the interpreter's start and imports included).
     With tree_rss, the JSON's peak_gib becomes the peak RSS of the whole process tree (a Spark
-    JVM included), sampled from /proc every 0.2 s."""
+    JVM included), sampled from /proc every 0.2 s. The file system's dirty pages are written out
+    first (os.sync), so a run does not pay, at its first fsync, for what the run before it or
+    the benchmark's own copies left to write."""
+    os.sync()
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=ROOT,
