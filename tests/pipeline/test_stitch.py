@@ -96,6 +96,10 @@ def test_split_largest_piece_keeps_id_others_get_new_ids_never_reissued():
     issued = {old, idm.cdp_id_for(TENANT, "s|3")}
     again = rerun(before, {"P": ["s|1", "s|2"], "Q": ["s|3"]}, issued=issued)
     assert id_of(again, "s|3") not in issued
+    # and neither is the first alternative when it was issued too: the next one is taken
+    issued.add(idm.cdp_id_for(TENANT, "s|3", 1))
+    again = rerun(before, {"P": ["s|1", "s|2"], "Q": ["s|3"]}, issued=issued)
+    assert id_of(again, "s|3") == idm.cdp_id_for(TENANT, "s|3", 2)
 
 
 def test_retired_when_all_records_are_gone():

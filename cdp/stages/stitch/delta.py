@@ -27,7 +27,7 @@ from cdp.stages.stitch import state as stm
 from cdp.config import TenantConfig
 from cdp.stages.stitch.preprocess import (BLOCKED_FIELDS, DETECTED_FIELDS, KEYED, RECORDS, STORED_MISSPELT,
                                           MISSPELT_TABLE, ambiguous_keys_sql, blocklist_frame,
-                                          configured_blocklist_rows, customer_union_sql,
+                                          configured_blocklist_rows, configured_values, customer_union_sql,
                                           detected_blocklist_rows, initial_key_uses_sql, key_records,
                                           prepare_for_matching, stage_customer_records,
                                           staged_from_columns)
@@ -90,22 +90,40 @@ def blocklist_after(con, cfg: TenantConfig) -> pd.DataFrame:
     """The blocklist a full recount over NOW would give, counting again only what the delta
     can change: the configured values' records, and the detected standing of the values the
     new, changed and deleted records carry before or after (a value no delta record carries
-    keeps its records, so its standing). Same rows, same order as preprocess.build_blocklist."""
-    rows = configured_blocklist_rows(con, cfg, NOW)
+    keeps its records, so its standing). Same rows, same order as preprocess.build_blocklist.
+    Two scans of the stored staged rows, whatever the fields: the delta's rows before, then
+    every record carrying a value counted again (_carriers), which the counts read."""
+    configured = configured_values(cfg)
     before = con.execute("select field, value, reason, records_touched from stitch.blocklist "
                          "where reason <> 'configured'").df()
-    for field in DETECTED_FIELDS:
+    con.execute(f"""create or replace temp table _delta_staged_before as select * from {STAGED}
+                    where unique_id in (select unique_id from _delta_content)""")
+    con.register("_configured_values", pd.DataFrame(
+        [(f, v) for f, values in configured.items() for v in values], columns=["field", "value"]).astype(str))
+    try:
         con.execute(f"""create or replace temp table _touched_values as
-                        select distinct {field} as value from (
-                            select {field} from {STAGED} where unique_id in (select unique_id from _delta_content)
-                            union all select {field} from _restaged) where {field} is not null""")
+                        select distinct field, value from (
+                            {" union all ".join(f"select '{f}' as field, {f} as value from _delta_staged_before "
+                                                f"union all select '{f}', {f} from _restaged" for f in DETECTED_FIELDS)})
+                        where value is not null
+                        union select field, value from _configured_values""")
+    finally:
+        con.unregister("_configured_values")
+    carried = " or ".join(f"{f} in (select value from _touched_values where field = '{f}')"
+                          for f in dict.fromkeys([*DETECTED_FIELDS, *configured]))
+    columns = ", ".join(dict.fromkeys([*DETECTED_FIELDS, *configured, "given_name_alias"]))
+    con.execute(f"create or replace temp table _carriers as select {columns} from {NOW} where {carried}")
+    rows = configured_blocklist_rows(con, cfg, "_carriers")
+    touched = con.execute("select field, value from _touched_values").df()
+    for field in DETECTED_FIELDS:
         kept = before[(before["field"] == field)
-                      & ~before["value"].isin([v for (v,) in con.execute("select value from _touched_values").fetchall()])]
+                      & ~before["value"].isin(touched.loc[touched["field"] == field, "value"])]
         counted = detected_blocklist_rows(
-            con, cfg, field, f"select {field} as value, given_name_alias as given from {NOW} "
-                             f"where {field} in (select value from _touched_values)")
+            con, cfg, field, f"select {field} as value, given_name_alias as given from _carriers "
+                             f"where {field} in (select value from _touched_values where field = '{field}')")
         rows += sorted([*kept.to_dict("records"), *counted], key=lambda r: r["value"])
-    con.execute("drop table if exists _touched_values")
+    for table in ("_touched_values", "_carriers", "_delta_staged_before"):
+        con.execute(f"drop table if exists {table}")
     return blocklist_frame(rows)
 
 

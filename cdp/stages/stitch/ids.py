@@ -127,8 +127,11 @@ def _issue_new_ids(con, issued: str, tenant: str) -> None:
                     select cluster_id, {uuid_from_sha1_sql("h")} from (
                         select cluster_id, {uuid5_sha1_sql("? || min(unique_id)")} as h from _cur
                         anti join _kept using (cluster_id) group by cluster_id)""", [f"{tenant}:"])
+    # of the ids issued before, those this run's clusters were given (a scan of issued, not a
+    # copy of it: an incremental run's issued is every id in the history)
     con.execute(f"""create or replace temp table _taken as
-                    select cdp_id from {issued} union select previous_id from _kept""")
+                    select cdp_id from {issued} where cdp_id in (select cdp_id from _id_of_cluster)
+                    union select previous_id from _kept""")
     clashes = con.execute("""select n.cluster_id, min(c.unique_id) from _id_of_cluster n
                              join _cur c using (cluster_id)
                              where n.cluster_id not in (select cluster_id from _kept)
@@ -136,7 +139,8 @@ def _issue_new_ids(con, issued: str, tenant: str) -> None:
                              group by n.cluster_id order by 1""").fetchall()
     for cluster_id, anchor in clashes:
         attempt, candidate = 1, cdp_id_for(tenant, anchor, 1)
-        while con.execute("select count(*) from _taken where cdp_id = ?", [candidate]).fetchall()[0][0] \
+        while con.execute(f"select count(*) from (select cdp_id from {issued} union all select cdp_id from _taken) t "
+                          "where cdp_id = ?", [candidate]).fetchall()[0][0] \
                 or con.execute("select count(*) from _id_of_cluster where cdp_id = ?", [candidate]).fetchall()[0][0]:
             attempt += 1
             candidate = cdp_id_for(tenant, anchor, attempt)

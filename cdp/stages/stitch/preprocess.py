@@ -197,16 +197,23 @@ def blocklist_frame(rows: list[dict]) -> pd.DataFrame:
     return out.drop_duplicates(subset=["field", "value"], keep="first").reset_index(drop=True)
 
 
-def configured_blocklist_rows(con, cfg: TenantConfig, records: str) -> list[dict]:
-    """The configured junk values as the sources standardise them, with the records of
-    `records` they touch."""
+def configured_values(cfg: TenantConfig) -> dict[str, list[str]]:
+    """field -> the configured junk values as the sources standardise them (fields with some)."""
     bl = cfg.stitch.blocklist
-    rows = []
+    out = {}
     for field, configured in (("email", bl.emails), ("phone", bl.phones), ("address", bl.addresses),
                               ("given_name", bl.names), ("surname", bl.names)):
         values = [v for v in _blocklist_value(field, configured, cfg.country).dropna().unique()]
-        if not values:
-            continue
+        if values:
+            out[field] = values
+    return out
+
+
+def configured_blocklist_rows(con, cfg: TenantConfig, records: str) -> list[dict]:
+    """The configured junk values as the sources standardise them, with the records of
+    `records` they touch."""
+    rows = []
+    for field, values in configured_values(cfg).items():
         touched = dict(con.execute(f"""select {field}, count(*) from {records}
                                        where {field} in (select unnest(?)) group by 1""", [values]).fetchall())
         rows += [{"field": field, "value": v, "reason": "configured", "records_touched": int(touched.get(v, 0))}

@@ -37,14 +37,18 @@ def write_scores(con, out: str, evidence: str = "evidence", ids: str = "ids", in
 
 
 def write_coalesced(con, cfg: TenantConfig, ids: str, insert: bool = False) -> None:
-    """unified_coalesced: every source record of `ids` with its cdp_id and standardised PII."""
+    """unified_coalesced: every source record of `ids` with its cdp_id and standardised PII
+    (joined on source and pk: no key is built for each domain record)."""
     con.execute(f"""
         {"insert into stitch.unified_coalesced by name" if insert else "create or replace table stitch.unified_coalesced as"}
         select i.cdp_id, r.source, r.pk, r.given_name, r.surname, r.full_name, r.email,
                r.phone, r.address, r.address2, r.city, r.state, r.postal, r.country, r.birthdate,
                r.gender, r.loyalty_id{"".join(f", r.{c}" for c in cfg.identifier_columns)},
                r.created_at, r.updated_at{"".join(f", r.{c}" for c in cfg.attribute_columns)}
-        from ({customer_union_sql(cfg)}) r join {ids} i on i.unique_id = r.source || '|' || r.pk""")
+        from ({customer_union_sql(cfg)}) r
+        join (select cdp_id, split_part(unique_id, '|', 1) as source,
+                     substr(unique_id, length(split_part(unique_id, '|', 1)) + 2) as pk from {ids}) i
+          on i.source = r.source and i.pk = r.pk""")
 
 
 def write_detailed_examples(con, out: str, sample: int, seed: int) -> None:
