@@ -48,7 +48,8 @@ class DuckDBWarehouseResource(DuckDBResource, WarehouseResource):
     as durable either way, and a checkpoint mid-run rewrote every table changed since the run
     began (the domain tables' delivery included) inside whichever step crossed the mark, then
     again at the close (a replayed 1M delivery: 0.2-1.2 s at a Stitch commit, the more the
-    machine had written elsewhere; one checkpoint at release: 0.35 s). RUN_CHECKPOINT_THRESHOLD still bounds the log of a big run."""
+    machine had written elsewhere; one checkpoint at release: 0.35 s). RUN_CHECKPOINT_THRESHOLD
+    still bounds the log of a big run."""
 
     RUN_CHECKPOINT_THRESHOLD: ClassVar[str] = "1GB"
 

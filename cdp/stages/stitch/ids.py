@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from cdp.engine.tables import transaction
+from cdp.stages.stitch.preprocess import record_key_sql
 
 CDP_ID_NAMESPACE = uuid.UUID("6f1c9a52-3b0e-4d8e-9c55-0c4d2b7f0a11")
 
@@ -139,8 +140,8 @@ def _issue_new_ids(con, issued: str, tenant: str) -> None:
                              group by n.cluster_id order by 1""").fetchall()
     for cluster_id, anchor in clashes:
         attempt, candidate = 1, cdp_id_for(tenant, anchor, 1)
-        while con.execute(f"select count(*) from (select cdp_id from {issued} union all select cdp_id from _taken) t "
-                          "where cdp_id = ?", [candidate]).fetchall()[0][0] \
+        while con.execute(f"select count(*) from (select cdp_id from {issued} union all "
+                          "select previous_id from _kept) t where cdp_id = ?", [candidate]).fetchall()[0][0] \
                 or con.execute("select count(*) from _id_of_cluster where cdp_id = ?", [candidate]).fetchall()[0][0]:
             attempt += 1
             candidate = cdp_id_for(tenant, anchor, attempt)
@@ -211,9 +212,7 @@ def _record_changes(con, previous: str, has_history: bool | None = None) -> None
             union all
             select p.unique_id, p.cdp_id, null, 'record no longer in any source'
             from {previous} p anti join _cur using (unique_id))
-        select split_part(unique_id, '|', 1) as source,
-               substr(unique_id, length(split_part(unique_id, '|', 1)) + 2) as pk,
-               previous_id, cdp_id, reason
+        select {record_key_sql("unique_id")}, previous_id, cdp_id, reason
         from rows""")
 
 
@@ -245,9 +244,7 @@ def record_history(con, ids: str, reasons: str, run_id: str, at: pd.Timestamp,
     ensure_history(con)
     with transaction(con):
         con.execute(f"""create or replace temp table _ids_now as
-                        select split_part(unique_id, '|', 1) as source,
-                               substr(unique_id, length(split_part(unique_id, '|', 1)) + 2) as pk, cdp_id
-                        from {ids}""")
+                        select {record_key_sql("unique_id")}, cdp_id from {ids}""")
         con.execute("""
             update stitch.cdp_id_history h set valid_to = ?
             where h.valid_to is null and not exists (

@@ -24,6 +24,7 @@ from cdp.engine import warehouse_of
 from cdp.stages.stitch import clusters as cl
 from cdp.stages.stitch import state as stm
 from cdp.stages.stitch.model import DESIGN_KEY, register_term_frequencies, splink_scratch
+from cdp.stages.stitch.preprocess import record_key_sql
 
 DELTA = "_incr_delta"          # present records whose preprocessed row is new or changed
 GONE = "_incr_gone"            # every pending record (also the deleted): its old pairs are void
@@ -136,8 +137,7 @@ def _uid(side: str = "") -> str:
 def _keys(table: str) -> str:
     """Temp table `table`_keys (source, pk) of a table of unique_ids: unified_scores is joined
     on its two key columns, not on a key built for each of its rows."""
-    return (f"create or replace temp table {table}_keys as select split_part(unique_id, '|', 1) as source, "
-            f"substr(unique_id, length(split_part(unique_id, '|', 1)) + 2) as pk from {table}")
+    return f"create or replace temp table {table}_keys as select {record_key_sql('unique_id')} from {table}"
 
 
 def _touching(keys: str, side: str, alias: str = "s") -> str:

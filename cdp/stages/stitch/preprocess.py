@@ -82,6 +82,13 @@ MISSPELT_TABLE = "_stitch_misspelt"
 BLOCKED_FIELDS = ("email", "phone", "address", "given_name", "surname")
 
 
+def record_key_sql(unique_id: str, suffix: str = "") -> str:
+    """SQL select items `source<suffix>, pk<suffix>` of a unique_id column ('source|pk', built by
+    staging; a pk may itself hold '|', a source name cannot)."""
+    source = f"split_part({unique_id}, '|', 1)"
+    return f"{source} as source{suffix}, substr({unique_id}, length({source}) + 2) as pk{suffix}"
+
+
 def customer_union_sql(cfg: TenantConfig) -> str:
     return " union all ".join(f'select * from domain."{s}"' for s in cfg.customer_sources)
 

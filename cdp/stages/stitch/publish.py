@@ -7,7 +7,7 @@ import dagster as dg
 from cdp.config import TenantConfig
 from cdp.engine import warehouse_of
 from cdp.engine.tables import preview_md
-from cdp.stages.stitch.preprocess import customer_union_sql
+from cdp.stages.stitch.preprocess import customer_union_sql, record_key_sql
 
 UNIFIED_COALESCED = dg.AssetKey(["stitch", "unified_coalesced"])
 
@@ -24,10 +24,7 @@ def write_scores(con, out: str, evidence: str = "evidence", ids: str = "ids", in
     levels = [f"e.{c} as {c.replace('gamma_', 'level_')}" for c in sorted(columns) if c.startswith("gamma_")]
     con.execute(f"""
         {f"insert into {out} by name" if insert else f"create or replace table {out} as"}
-        select split_part(e.unique_id_l, '|', 1) as source_l,
-               substr(e.unique_id_l, length(split_part(e.unique_id_l, '|', 1)) + 2) as pk_l,
-               split_part(e.unique_id_r, '|', 1) as source_r,
-               substr(e.unique_id_r, length(split_part(e.unique_id_r, '|', 1)) + 2) as pk_r,
+        select {record_key_sql("e.unique_id_l", "_l")}, {record_key_sql("e.unique_id_r", "_r")},
                round(e.match_weight, 4) as match_weight, round(e.match_probability, 6) as match_probability,
                e.deterministic_rule, e.label, e.linked, coalesce(il.cdp_id = ir.cdp_id, false) as same_cdp_id,
                {"e.match_key::varchar as match_key" if "match_key" in columns else "null::varchar as match_key"}
@@ -46,8 +43,7 @@ def write_coalesced(con, cfg: TenantConfig, ids: str, insert: bool = False) -> N
                r.gender, r.loyalty_id{"".join(f", r.{c}" for c in cfg.identifier_columns)},
                r.created_at, r.updated_at{"".join(f", r.{c}" for c in cfg.attribute_columns)}
         from ({customer_union_sql(cfg)}) r
-        join (select cdp_id, split_part(unique_id, '|', 1) as source,
-                     substr(unique_id, length(split_part(unique_id, '|', 1)) + 2) as pk from {ids}) i
+        join (select cdp_id, {record_key_sql("unique_id")} from {ids}) i
           on i.source = r.source and i.pk = r.pk""")
 
 
